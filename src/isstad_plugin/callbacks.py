@@ -1,0 +1,43 @@
+"""The Lightning callback that moves an ISSTAD fit from stage 1 to stage 2 (paper Fig. 2)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.strategies import DDPStrategy
+
+if TYPE_CHECKING:
+    from isstad_plugin.lightning_model import Isstad
+
+logger = logging.getLogger(__name__)
+
+
+class IsstadStageSwitch(Callback):
+    """Switch to stage 2 at the start of epoch ``stage1_epochs``.
+
+    The switch freezes the encoder (``requires_grad`` off, eval mode), then rebuilds the optimiser and scheduler for
+    the stage-2 parameters through ``trainer.strategy.setup_optimizers``; the model changes its loss and inputs from
+    its ``stage``. The stage is stored in every checkpoint by the model, so ``ckpt_path`` resumes in the right stage
+    with the right optimiser.
+
+    Under DDP the callback turns on ``find_unused_parameters``: stage 1 leaves the pixel classifier head unused and
+    stage 2 stops gradients into the encoder after the model was wrapped.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Let DDP tolerate parameters without gradients (set before the strategy wraps the model)."""
+        del pl_module
+        strategy = trainer.strategy
+        if stage == "fit" and isinstance(strategy, DDPStrategy):
+            strategy._ddp_kwargs.setdefault("find_unused_parameters", True)  # noqa: SLF001 - no public setter
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Enter stage 2 once stage 1 has run its epochs."""
+        model: Isstad = pl_module  # type: ignore[assignment]
+        if model.stage == 1 and model.variant.finetune and trainer.current_epoch >= model.stage1_epochs:
+            model.enter_stage2()
+            trainer.strategy.setup_optimizers(trainer)
+            logger.info("ISSTAD: stage 2 starts at epoch %d (encoder frozen: %s)", trainer.current_epoch,
+                        model.model.encoder_frozen)

@@ -1,0 +1,179 @@
+"""Stage-2 pixel-level corruption of ISSTAD (paper §3.3.1 and §4.1.3 "Data Augmentation").
+
+:class:`PixelCorruption` corrupts a batch of clean training images and returns pixel labels for the pixel classifier
+head. Two modes:
+
+* ``"paper"`` (default): 5/6 of the images get 1-100 random blocks, each with one or more of flip, rotation, blur,
+  colour change and Gaussian noise; a pixel is labelled 1 exactly where its value changed. See
+  :mod:`isstad_plugin.corruption.paper` for the exact semantics and
+  :mod:`isstad_plugin.corruption.reference` for the loop implementation used as the test oracle.
+* ``"official"``: the official code's augmentation, 2/3 of the images get a whole-image transform pasted through
+  1-3 random shapes, labelled with the shape mask. See :mod:`isstad_plugin.corruption.official`.
+
+Dtype rule: computation is in float32 and the corrupted batch is returned in the input dtype (float16, bfloat16,
+float32 or float64); labels are always float32. Everything runs on the images' device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from isstad_plugin.corruption.official import OFFICIAL_CORRUPT_PROB, OFFICIAL_MAX_SHAPES, OfficialConfig, apply_official
+from isstad_plugin.corruption.paper import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_CHANGE_TOLERANCE,
+    DEFAULT_OPS_PER_BLOCK,
+    OPERATIONS,
+    PAPER_CORRUPT_PROB,
+    PAPER_NUM_BLOCKS,
+    BlockParams,
+    PaperConfig,
+    apply_vectorised,
+    sample_params,
+)
+from isstad_plugin.corruption.reference import apply_loop
+
+__all__ = [
+    "OFFICIAL_CORRUPT_PROB",
+    "OPERATIONS",
+    "PAPER_CORRUPT_PROB",
+    "BlockParams",
+    "OfficialConfig",
+    "PaperConfig",
+    "PixelCorruption",
+    "check_images",
+]
+
+VALUE_EPSILON = 1e-3
+"""Inputs may exceed [0, 1] by this much (rounding of resized or low-precision images); they are clamped first."""
+
+
+def check_images(images: object) -> tuple[float, float]:
+    """Raise a one-line ``TypeError``/``ValueError`` unless ``images`` is a float ``(B, C, H, W)`` batch in [0, 1].
+
+    Args:
+        images: The candidate batch.
+
+    Returns:
+        The minimum and maximum value (``(0.0, 1.0)`` for an empty batch).
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}; "
+                         "add a batch dimension with images.unsqueeze(0) for a single image")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor in [0, 1], got {images.dtype}; "
+                        "convert with images.float() / 255 for 8-bit images")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)}); "
+                         "pass channels first as (B, C, H, W)")
+    if images.numel() == 0:
+        return 0.0, 1.0
+    extremes = torch.aminmax(images.detach())
+    low, high = float(extremes.min), float(extremes.max)
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError("images contain NaN values; fix the data pipeline before corrupting")
+    if not (low >= -VALUE_EPSILON and high <= 1 + VALUE_EPSILON):
+        raise ValueError(f"images must hold values in [0, 1], got min {low:.4g} and max {high:.4g}; "
+                         "undo any normalisation (e.g. x * 0.5 + 0.5 for [-1, 1] inputs) first")
+    return low, high
+
+
+def _generator(seed: torch.Generator | int | None, device: torch.device) -> torch.Generator | None:
+    """Turn an optional seed or generator into a generator on ``device`` (``None`` uses the global RNG)."""
+    if seed is None:
+        return None
+    if isinstance(seed, torch.Generator):
+        if seed.device.type != device.type:
+            raise ValueError(f"generator is on {seed.device} but images are on {device}; "
+                             f"create it with torch.Generator(device={str(device)!r})")
+        return seed
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return torch.Generator(device=device).manual_seed(seed)
+    raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(seed).__name__}")
+
+
+class PixelCorruption(nn.Module):
+    """Corrupt clean images and label the corrupted pixels (ISSTAD stage 2). No trainable parameters.
+
+    Args:
+        mode: ``"paper"`` (blocks, labels = changed pixels) or ``"official"`` (shapes, labels = shape mask).
+        corrupt_prob: Probability that an image is corrupted; ``None`` uses the mode's value (paper 5/6, official
+            2/3).
+        num_blocks: Paper mode: inclusive range of blocks per corrupted image (paper: 1 to 100).
+        block_size: Paper mode: ``(min_px, max_fraction)`` of a block side, drawn independently for height and width.
+        operations: Paper mode: allowed operation kinds, a subset of ``("flip", "rotate", "blur", "colour",
+            "noise")``.
+        ops_per_block: Paper mode: inclusive range of distinct operation kinds per block.
+        change_tolerance: Paper mode: a pixel is labelled changed when some channel moved by more than this.
+        max_shapes: Official mode: shapes per mask are drawn from ``[1, max_shapes]``.
+        implementation: Paper mode: ``"vectorised"`` (default) or ``"loop"`` (the slow reference, same output).
+
+    Example:
+        >>> corruption = PixelCorruption()
+        >>> corrupted, labels = corruption(torch.rand(4, 3, 64, 64), generator=0)
+        >>> corrupted.shape, labels.shape
+        (torch.Size([4, 3, 64, 64]), torch.Size([4, 1, 64, 64]))
+    """
+
+    def __init__(self, mode: Literal["paper", "official"] = "paper", corrupt_prob: float | None = None,
+                 num_blocks: tuple[int, int] = PAPER_NUM_BLOCKS, block_size: tuple[int, float] = DEFAULT_BLOCK_SIZE,
+                 operations: tuple[str, ...] = OPERATIONS, ops_per_block: tuple[int, int] = DEFAULT_OPS_PER_BLOCK,
+                 change_tolerance: float = DEFAULT_CHANGE_TOLERANCE, max_shapes: int = OFFICIAL_MAX_SHAPES,
+                 implementation: Literal["vectorised", "loop"] = "vectorised") -> None:
+        super().__init__()
+        if mode not in ("paper", "official"):
+            raise ValueError(f"mode must be 'paper' or 'official', got {mode!r}")
+        if implementation not in ("vectorised", "loop"):
+            raise ValueError(f"implementation must be 'vectorised' or 'loop', got {implementation!r}")
+        self.mode = mode
+        self.implementation = implementation
+        self.config: PaperConfig | OfficialConfig
+        if mode == "paper":
+            self.config = PaperConfig(corrupt_prob=PAPER_CORRUPT_PROB if corrupt_prob is None else corrupt_prob,
+                                      num_blocks=(num_blocks[0], num_blocks[1]),
+                                      block_size=(block_size[0], block_size[1]), operations=tuple(operations),
+                                      ops_per_block=(ops_per_block[0], ops_per_block[1]),
+                                      change_tolerance=change_tolerance)
+        else:
+            self.config = OfficialConfig(corrupt_prob=OFFICIAL_CORRUPT_PROB if corrupt_prob is None else corrupt_prob,
+                                         max_shapes=max_shapes)
+
+    def extra_repr(self) -> str:
+        """Show the mode and the settings in ``print(module)``."""
+        return f"mode={self.mode!r}, config={self.config}"
+
+    @torch.no_grad()
+    def forward(self, images: Tensor, generator: torch.Generator | int | None = None) -> tuple[Tensor, Tensor]:
+        """Corrupt a batch.
+
+        Args:
+            images: ``(B, C, H, W)`` float images in [0, 1], ``C`` in {1, 3}, any device; ``H != W`` is fine.
+            generator: Optional ``torch.Generator`` on the images' device, or an int seed, for reproducible output.
+
+        Returns:
+            ``(corrupted, labels)``: ``corrupted`` has the input's shape, dtype and device and values in [0, 1];
+            ``labels`` is float32 ``(B, 1, H, W)`` in {0, 1}. Uncorrupted images are returned unchanged with zero
+            labels.
+
+        Raises:
+            TypeError: ``images`` is not a float tensor, or ``generator`` has a wrong type.
+            ValueError: wrong shape, channel count or value range, or a generator on another device.
+        """
+        low, high = check_images(images)
+        generator = _generator(generator, images.device)
+        batch, channels, height, width = images.shape
+        if images.numel() == 0:
+            return images.clone(), torch.zeros((batch, 1, height, width), device=images.device)
+        if low < 0 or high > 1:
+            images = images.clamp(0.0, 1.0)
+        if isinstance(self.config, OfficialConfig):
+            return apply_official(images, self.config, generator)
+        params = sample_params(batch, channels, height, width, self.config, generator, images.device)
+        apply = apply_loop if self.implementation == "loop" else apply_vectorised
+        return apply(images, params, self.config.change_tolerance)

@@ -1,0 +1,410 @@
+"""ISSTAD as an anomalib model: both training stages in one fit (paper Fig. 2), fused S map at inference.
+
+Example:
+    >>> from anomalib.data import MVTecAD
+    >>> from anomalib.engine import Engine
+    >>> from isstad_plugin import Isstad
+    >>> model = Isstad(encoder="vit_tiny_patch8", image_size=128, stage1_epochs=5)  # doctest: +SKIP
+    >>> Engine(max_epochs=15).train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+
+From the command line::
+
+    anomalib train --model isstad_plugin.Isstad --data MVTecAD --data.category bottle \
+        --model.stage1_epochs 120 --trainer.max_epochs 320
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torchvision.transforms.v2 import Compose, Normalize, Resize
+
+from isstad_plugin.callbacks import IsstadStageSwitch
+from isstad_plugin.corruption import PixelCorruption
+from isstad_plugin.fusion import ScoreAggregation
+from isstad_plugin.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
+from isstad_plugin.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
+from isstad_plugin.post_processor import IsstadPostProcessor
+from isstad_plugin.rng import capture_rng_state, restore_rng_state
+from isstad_plugin.presets import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE, PAPER_MASK_RATIO
+from isstad_plugin.torch_model import ClassifierOutput, ClassifierSharing, IsstadModel
+from isstad_plugin.variants import Variant, get_variant
+from isstad_plugin.weights import load_mae_weights, load_stage1_checkpoint
+
+logger = logging.getLogger(__name__)
+
+PAPER_STAGE1_EPOCHS = 120  # paper 4.1.3
+_PRESET_HEADS: dict[str, tuple[ClassifierSharing, ClassifierOutput, str]] = {
+    "paper": ("per_block", "sigmoid", "paper"),  # per-block projections, eq. 10 BCE, block corruption
+    "official": ("shared", "softmax", "official"),  # one shared projection, 2-class CE, shape-paste corruption
+}
+
+
+class Isstad(AnomalibModule):
+    """ISSTAD: incremental self-supervised learning based on Transformer (Jin et al.), for anomalib.
+
+    Stage 1 trains the network as a masked autoencoder on normal images for ``stage1_epochs`` epochs; stage 2 (the
+    remaining ``trainer.max_epochs - stage1_epochs`` epochs) freezes the encoder and trains the decoder to restore
+    corrupted normal images and classify the corrupted pixels. At test time ``S = G(G(E) ⊙ G(P))`` is the anomaly map
+    and ``mean(S)`` the image score.
+
+    Args:
+        variant: ``"full"`` (the paper's model) or an ablation model ``"I"`` ... ``"VIII"`` (paper Table 3).
+        preset: ``"paper"`` or ``"official"``: the defaults of the pixel classifier form, the loss weights and target
+            and the corruption mode (see ``docs/configs.md``); every option below set explicitly wins over it.
+        image_size: Input side in pixels (paper: 224); the pre-processor resizes to it.
+        encoder: Encoder size preset (paper: ``"vit_large_patch16"``).
+        patch_size: Patch side; ``None`` takes the preset's.
+        encoder_dim: Encoder width override.
+        encoder_depth: Encoder depth override.
+        encoder_heads: Encoder heads override.
+        decoder_dim: Decoder width (paper: 512).
+        decoder_depth: Decoder blocks (paper: 8).
+        decoder_heads: Decoder heads (paper: 16).
+        classifier_sharing: ``"per_block"`` or ``"shared"``; ``None`` takes the preset's.
+        classifier_output: ``"sigmoid"`` or ``"softmax"``; ``None`` takes the preset's.
+        encoder_weights: Local path of an official MAE checkpoint, or ``timm:<tag>`` when a hub is reachable.
+        load_decoder_weights: Also take the decoder from ``encoder_weights`` when the file has one.
+        stage1_checkpoint: An Isstad ``.ckpt`` whose stage 1 is finished: its weights are loaded and stage 1 skipped.
+        stage1_epochs: Epochs of stage 1; ``None``: 120 (paper) for variants with pre-training, 0 with
+            ``stage1_checkpoint`` or without pre-training.
+        mask_ratio: Stage-1 masking ratio (paper: 0.75).
+        stage1_blr: Stage-1 base learning rate, scaled by ``batch / 256`` (paper: 1e-3).
+        stage1_warmup_epochs: Stage-1 warm-up epochs before the half-cycle cosine decay.
+        stage2_lr: Stage-2 maximum learning rate (paper: 1e-3).
+        stage2_min_lr: Stage-2 minimum learning rate (paper: 1e-9).
+        stage2_t_max: Stage-2 cosine half-period in epochs (paper: a 60-epoch period, ``T_max = 30``).
+        weight_decay: AdamW weight decay of both stages (paper: 0.05).
+        mse_weight: λ0; ``None`` takes the preset's.
+        ssim_weight: λ1; ``None`` takes the preset's.
+        classification_weight: λ2; ``None`` takes the preset's.
+        anomalous_weight: ω, weight of corrupted pixels in the cross-entropy; ``None`` takes the preset's.
+        normal_weight: Weight of clean pixels in the cross-entropy; ``None`` takes the preset's.
+        corruption: ``"paper"`` (random blocks) or ``"official"`` (shape paste); ``None`` takes the preset's.
+        corrupt_prob: Fraction of training images corrupted; ``None`` takes the corruption mode's (paper 5/6).
+        smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
+        score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
+        topk_fraction: Fraction of pixels averaged by ``"topk"``.
+        pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` + ImageNet normalisation.
+        post_processor: anomalib post-processor, ``True`` for :class:`~isstad_plugin.IsstadPostProcessor`.
+        evaluator: anomalib evaluator, ``True`` for image/pixel AUROC and F1.
+        visualizer: anomalib visualizer, ``True`` for the image visualizer.
+
+    Raises:
+        ValueError: Options that contradict each other or the variant, naming them.
+    """
+
+    def __init__(
+        self,
+        variant: str = "full",
+        preset: LossPreset = "paper",
+        image_size: int = PAPER_IMAGE_SIZE,
+        encoder: str = "vit_large_patch16",
+        patch_size: int | None = None,
+        encoder_dim: int | None = None,
+        encoder_depth: int | None = None,
+        encoder_heads: int | None = None,
+        decoder_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_heads: int = 16,
+        classifier_sharing: ClassifierSharing | None = None,
+        classifier_output: ClassifierOutput | None = None,
+        encoder_weights: str | None = None,
+        load_decoder_weights: bool = True,
+        stage1_checkpoint: str | None = None,
+        stage1_epochs: int | None = None,
+        mask_ratio: float = PAPER_MASK_RATIO,
+        stage1_blr: float = 1e-3,
+        stage1_warmup_epochs: float = 10.0,
+        stage2_lr: float = 1e-3,
+        stage2_min_lr: float = 1e-9,
+        stage2_t_max: int = 30,
+        weight_decay: float = 0.05,
+        mse_weight: float | None = None,
+        ssim_weight: float | None = None,
+        classification_weight: float | None = None,
+        anomalous_weight: float | None = None,
+        normal_weight: float | None = None,
+        corruption: Literal["paper", "official"] | None = None,
+        corrupt_prob: float | None = None,
+        smoothing_sigma: float = 4.0,
+        score_aggregation: ScoreAggregation = "mean",
+        topk_fraction: float = 0.01,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor((image_size, image_size))
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        if preset not in _PRESET_HEADS:
+            msg = f"preset must be 'paper' or 'official', got {preset!r}"
+            raise ValueError(msg)
+        self.variant: Variant = get_variant(variant)
+        sharing, output, corruption_mode = _PRESET_HEADS[preset]
+        self.stage1_epochs = _resolve_stage1_epochs(self.variant, stage1_epochs, stage1_checkpoint)
+        self.loss_weights = _resolve_loss_weights(
+            self.variant, preset, mse_weight, ssim_weight, classification_weight, anomalous_weight, normal_weight
+        )
+        _check_corruption_options(self.variant, corruption, corrupt_prob)
+
+        self.model = IsstadModel(
+            image_size=image_size,
+            encoder=encoder,
+            patch_size=patch_size,
+            encoder_dim=encoder_dim,
+            encoder_depth=encoder_depth,
+            encoder_heads=encoder_heads,
+            decoder_dim=decoder_dim,
+            decoder_depth=decoder_depth,
+            decoder_heads=decoder_heads,
+            mask_ratio=mask_ratio,
+            classifier_sharing=classifier_sharing or sharing,
+            classifier_output=classifier_output or output,
+            smoothing_sigma=smoothing_sigma,
+            score_aggregation=score_aggregation,
+            topk_fraction=topk_fraction,
+            map_source=self.variant.map_source,
+            inference_mask_ratio=mask_ratio if self.variant.masked_inference else 0.0,
+        )
+        self.corruption = PixelCorruption(mode=corruption or corruption_mode, corrupt_prob=corrupt_prob)
+        self.loss = Stage2Loss(self.loss_weights)
+        self.optimizer_settings = OptimizerSettings(
+            stage1_blr=stage1_blr,
+            stage1_warmup_epochs=stage1_warmup_epochs,
+            stage2_lr=stage2_lr,
+            stage2_min_lr=stage2_min_lr,
+            stage2_t_max=stage2_t_max,
+            weight_decay=weight_decay,
+        )
+        self.encoder_weights = encoder_weights
+        self.load_decoder_weights = load_decoder_weights
+        self.stage1_checkpoint = stage1_checkpoint
+        self.stage = 1 if (self.stage1_epochs > 0 or not self.variant.finetune) else 2
+        if self.stage == 2:
+            self.enter_stage2()
+        self._initial_weights_done = False
+
+    # ------------------------------------------------------------------------------------------------ anomalib
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize to ``image_size`` (224 px by default) and normalise with ImageNet statistics (as MAE)."""
+        size = image_size or (PAPER_IMAGE_SIZE, PAPER_IMAGE_SIZE)
+        return PreProcessor(
+            transform=Compose([Resize(size, antialias=True), Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])
+        )
+
+    def configure_post_processor(self) -> PostProcessor:
+        """Normalisation and thresholds of the S map, learnt on validation (:class:`IsstadPostProcessor`)."""
+        return IsstadPostProcessor()
+
+    def configure_callbacks(self) -> Sequence[Callback] | Callback:
+        """anomalib's component callbacks plus :class:`~isstad_plugin.IsstadStageSwitch`."""
+        callbacks = super().configure_callbacks()
+        callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
+        return [*callbacks, IsstadStageSwitch()]
+
+    @property
+    def learning_type(self) -> LearningType:
+        """ISSTAD trains on normal images only."""
+        return LearningType.ONE_CLASS
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """No sanity validation: before training the S map means nothing."""
+        return {"num_sanity_val_steps": 0}
+
+    # ------------------------------------------------------------------------------------------------ stages
+    def enter_stage2(self) -> None:
+        """Switch to stage 2; with pre-training the encoder is frozen (paper 3.3.2)."""
+        self.stage = 2
+        if self.variant.pretrain:
+            self.model.freeze_encoder()
+
+    def setup(self, stage: str) -> None:
+        """Check the epoch budget and load initial weights before a fresh fit (not when resuming)."""
+        if stage != "fit":
+            return
+        if "configure_optimizers" in self.__dict__:  # replaced by the CLI's --optimizer / --lr_scheduler
+            msg = (
+                "--optimizer / --lr_scheduler would replace ISSTAD's two-stage optimisers: remove them and set "
+                "--model.stage1_blr, --model.stage2_lr, --model.weight_decay, --model.stage2_t_max instead"
+            )
+            raise ValueError(msg)
+        self._check_epoch_budget()
+        if self.trainer.ckpt_path is None and not self._initial_weights_done:
+            if self.encoder_weights:
+                load_mae_weights(self.model, self.encoder_weights, self.load_decoder_weights)
+            if self.stage1_checkpoint:
+                load_stage1_checkpoint(self.model, self.stage1_checkpoint)
+        self._initial_weights_done = True
+
+    def _check_epoch_budget(self) -> None:
+        max_epochs = self.trainer.max_epochs
+        if self.variant.finetune and max_epochs is not None and 0 <= max_epochs <= self.stage1_epochs:
+            msg = (
+                f"trainer.max_epochs ({max_epochs}) must exceed model.stage1_epochs ({self.stage1_epochs}): stage 2 "
+                f"runs for max_epochs - stage1_epochs epochs (paper: 120 + 200, i.e. --trainer.max_epochs 320)"
+            )
+            raise ValueError(msg)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the stage and the random state, so that a resumed fit continues as the uninterrupted one would."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["isstad_stage"] = self.stage
+        checkpoint["isstad_stage1_epochs"] = self.stage1_epochs
+        checkpoint["isstad_rng"] = capture_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the stage (and the frozen encoder) before the optimiser is rebuilt; when resuming a fit, the RNG."""
+        super().on_load_checkpoint(checkpoint)
+        if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
+            self.enter_stage2()
+        self._initial_weights_done = True
+        if self._trainer is not None and self.trainer.training and "isstad_rng" in checkpoint:
+            restore_rng_state(checkpoint["isstad_rng"])
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Stage 1: MAE loss on masked patches. Stage 2: restoration + pixel classification of corrupted images."""
+        del args, kwargs
+        if self.stage == 1:
+            loss = self._stage1_step(batch.image)
+        else:
+            loss = self._stage2_step(batch.image)
+        return {"loss": loss}
+
+    def _stage1_step(self, images: torch.Tensor) -> torch.Tensor:
+        output = self.model(images, mask_ratio=self.model.mask_ratio)
+        loss = masked_patch_mse(self.model.patchify(images), self.model.patchify(output.reconstruction), output.mask)
+        self._log_losses(len(images), train_loss=loss)
+        return loss
+
+    def _stage2_step(self, images: torch.Tensor) -> torch.Tensor:
+        normalization = self.model.normalization
+        clean = normalization.to_unit(images).clamp(0, 1)
+        if self.variant.corrupt:
+            with torch.autocast(clean.device.type, enabled=False):
+                corrupted, labels = self.corruption(clean.float())
+        else:
+            corrupted, labels = clean, torch.zeros_like(clean[:, :1])
+        output = self.model.decode(
+            normalization.to_model(corrupted), with_classifier=self.variant.classification_loss
+        )
+        reconstruction = normalization.to_unit(output.reconstruction)
+        target = clean if self.loss_weights.target == "clean" else corrupted
+        losses = self.loss(reconstruction, target, output.level_logits, labels)
+        self._log_losses(
+            len(images), train_loss=losses.total, train_mse=losses.mse, train_ssim_loss=losses.ssim,
+            train_cls=losses.classification,
+        )
+        return losses.total
+
+    def _log_losses(self, batch_size: int, **values: torch.Tensor) -> None:
+        self.log("train_loss", values.pop("train_loss"), on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch_size)
+        values["stage"] = torch.tensor(float(self.stage))
+        self.log_dict(values, on_step=False, on_epoch=True, batch_size=batch_size)
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Score the batch for the post-processor's statistics; skipped during stage 1 of a two-stage fit."""
+        del args, kwargs
+        if self.stage == 1 and self.variant.finetune:
+            return None
+        return batch.update(**self.model(batch.image)._asdict())
+
+    # ------------------------------------------------------------------------------------------------ optimisers
+    def configure_optimizers(self) -> dict[str, Any]:
+        """The current stage's AdamW and schedule (stage 1 per step, stage 2 per epoch)."""
+        if self.stage == 2:
+            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        trainer = self.trainer
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
+        epochs = self.stage1_epochs if self.variant.finetune else max_epochs
+        optimizer, scheduler = stage1_optimizer(
+            self.model, self.optimizer_settings, self._effective_batch_size(), steps_per_epoch, epochs
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _effective_batch_size(self) -> int:
+        loader = self.trainer.train_dataloader
+        batch_size = getattr(loader, "batch_size", None) or 1
+        return int(batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size)
+
+
+def _resolve_stage1_epochs(variant: Variant, stage1_epochs: int | None, stage1_checkpoint: str | None) -> int:
+    if stage1_epochs is not None and stage1_epochs < 0:
+        msg = f"stage1_epochs must be >= 0, got {stage1_epochs}"
+        raise ValueError(msg)
+    if stage1_checkpoint and not variant.pretrain:
+        msg = f"variant {variant.name} has no stage-1 pre-training: drop stage1_checkpoint or pick a pre-trained variant"
+        raise ValueError(msg)
+    if stage1_checkpoint and not variant.finetune:
+        msg = "variant I is stage 1 alone: stage1_checkpoint would leave nothing to train"
+        raise ValueError(msg)
+    if not variant.pretrain:
+        if stage1_epochs:
+            msg = f"variant {variant.name} has no stage-1 pre-training: stage1_epochs must be 0 or unset"
+            raise ValueError(msg)
+        return 0
+    if stage1_checkpoint:
+        if stage1_epochs:
+            msg = "stage1_checkpoint skips stage 1: leave stage1_epochs unset (or 0)"
+            raise ValueError(msg)
+        return 0
+    return PAPER_STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs
+
+
+def _resolve_loss_weights(
+    variant: Variant,
+    preset: str,
+    mse: float | None,
+    ssim: float | None,
+    classification: float | None,
+    anomalous: float | None,
+    normal: float | None,
+) -> Stage2Weights:
+    base = LOSS_PRESETS[preset]
+    if not variant.reconstruction_loss and any(w for w in (mse, ssim)):
+        msg = f"variant {variant.name} trains no reconstruction: mse_weight / ssim_weight must be unset or 0"
+        raise ValueError(msg)
+    if not variant.classification_loss and classification:
+        msg = f"variant {variant.name} trains no pixel classifier: classification_weight must be unset or 0"
+        raise ValueError(msg)
+    return Stage2Weights(
+        mse=(base.mse if mse is None else mse) if variant.reconstruction_loss else 0.0,
+        ssim=(base.ssim if ssim is None else ssim) if variant.reconstruction_loss else 0.0,
+        classification=(base.classification if classification is None else classification)
+        if variant.classification_loss
+        else 0.0,
+        anomalous=base.anomalous if anomalous is None else anomalous,
+        normal=base.normal if normal is None else normal,
+        target=base.target,
+    )
+
+
+def _check_corruption_options(variant: Variant, corruption: str | None, corrupt_prob: float | None) -> None:
+    if not variant.corrupt and (corruption is not None or corrupt_prob is not None):
+        msg = f"variant {variant.name} trains on clean images: corruption / corrupt_prob must be unset"
+        raise ValueError(msg)

@@ -1,0 +1,145 @@
+"""Losses of the two training stages (paper eq. 3 and 8-14).
+
+Stage 1 is MAE's: the mean squared error on the masked patches. Stage 2 is
+``λ0·MSE + λ1·(1 − SSIM) + λ2·mean_l CE_l``, the classification term a pixel-weighted binary cross-entropy
+(paper eq. 10, weight ω on the corrupted pixels) or the official two-class cross-entropy with class weights.
+Reconstruction terms are computed on ``[0, 1]`` pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from pytorch_msssim import ssim
+from torch import nn
+
+LossPreset = Literal["paper", "official"]
+
+
+def masked_patch_mse(target: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Stage-1 loss (paper eq. 3, MAE): mean squared error over the masked patches only.
+
+    Args:
+        target: ``(B, N, p * p * C)`` patches of the input.
+        prediction: ``(B, N, p * p * C)`` predicted patches.
+        mask: ``(B, N)``, 1 for masked patches.
+
+    Returns:
+        Scalar loss.
+    """
+    per_patch = (prediction - target).pow(2).mean(dim=-1)
+    return (per_patch * mask).sum() / mask.sum().clamp_min(1)
+
+
+@dataclass(frozen=True)
+class Stage2Weights:
+    """Weights of the stage-2 loss terms.
+
+    Attributes:
+        mse: λ0, weight of the mean squared reconstruction error (eq. 8).
+        ssim: λ1, weight of ``1 − SSIM`` (eq. 9).
+        classification: λ2, weight of the classification loss averaged over decoder levels (eq. 11, 13).
+        anomalous: Weight of the corrupted (label 1) pixels in the classification loss (ω in eq. 10).
+        normal: Weight of the clean (label 0) pixels in the classification loss.
+        target: ``"clean"`` (paper: Î should match the original I) or ``"input"`` (official code: the corrupted input).
+    """
+
+    mse: float
+    ssim: float
+    classification: float
+    anomalous: float
+    normal: float
+    target: Literal["clean", "input"]
+
+
+LOSS_PRESETS: dict[str, Stage2Weights] = {
+    # Paper 3.3.3 gives the form but not the values of λ0, λ1, λ2, ω. We take the official code's relative weights
+    # (MSE x0.5 on [-1, 1] pixels = x2 on [0, 1] pixels; SSIM x0.1; classification x1) and an unweighted BCE.
+    "paper": Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0, normal=1.0, target="clean"),
+    # Official code (official-code-notes.md §2): CE(weight=[3, 1]) + 0.5 MSE + 0.1 (1 - SSIM), target = input.
+    "official": Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0, normal=3.0, target="input"),
+}
+
+
+class Stage2Losses(NamedTuple):
+    """The terms of the stage-2 loss (unweighted) and their weighted sum."""
+
+    total: torch.Tensor
+    mse: torch.Tensor
+    ssim: torch.Tensor
+    classification: torch.Tensor
+
+
+class Stage2Loss(nn.Module):
+    """Stage-2 loss: ``λ0·MSE + λ1·(1 − SSIM) + λ2·mean_l CE_l`` (paper eq. 12-14).
+
+    Args:
+        weights: The term weights; a term with weight 0 is not computed.
+    """
+
+    def __init__(self, weights: Stage2Weights) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def forward(
+        self,
+        reconstruction: torch.Tensor,
+        target: torch.Tensor,
+        level_logits: torch.Tensor | None,
+        labels: torch.Tensor,
+    ) -> Stage2Losses:
+        """Compute the loss.
+
+        Args:
+            reconstruction: ``(B, C, H, W)`` Î in ``[0, 1]`` pixel units.
+            target: ``(B, C, H, W)`` what Î should match, in ``[0, 1]``.
+            level_logits: ``(B, L, K, H, W)`` pixel classifier logits, or ``None`` when classification is off.
+            labels: ``(B, 1, H, W)`` corruption labels in ``{0, 1}``.
+
+        Returns:
+            The weighted total and the unweighted terms.
+        """
+        w = self.weights
+        zero = reconstruction.new_zeros(())
+        mse = F.mse_loss(reconstruction.float(), target.float()) if w.mse else zero
+        ssim_loss = 1 - ssim(reconstruction.float(), target.float(), data_range=1.0) if w.ssim else zero
+        cls = zero
+        if w.classification and level_logits is not None:
+            cls = classification_loss(level_logits, labels, w.anomalous, w.normal)
+        total = w.mse * mse + w.ssim * ssim_loss + w.classification * cls
+        return Stage2Losses(total=total, mse=mse, ssim=ssim_loss, classification=cls)
+
+
+def classification_loss(
+    level_logits: torch.Tensor,
+    labels: torch.Tensor,
+    anomalous_weight: float = 1.0,
+    normal_weight: float = 1.0,
+) -> torch.Tensor:
+    """Weighted cross-entropy of every level against the labels, averaged over levels (paper eq. 10-11).
+
+    One logit per pixel (``K = 1``) is the paper's binary form; two (``K = 2``) is the official softmax form. The class
+    weights multiply each pixel's term and the mean is over pixels (for ``K = 2`` the same as torch's weighted
+    cross-entropy up to its normalisation by the summed weights, which the official code uses).
+
+    Args:
+        level_logits: ``(B, L, K, H, W)`` logits.
+        labels: ``(B, 1, H, W)`` labels in ``{0, 1}``.
+        anomalous_weight: Weight of label-1 pixels (ω).
+        normal_weight: Weight of label-0 pixels.
+
+    Returns:
+        Scalar loss.
+    """
+    batch, levels, classes = level_logits.shape[:3]
+    logits = level_logits.float()
+    target = labels.float().expand(batch, levels, *labels.shape[-2:])
+    if classes == 1:
+        pixel_weight = target * anomalous_weight + (1 - target) * normal_weight
+        return F.binary_cross_entropy_with_logits(logits[:, :, 0], target, weight=pixel_weight)
+    class_weight = logits.new_tensor([normal_weight, anomalous_weight])
+    flat = logits.flatten(0, 1)  # (B*L, 2, H, W)
+    return F.cross_entropy(flat, target.flatten(0, 1).long(), weight=class_weight)

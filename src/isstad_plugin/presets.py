@@ -1,0 +1,59 @@
+"""Named architecture presets and the paper's constants, in one place.
+
+Paper references are to Jin et al., ISSTAD (EAAI 2025 / arXiv 2303.17354). Run configurations (epochs, batch
+sizes, data) live in the repository's ``configs/`` folder; this module only names sizes and constants that code
+needs as defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EncoderPreset:
+    """Size of a ViT encoder.
+
+    Attributes:
+        dim: Token width.
+        depth: Number of Transformer blocks.
+        heads: Number of attention heads.
+        patch_size: Patch side in pixels.
+    """
+
+    dim: int
+    depth: int
+    heads: int
+    patch_size: int
+
+
+ENCODER_PRESETS: dict[str, EncoderPreset] = {
+    # Paper 4.1.3: MAE ViT-Large/16 at 224 px (the official checkpoints mae_pretrain_vit_large.pth and
+    # mae_visualize_vit_large.pth have this shape).
+    "vit_large_patch16": EncoderPreset(dim=1024, depth=24, heads=16, patch_size=16),
+    "vit_base_patch16": EncoderPreset(dim=768, depth=12, heads=12, patch_size=16),
+    "vit_small_patch16": EncoderPreset(dim=384, depth=12, heads=6, patch_size=16),
+    "vit_tiny_patch16": EncoderPreset(dim=192, depth=12, heads=3, patch_size=16),
+    # Sizes that train both stages on a 2-core CPU in minutes.
+    "vit_tiny_patch8": EncoderPreset(dim=192, depth=6, heads=3, patch_size=8),
+    "vit_micro_patch8": EncoderPreset(dim=128, depth=4, heads=4, patch_size=8),
+}
+"""Encoder sizes selectable by name (``encoder=...``); each field can be overridden explicitly."""
+
+PAPER_IMAGE_SIZE = 224
+"""Input side in pixels (paper 4.1.3: 3 x 224 x 224, 14 x 14 patches of 16 px)."""
+
+PAPER_DECODER_DIM = 512
+PAPER_DECODER_DEPTH = 8
+PAPER_DECODER_HEADS = 16
+"""Decoder: 8 Transformer blocks of width 512 (paper 4.1.3), 16 heads (MAE's ViT-L decoder)."""
+
+PAPER_MASK_RATIO = 0.75
+"""Stage 1 masks 75 % of the patches (paper 3.2)."""
+
+PAPER_SMOOTHING_SIGMA = 4.0
+"""Gaussian smoothing of E, P and S in pixels (official code: scipy ``gaussian_filter(sigma=4)``)."""
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Input normalisation of the MAE checkpoints and of anomalib's default pre-processor."""

@@ -1,0 +1,60 @@
+"""Reading the run configurations in ``configs/`` (anomalib CLI format) for the ``isstad`` commands.
+
+The same YAML files serve ``anomalib train --config`` and ``isstad demo``/``isstad benchmark``, so that a setting
+lives in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class RunConfig:
+    """The parts of an anomalib CLI config that the ``isstad`` commands use.
+
+    Attributes:
+        model: ``model.init_args`` (keyword arguments of :class:`~isstad_plugin.Isstad`).
+        trainer: ``trainer`` settings (``max_epochs``, ``precision``, ...).
+        data: ``data.init_args`` (datamodule keyword arguments).
+        seed: ``seed_everything``.
+    """
+
+    model: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a config shipped with the package (``configs/<name>``)."""
+    return Path(str(resources.files("isstad_plugin") / "configs" / name))
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a config file.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: It is not a mapping with a ``model`` section of ``isstad_plugin.Isstad``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        msg = f"config file not found: {file}"
+        raise FileNotFoundError(msg)
+    content = yaml.safe_load(file.read_text())
+    model = content.get("model", {}) if isinstance(content, dict) else None
+    if not isinstance(model, dict) or model.get("class_path") != "isstad_plugin.Isstad":
+        msg = f"config {file} has no 'model' section with class_path isstad_plugin.Isstad"
+        raise ValueError(msg)
+    return RunConfig(
+        model=dict(model.get("init_args") or {}),
+        trainer=dict(content.get("trainer") or {}),
+        data=dict((content.get("data") or {}).get("init_args") or {}),
+        seed=int(content.get("seed_everything", 0) or 0),
+    )

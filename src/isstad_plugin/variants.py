@@ -1,0 +1,86 @@
+"""The paper's ablation models I-VIII and the full model (section 4.3, Table 3) as data.
+
+A :class:`Variant` fixes which training stages run, whether stage-2 inputs are corrupted, which losses are active and
+which map scores an image. :class:`~isstad_plugin.Isstad` reads one by name (``variant="VII"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isstad_plugin.fusion import MapSource
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the paper's Table 3.
+
+    Attributes:
+        name: ``"I"`` ... ``"VIII"`` or ``"full"``.
+        summary: One line of what the model is.
+        pretrain: Stage 1 (MAE on normal images) runs first; stage 2 then keeps the encoder frozen.
+        finetune: A second stage runs (all models but I). Without ``pretrain`` it trains the whole network.
+        corrupt: Stage-2 inputs go through the pixel-level corruption (data augmentation column of Table 3).
+        reconstruction_loss: The reconstruction head is trained in the second stage (MSE + SSIM).
+        classification_loss: The pixel classifier head is trained (cross-entropy).
+        map_source: What scores a pixel: ``"reconstruction"`` (E), ``"classification"`` (P) or ``"fusion"`` (S).
+        masked_inference: Test images are 75 % masked and the reconstruction error of masked patches scores them.
+    """
+
+    name: str
+    summary: str
+    pretrain: bool
+    finetune: bool
+    corrupt: bool
+    reconstruction_loss: bool
+    classification_loss: bool
+    map_source: MapSource
+    masked_inference: bool = False
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("I", "MAE as is: masked training, 75 % masked test input, reconstruction error",
+                pretrain=True, finetune=False, corrupt=False, reconstruction_loss=False, classification_loss=False,
+                map_source="reconstruction", masked_inference=True),
+        Variant("II", "plain autoencoder: full image in and out, reconstruction error",
+                pretrain=False, finetune=True, corrupt=False, reconstruction_loss=True, classification_loss=False,
+                map_source="reconstruction"),
+        Variant("III", "denoising autoencoder: corrupted input, clean target, reconstruction error",
+                pretrain=False, finetune=True, corrupt=True, reconstruction_loss=True, classification_loss=False,
+                map_source="reconstruction"),
+        Variant("IV", "pixel classifier only: corrupted input, pixel probability",
+                pretrain=False, finetune=True, corrupt=True, reconstruction_loss=False, classification_loss=True,
+                map_source="classification"),
+        Variant("V", "fusion of III and IV without stage-1 pre-training",
+                pretrain=False, finetune=True, corrupt=True, reconstruction_loss=True, classification_loss=True,
+                map_source="fusion"),
+        Variant("VI", "stage 1 + plain autoencoder",
+                pretrain=True, finetune=True, corrupt=False, reconstruction_loss=True, classification_loss=False,
+                map_source="reconstruction"),
+        Variant("VII", "stage 1 + denoising autoencoder (ISSTAD without the classification loss)",
+                pretrain=True, finetune=True, corrupt=True, reconstruction_loss=True, classification_loss=False,
+                map_source="reconstruction"),
+        Variant("VIII", "stage 1 + pixel classifier (ISSTAD without the reconstruction loss)",
+                pretrain=True, finetune=True, corrupt=True, reconstruction_loss=False, classification_loss=True,
+                map_source="classification"),
+        Variant("full", "ISSTAD: stage 1 + denoising reconstruction and pixel classification, fused S = E x P",
+                pretrain=True, finetune=True, corrupt=True, reconstruction_loss=True, classification_loss=True,
+                map_source="fusion"),
+    )
+}
+"""Every selectable variant by name."""
+
+
+def get_variant(name: str) -> Variant:
+    """Look a variant up by name (``"full"``, ``"I"`` ... ``"VIII"``; case-insensitive for the Roman numerals).
+
+    Raises:
+        ValueError: Unknown name.
+    """
+    key = name if name == "full" else name.upper()
+    if key not in VARIANTS:
+        msg = f"variant must be one of {list(VARIANTS)}, got {name!r}"
+        raise ValueError(msg)
+    return VARIANTS[key]

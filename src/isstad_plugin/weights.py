@@ -1,0 +1,216 @@
+"""Loading official MAE weights (paper 4.1.3: "Mae-Pretrain-Vit-Large") into :class:`~isstad_plugin.IsstadModel`.
+
+Accepted sources:
+
+* a local file in the official key format, the state dict under ``"model"``: ``mae_pretrain_vit_large.pth``
+  (encoder only) or ``mae_visualize_vit_large.pth`` (encoder + decoder + reconstruction head);
+* ``timm:<name>``, a timm pretrained tag (e.g. ``timm:vit_large_patch16_224.mae``), when a hub is reachable.
+
+Files are read with ``torch.load(..., weights_only=True)``. The fixed sin-cos position embeddings are recomputed for the
+model's grid, so a 224-px checkpoint also serves other image sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# Official MAE key prefix -> IsstadModel key prefix. Keys matching no prefix belong to the encoder.
+_MAE_DECODER_PREFIXES = (
+    ("decoder_embed.", "decoder.embed."),
+    ("mask_token", "decoder.mask_token"),
+    ("decoder_blocks.", "decoder.blocks."),
+    ("decoder_norm.", "reconstruction_head.norm."),
+    ("decoder_pred.", "reconstruction_head.proj."),
+)
+_FIXED_KEYS = ("pos_embed", "decoder_pos_embed")  # deterministic sin-cos tables, rebuilt for the model's grid
+_ENCODER_MARKERS = ("patch_embed.proj.weight", "cls_token")
+
+
+@dataclass
+class WeightsReport:
+    """What :func:`load_mae_weights` did.
+
+    Attributes:
+        source: The file or tag that was read.
+        loaded: Model keys that received a value.
+        missing: Model keys the source did not provide (they keep their initialisation).
+        unexpected: Source keys the model has no place for (ignored).
+    """
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def load_mae_weights(model: nn.Module, source: str | Path, load_decoder: bool = True) -> WeightsReport:
+    """Copy MAE weights into an ISSTAD network.
+
+    Args:
+        model: An :class:`~isstad_plugin.IsstadModel`.
+        source: Path of an official MAE ``.pth`` file, or ``timm:<pretrained tag>``.
+        load_decoder: Also load decoder and reconstruction-head weights when the source has them.
+
+    Returns:
+        A report of loaded, missing and unexpected keys (also logged).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file is not an MAE checkpoint or does not fit the architecture (names the first mismatching
+            key and both shapes).
+        RuntimeError: A timm tag could not be fetched (no hub): pass a local file instead.
+    """
+    state = map_mae_keys(_read_source(source))
+    if not load_decoder:
+        state = {k: v for k, v in state.items() if k.startswith("encoder.")}
+    report = copy_matching_weights(model, state, f"encoder_weights {source}")
+    logger.info(
+        "Loaded %d tensors from %s; %d model keys missing from it%s; %d file keys unused%s",
+        len(report.loaded),
+        source,
+        len(report.missing),
+        f" (first: {report.missing[0]})" if report.missing else "",
+        len(report.unexpected),
+        f" (first: {report.unexpected[0]})" if report.unexpected else "",
+    )
+    return report
+
+
+def copy_matching_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> WeightsReport:
+    """Copy ``state`` into ``model`` by key, refusing any shape mismatch.
+
+    Args:
+        model: Target module.
+        state: Tensors keyed as in ``model.state_dict()``; keys the model lacks are reported as unexpected.
+        source: How to name the source in messages (e.g. ``"encoder_weights mae.pth"``).
+
+    Returns:
+        The report; fixed position tables are never reported missing.
+
+    Raises:
+        ValueError: A key exists in both with different shapes (names the key and both shapes).
+    """
+    target = model.state_dict()
+    report = WeightsReport(source=source)
+    for key, value in state.items():
+        if key not in target:
+            report.unexpected.append(key)
+            continue
+        if tuple(value.shape) != tuple(target[key].shape):
+            msg = (
+                f"{source} does not fit this architecture: key '{key}' has shape {tuple(value.shape)} in the file "
+                f"and {tuple(target[key].shape)} in the model; choose the matching encoder preset, patch size and "
+                "decoder size (the official MAE files are ViT-L/16 with a 512-d decoder)"
+            )
+            raise ValueError(msg)
+        target[key] = value.to(target[key].dtype)
+        report.loaded.append(key)
+    report.missing = [k for k in target if k not in state and not _is_fixed(k)]
+    model.load_state_dict(target)
+    return report
+
+
+def map_mae_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename official MAE keys to :class:`~isstad_plugin.IsstadModel` keys, dropping the fixed position tables."""
+    mapped = {}
+    for key, value in state.items():
+        if key in _FIXED_KEYS:
+            continue
+        mapped[_rename(key)] = value
+    return mapped
+
+
+def _rename(key: str) -> str:
+    for old, new in _MAE_DECODER_PREFIXES:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return "encoder." + key
+
+
+def _is_fixed(model_key: str) -> bool:
+    return model_key.endswith("pos_embed")
+
+
+def _read_source(source: str | Path) -> dict[str, torch.Tensor]:
+    if isinstance(source, str) and source.startswith("timm:"):
+        return _read_timm(source.removeprefix("timm:"))
+    path = Path(source).expanduser()
+    if not path.is_file():
+        msg = (
+            f"encoder_weights file not found: {path}. Download mae_pretrain_vit_large.pth or "
+            "mae_visualize_vit_large.pth (facebookresearch/mae) on a connected machine and pass its local path"
+        )
+        raise FileNotFoundError(msg)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        msg = f"encoder_weights {path} could not be read as a torch checkpoint ({type(error).__name__}): pass an MAE .pth"
+        raise ValueError(msg) from None
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not any(k in state for k in _ENCODER_MARKERS):
+        msg = (
+            f"encoder_weights {path} is not an MAE checkpoint (expected a state dict under 'model' with keys such as "
+            "'patch_embed.proj.weight'): pass mae_pretrain_vit_large.pth or mae_visualize_vit_large.pth"
+        )
+        raise ValueError(msg)
+    return state
+
+
+def _read_timm(tag: str) -> dict[str, torch.Tensor]:
+    import timm  # noqa: PLC0415 - only for this optional source
+
+    try:
+        network = timm.create_model(tag, pretrained=True, num_classes=0)
+    except Exception as error:  # noqa: BLE001 - hub errors come in many types
+        msg = (
+            f"encoder_weights 'timm:{tag}' could not be fetched ({type(error).__name__}; the hub is unreachable or "
+            "HF_HUB_OFFLINE=1): download the MAE file elsewhere and pass its local path"
+        )
+        raise RuntimeError(msg) from None
+    return {k: v for k, v in network.state_dict().items() if not k.startswith(("head", "fc_norm"))}
+
+
+def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
+    """Load the network weights of a finished stage 1 from an ISSTAD Lightning checkpoint.
+
+    Args:
+        model: The :class:`~isstad_plugin.IsstadModel` to fill.
+        path: A ``.ckpt`` written by a fit of :class:`~isstad_plugin.Isstad` (e.g. ``weights/lightning/model.ckpt``).
+
+    Returns:
+        The report of loaded and missing keys.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file is not an ISSTAD checkpoint, was written before stage 1 ended, or its architecture differs.
+    """
+    from anomalib.utils.serialization import anomalib_safe_globals  # noqa: PLC0415 - heavy import, only here
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        msg = f"stage1_checkpoint file not found: {file}. Pass the model.ckpt of a finished stage-1 (or later) fit"
+        raise FileNotFoundError(msg)
+    with anomalib_safe_globals():
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
+    network = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if not network or "encoder.cls_token" not in network:
+        msg = f"stage1_checkpoint {file} is not an ISSTAD checkpoint (no 'model.encoder.*' weights): pass an Isstad .ckpt"
+        raise ValueError(msg)
+    stage1_epochs = checkpoint.get("isstad_stage1_epochs")
+    if checkpoint.get("isstad_stage", 2) == 1 and checkpoint.get("epoch", 0) + 1 < (stage1_epochs or 0):
+        msg = (
+            f"stage1_checkpoint {file} was saved at epoch {checkpoint.get('epoch')} of a {stage1_epochs}-epoch stage 1: "
+            "finish stage 1 first (resume it with --ckpt_path) or pass a later checkpoint"
+        )
+        raise ValueError(msg)
+    report = copy_matching_weights(model, network, f"stage1_checkpoint {file}")
+    logger.info("Loaded stage-1 weights from %s (%d tensors)", file, len(report.loaded))
+    return report

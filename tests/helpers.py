@@ -1,0 +1,62 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from anomalib.data import MVTecAD
+from anomalib.engine import Engine
+
+from isstad_plugin import Isstad, IsstadModel
+
+
+def tiny_model(**overrides: Any) -> IsstadModel:
+    """An IsstadModel small enough for a CPU test: 32 px, patch 8, 2 encoder and 2 decoder blocks."""
+    config: dict[str, Any] = {
+        "image_size": 32,
+        "encoder": "vit_micro_patch8",
+        "encoder_dim": 32,
+        "encoder_depth": 2,
+        "encoder_heads": 2,
+        "decoder_dim": 32,
+        "decoder_depth": 2,
+        "decoder_heads": 2,
+        "smoothing_sigma": 1.0,
+    }
+    config.update(overrides)
+    return IsstadModel(**config)
+
+
+def tiny_isstad(**overrides: Any) -> Isstad:
+    """An Isstad small enough for CPU tests: 64 px, patch 8, 2 encoder and 2 decoder blocks of width 32."""
+    config: dict[str, Any] = {
+        "image_size": 64,
+        "encoder": "vit_micro_patch8",
+        "encoder_dim": 32,
+        "encoder_depth": 2,
+        "encoder_heads": 2,
+        "decoder_dim": 32,
+        "decoder_depth": 2,
+        "decoder_heads": 2,
+        "stage1_warmup_epochs": 0,
+        "stage1_blr": 0.01,
+        "smoothing_sigma": 1.0,
+        "visualizer": False,
+    }
+    config.update(overrides)
+    return Isstad(**config)
+
+
+def small_datamodule(root: Path, **overrides: Any) -> MVTecAD:
+    """The generated tiles set (see ``dataset_root``) as an MVTecAD datamodule, batch 8, no worker processes."""
+    config: dict[str, Any] = {"root": root, "category": "tiles", "train_batch_size": 8, "eval_batch_size": 8,
+                              "num_workers": 0}
+    config.update(overrides)
+    return MVTecAD(**config)
+
+
+def engine_for(root: Path, **kwargs: Any) -> Engine:
+    """A quiet CPU Engine writing under ``root``."""
+    return Engine(default_root_dir=root, logger=False, enable_progress_bar=False, accelerator="cpu", devices=1,
+                  enable_model_summary=False, **kwargs)
