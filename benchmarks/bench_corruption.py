@@ -66,8 +66,10 @@ def main() -> None:
 
     images = textures(args.batch, args.size)
     config = PaperConfig()
-    params = [sample_params(args.batch, 3, args.size, args.size, config, torch.Generator().manual_seed(i))
-              for i in range(-1, args.repeats)]
+    params = [
+        sample_params(args.batch, 3, args.size, args.size, config, torch.Generator().manual_seed(i))
+        for i in range(-1, args.repeats)
+    ]
     vectorised, loop = PixelCorruption(), PixelCorruption(implementation="loop")
     official = PixelCorruption(mode="official")
     vec_apply = timings(lambda i: apply_vectorised(images, params[i + 1]), args.repeats)
@@ -75,19 +77,28 @@ def main() -> None:
     vec_forward = timings(lambda i: vectorised(images, generator=i + 1), args.repeats)
     loop_forward = timings(lambda i: loop(images, generator=i + 1), args.repeats)
     official_forward = timings(lambda i: official(images, generator=i + 1), args.repeats)
-    rows = [("paper vectorised", vec_apply, vec_forward), ("paper loop", loop_apply, loop_forward),
-            ("official", None, official_forward)]
+    rows = [
+        ("paper vectorised", vec_apply, vec_forward),
+        ("paper loop", loop_apply, loop_forward),
+        ("official", None, official_forward),
+    ]
 
-    print(f"batch {args.batch} x 3 x {args.size} x {args.size}, CPU, {args.threads} thread(s), "
-          f"{args.repeats} repeats, torch {torch.__version__}")
+    print(
+        f"batch {args.batch} x 3 x {args.size} x {args.size}, CPU, {args.threads} thread(s), "
+        f"{args.repeats} repeats, torch {torch.__version__}"
+    )
     print("| implementation     | apply ms best / median | apply img/s | forward ms best / median | forward img/s |")
     print("|--------------------|------------------------|-------------|--------------------------|---------------|")
     for name, apply_s, forward_s in rows:
-        print(f"| {name:<18} | {milliseconds(apply_s):>22} | {rate(apply_s, args.batch):>11} | "
-              f"{milliseconds(forward_s):>24} | {rate(forward_s, args.batch):>13} |")
-    print(f"speed-up vectorised / loop (best times): apply {loop_apply[0] / vec_apply[0]:.1f}x, "
-          f"forward {loop_forward[0] / vec_forward[0]:.1f}x; "
-          f"(medians: apply {loop_apply[1] / vec_apply[1]:.1f}x, forward {loop_forward[1] / vec_forward[1]:.1f}x)")
+        print(
+            f"| {name:<18} | {milliseconds(apply_s):>22} | {rate(apply_s, args.batch):>11} | "
+            f"{milliseconds(forward_s):>24} | {rate(forward_s, args.batch):>13} |"
+        )
+    print(
+        f"speed-up vectorised / loop (best times): apply {loop_apply[0] / vec_apply[0]:.1f}x, "
+        f"forward {loop_forward[0] / vec_forward[0]:.1f}x; "
+        f"(medians: apply {loop_apply[1] / vec_apply[1]:.1f}x, forward {loop_forward[1] / vec_forward[1]:.1f}x)"
+    )
 
 
 if __name__ == "__main__":

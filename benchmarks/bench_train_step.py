@@ -48,15 +48,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"| stage | precision | images/s |  ({args.encoder}, {args.image_size} px, decoder "
-          f"{args.decoder_dim}x{args.decoder_depth}, batch {args.batch}, {args.threads} threads)")
+    print(
+        f"| stage | precision | images/s |  ({args.encoder}, {args.image_size} px, decoder "
+        f"{args.decoder_dim}x{args.decoder_depth}, batch {args.batch}, {args.threads} threads)"
+    )
     print("|---|---|---|")
     for stage in (1, 2):
         for bf16 in (False, True):
             torch.manual_seed(0)
-            model = IsstadModel(image_size=args.image_size, encoder=args.encoder, encoder_depth=args.encoder_depth,
-                                decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth,
-                                decoder_heads=args.decoder_heads)
+            model = IsstadModel(
+                image_size=args.image_size,
+                encoder=args.encoder,
+                encoder_depth=args.encoder_depth,
+                decoder_dim=args.decoder_dim,
+                decoder_depth=args.decoder_depth,
+                decoder_heads=args.decoder_heads,
+            )
             if stage == 2:
                 model.freeze_encoder()
             model.train()

@@ -30,7 +30,7 @@ def procedural_images(count: int, size: int, seed: int) -> torch.Tensor:
     ramp = torch.linspace(0, 1, size)
     y, x = ramp.view(-1, 1).expand(size, size), ramp.view(1, -1).expand(size, size)
     gradient = torch.stack([x, y, 1 - x * y])
-    checker = ((torch.arange(size).view(-1, 1) // (size // 8) + torch.arange(size).view(1, -1) // (size // 8)) % 2)
+    checker = (torch.arange(size).view(-1, 1) // (size // 8) + torch.arange(size).view(1, -1) // (size // 8)) % 2
     checkerboard = torch.stack([0.2 + 0.6 * checker, 0.3 + 0.4 * checker, 0.8 - 0.5 * checker]).float()
     coarse = torch.rand((1, 3, 8, 8), generator=g)
     texture = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0].clamp(0, 1)
@@ -98,8 +98,10 @@ def main() -> None:
     rows = [[images[i], paper[i], paper_labels[i], official[i], official_labels[i]] for i in range(images.shape[0])]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     make_grid(rows, args.size).save(args.output)
-    print(f"wrote {args.output} ({images.shape[0]} rows); labelled pixels: paper {paper_labels.mean().item():.0%}, "
-          f"official {official_labels.mean().item():.0%}")
+    print(
+        f"wrote {args.output} ({images.shape[0]} rows); labelled pixels: paper {paper_labels.mean().item():.0%}, "
+        f"official {official_labels.mean().item():.0%}"
+    )
 
 
 if __name__ == "__main__":

@@ -50,13 +50,25 @@ def tiny_isstad(**overrides: Any) -> Isstad:
 
 def small_datamodule(root: Path, **overrides: Any) -> MVTecAD:
     """The generated tiles set (see ``dataset_root``) as an MVTecAD datamodule, batch 8, no worker processes."""
-    config: dict[str, Any] = {"root": root, "category": "tiles", "train_batch_size": 8, "eval_batch_size": 8,
-                              "num_workers": 0}
+    config: dict[str, Any] = {
+        "root": root,
+        "category": "tiles",
+        "train_batch_size": 8,
+        "eval_batch_size": 8,
+        "num_workers": 0,
+    }
     config.update(overrides)
     return MVTecAD(**config)
 
 
 def engine_for(root: Path, **kwargs: Any) -> Engine:
     """A quiet CPU Engine writing under ``root``."""
-    return Engine(default_root_dir=root, logger=False, enable_progress_bar=False, accelerator="cpu", devices=1,
-                  enable_model_summary=False, **kwargs)
+    return Engine(
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        accelerator="cpu",
+        devices=1,
+        enable_model_summary=False,
+        **kwargs,
+    )

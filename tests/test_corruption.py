@@ -47,7 +47,7 @@ def covered_by_valid_blocks(params, height: int, width: int) -> torch.Tensor:
     for b in range(batch):
         for k in range(int(params.num_blocks[b])):
             t, lft = int(params.top[b, k]), int(params.left[b, k])
-            union[b, 0, t:t + int(params.height[b, k]), lft:lft + int(params.width[b, k])] = True
+            union[b, 0, t : t + int(params.height[b, k]), lft : lft + int(params.width[b, k])] = True
     return union
 
 
@@ -69,8 +69,9 @@ def assert_labels_match_change(images, corrupted, labels, tol=TOL):
 def test_labels_are_exactly_the_changed_pixels(shape, seed):
     batch, channels, height, width = shape
     images = textures(batch, channels, height, width, seed=seed)
-    params = sample_params(batch, channels, height, width, PaperConfig(corrupt_prob=1.0),
-                           torch.Generator().manual_seed(seed))
+    params = sample_params(
+        batch, channels, height, width, PaperConfig(corrupt_prob=1.0), torch.Generator().manual_seed(seed)
+    )
     corrupted, labels = apply_vectorised(images, params)
     assert_labels_match_change(images, corrupted, labels)
     union = covered_by_valid_blocks(params, height, width)
@@ -78,13 +79,15 @@ def test_labels_are_exactly_the_changed_pixels(shape, seed):
     assert labels.mean() > 0.2, "blocks should change a good part of the image"
 
 
-@pytest.mark.parametrize(("shape", "seed"), [((4, 3, 64, 80), 3), ((3, 1, 33, 47), 4), ((2, 3, 40, 24), 5),
-                                             ((2, 3, 9, 7), 6)])
+@pytest.mark.parametrize(
+    ("shape", "seed"), [((4, 3, 64, 80), 3), ((3, 1, 33, 47), 4), ((2, 3, 40, 24), 5), ((2, 3, 9, 7), 6)]
+)
 def test_vectorised_equals_loop_oracle(shape, seed):
     batch, channels, height, width = shape
     images = textures(batch, channels, height, width, seed=seed)
-    params = sample_params(batch, channels, height, width, PaperConfig(corrupt_prob=0.9),
-                           torch.Generator().manual_seed(seed))
+    params = sample_params(
+        batch, channels, height, width, PaperConfig(corrupt_prob=0.9), torch.Generator().manual_seed(seed)
+    )
     fast, fast_labels = apply_vectorised(images, params)
     slow, slow_labels = apply_loop(images, params)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
@@ -112,7 +115,7 @@ def test_last_covering_block_wins():
     for b in range(3):
         for k in range(int(params.num_blocks[b])):
             t, lft = int(params.top[b, k]), int(params.left[b, k])
-            expected[b, t:t + int(params.height[b, k]), lft:lft + int(params.width[b, k])] = b * k_max + k
+            expected[b, t : t + int(params.height[b, k]), lft : lft + int(params.width[b, k])] = b * k_max + k
     assert torch.equal(last_block_index(params, 30, 20).view(3, 30, 20), expected)
 
 
@@ -192,14 +195,17 @@ def test_inputs_slightly_out_of_range_are_clamped():
     assert corrupted.min() >= 0 and corrupted.max() <= 1
 
 
-@pytest.mark.parametrize(("bad", "error", "words"), [
-    (torch.rand(3, 16, 16), ValueError, "(B, C, H, W)"),
-    ((torch.rand(2, 3, 8, 8) * 255).to(torch.uint8), TypeError, "float"),
-    (torch.rand(2, 4, 8, 8), ValueError, "1 or 3 channels"),
-    (torch.rand(2, 3, 8, 8) * 2 - 1, ValueError, "[0, 1]"),
-    (torch.full((1, 3, 4, 4), float("nan")), ValueError, "NaN"),
-    ([[0.5]], TypeError, "torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    ("bad", "error", "words"),
+    [
+        (torch.rand(3, 16, 16), ValueError, "(B, C, H, W)"),
+        ((torch.rand(2, 3, 8, 8) * 255).to(torch.uint8), TypeError, "float"),
+        (torch.rand(2, 4, 8, 8), ValueError, "1 or 3 channels"),
+        (torch.rand(2, 3, 8, 8) * 2 - 1, ValueError, "[0, 1]"),
+        (torch.full((1, 3, 4, 4), float("nan")), ValueError, "NaN"),
+        ([[0.5]], TypeError, "torch.Tensor"),
+    ],
+)
 def test_bad_input_gives_clear_error(bad, error, words):
     with pytest.raises(error, match=None) as info:
         PixelCorruption()(bad)

@@ -155,3 +155,10 @@ def test_official_preset_switches_head_loss_and_corruption():
     assert model.corruption.mode == "official"
     explicit = tiny_isstad(preset="official", classifier_output="sigmoid")
     assert explicit.model.pixel_classifier_head.classes == 1
+
+
+def test_cli_optimizer_override_is_refused(tmp_path, dataset_root):
+    model = tiny_isstad(stage1_epochs=1)
+    model.configure_optimizers = lambda: torch.optim.SGD(model.parameters(), lr=0.1)  # what --optimizer does
+    with pytest.raises(ValueError, match="would replace ISSTAD's two-stage optimisers"):
+        engine_for(tmp_path, max_epochs=2).fit(model, datamodule=small_datamodule(dataset_root))

@@ -4,6 +4,7 @@ Public names follow the paper (Jin et al., "ISSTAD: Incremental Self-Supervised 
 Anomaly Detection and Localization"): the network is :class:`IsstadModel`, the anomalib model is :class:`Isstad`.
 """
 
+from isstad_plugin import data as data  # defines the `MVTec` datamodule alias, so `--data MVTec` resolves in the CLI
 from isstad_plugin.callbacks import IsstadStageSwitch
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps

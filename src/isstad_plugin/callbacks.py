@@ -31,7 +31,7 @@ class IsstadStageSwitch(Callback):
         del pl_module
         strategy = trainer.strategy
         if stage == "fit" and isinstance(strategy, DDPStrategy):
-            strategy._ddp_kwargs.setdefault("find_unused_parameters", True)  # noqa: SLF001 - no public setter
+            strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Enter stage 2 once stage 1 has run its epochs."""
@@ -39,5 +39,8 @@ class IsstadStageSwitch(Callback):
         if model.stage == 1 and model.variant.finetune and trainer.current_epoch >= model.stage1_epochs:
             model.enter_stage2()
             trainer.strategy.setup_optimizers(trainer)
-            logger.info("ISSTAD: stage 2 starts at epoch %d (encoder frozen: %s)", trainer.current_epoch,
-                        model.model.encoder_frozen)
+            logger.info(
+                "ISSTAD: stage 2 starts at epoch %d (encoder frozen: %s)",
+                trainer.current_epoch,
+                model.model.encoder_frozen,
+            )

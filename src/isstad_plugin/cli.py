@@ -28,26 +28,90 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="smoke run in well under a minute (numbers mean nothing)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data generation and training")
     demo.add_argument("--data-root", type=Path, default=None, help="MVTec-layout root to use instead of generated data")
-    demo.add_argument("--category", default="tiles", help="category folder (generated: tiles, metal, fabric, wood, parts)")
+    demo.add_argument(
+        "--category", default="tiles", help="category folder (generated: tiles, metal, fabric, wood, parts)"
+    )
     demo.add_argument("--config", type=Path, default=None, help="run config (default: configs/isstad_cpu.yaml)")
     demo.set_defaults(run=_run_demo)
+
+    bench = commands.add_parser("benchmark", help="ISSTAD and anomalib peers on MVTec-layout data, tables out")
+    bench.add_argument("--root", type=Path, required=True, help="MVTec-layout root (one folder per category)")
+    bench.add_argument("--categories", nargs="+", required=True, help="category folders under --root")
+    bench.add_argument(
+        "--models",
+        nargs="+",
+        default=["isstad", "draem", "padim", "patchcore"],
+        help="isstad, draem, padim, patchcore (default: all)",
+    )
+    bench.add_argument("--variants", nargs="+", default=["full"], help="ISSTAD variants: full, I ... VIII")
+    bench.add_argument("--output", type=Path, default=Path("reports/benchmark"), help="table folder")
+    bench.add_argument("--image-size", type=int, default=128, help="input side of every model (default: 128)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--config", type=Path, default=None, help="ISSTAD run config (default: configs/isstad_cpu.yaml)")
+    bench.add_argument("--stage1-epochs", type=int, default=None, help="ISSTAD stage-1 epochs (default: config's)")
+    bench.add_argument("--stage2-epochs", type=int, default=None, help="ISSTAD stage-2 epochs (default: config's)")
+    bench.add_argument("--draem-epochs", type=int, default=1)
+    bench.add_argument("--draem-minutes", type=float, default=None, help="wall-clock cap of DRAEM's fit")
+    bench.add_argument("--batch-size", type=int, default=16)
+    bench.add_argument("--limit-train-batches", type=float, default=1.0, help="Lightning's limit (smoke runs)")
+    bench.set_defaults(run=_run_benchmark)
     return parser
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from isstad_plugin.demo import DemoOptions, run_demo  # noqa: PLC0415 - keep `isstad --help` fast
+    from isstad_plugin.demo import DemoOptions, run_demo
 
     result = run_demo(
-        DemoOptions(output=args.output, fast=args.fast, seed=args.seed, data_root=args.data_root,
-                    category=args.category, config=args.config)
+        DemoOptions(
+            output=args.output,
+            fast=args.fast,
+            seed=args.seed,
+            data_root=args.data_root,
+            category=args.category,
+            config=args.config,
+        )
     )
     metrics = result.metrics
     print()
-    print(f"ISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, "
-          f"pixel AUROC {metrics.get('pixel_AUROC', float('nan')):.3f}")
-    print(f"  fit {result.fit_seconds:.0f} s, test {result.test_seconds:.0f} s, peak memory {result.peak_rss_mb:.0f} MB")
-    print(f"  report: {result.report}/metrics.md, panels: {result.report}/panels.png, "
-          f"anomalib images: {result.report}/anomalib/")
+    print(
+        f"ISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, "
+        f"pixel AUROC {metrics.get('pixel_AUROC', float('nan')):.3f}"
+    )
+    print(
+        f"  fit {result.fit_seconds:.0f} s, test {result.test_seconds:.0f} s, peak memory {result.peak_rss_mb:.0f} MB"
+    )
+    print(
+        f"  report: {result.report}/metrics.md, panels: {result.report}/panels.png, "
+        f"anomalib images: {result.report}/anomalib/"
+    )
+    return 0
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from isstad_plugin.benchmark import BenchmarkOptions, run_benchmark, write_tables
+
+    limit = args.limit_train_batches
+    options = BenchmarkOptions(
+        root=args.root,
+        categories=args.categories,
+        models=args.models,
+        variants=args.variants,
+        output=args.output,
+        image_size=args.image_size,
+        seed=args.seed,
+        config=args.config,
+        stage1_epochs=args.stage1_epochs,
+        stage2_epochs=args.stage2_epochs,
+        draem_epochs=args.draem_epochs,
+        draem_minutes=args.draem_minutes,
+        batch_size=args.batch_size,
+        limit_train_batches=int(limit) if limit > 1 else limit,
+    )
+    rows = run_benchmark(options)
+    table = write_tables(rows, options)
+    print()
+    print(table.read_text())
+    print(f"tables: {table} (+ results.csv, results.json)")
     return 0
 
 

@@ -94,11 +94,15 @@ def run_demo(options: DemoOptions) -> DemoResult:
 
     protocol = (
         f"{'fast smoke run, ' if options.fast else ''}{model.stage1_epochs} stage-1 + "
-        f"{max_epochs - model.stage1_epochs} stage-2 epochs, last epoch tested, thresholds learnt on a validation split "
-        f"taken from the test folder and not tested (seed {options.seed})"
+        f"{max_epochs - model.stage1_epochs} stage-2 epochs, last epoch tested, thresholds learnt on a validation "
+        f"split taken from the test folder and not tested (seed {options.seed})"
     )
-    write_metrics({**metrics, "fit_seconds": fit_seconds, "test_seconds": test_seconds}, output,
-                  f"ISSTAD demo on {root.name}/{options.category}", protocol)
+    write_metrics(
+        {**metrics, "fit_seconds": fit_seconds, "test_seconds": test_seconds},
+        output,
+        f"ISSTAD demo on {root.name}/{options.category}",
+        protocol,
+    )
     _write_panels(model, datamodule, output / "panels.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return DemoResult(metrics, output, fit_seconds, test_seconds, peak)
@@ -121,9 +125,7 @@ def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
 
 
 def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> MVTecAD:
-    data_args = {
-        key: value for key, value in config.data.items() if key not in ("root", "category")
-    }
+    data_args = {key: value for key, value in config.data.items() if key not in ("root", "category")}
     data_args.setdefault("val_split_mode", "from_test")
     data_args.setdefault("val_split_ratio", 0.3)
     return MVTecAD(root=root, category=options.category, seed=options.seed, **data_args)

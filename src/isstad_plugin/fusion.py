@@ -56,7 +56,9 @@ def level_probability(probabilities: torch.Tensor) -> torch.Tensor:
     return probabilities.mean(dim=1, keepdim=True)
 
 
-def aggregate_score(score_map: torch.Tensor, how: ScoreAggregation = "mean", topk_fraction: float = 0.01) -> torch.Tensor:
+def aggregate_score(
+    score_map: torch.Tensor, how: ScoreAggregation = "mean", topk_fraction: float = 0.01
+) -> torch.Tensor:
     """Image anomaly score from a ``(B, 1, H, W)`` map: mean (paper eq. 22), max, or mean of the top-k fraction.
 
     Args:
@@ -144,7 +146,9 @@ class AnomalyFusion(nn.Module):
             score = self.smooth(_required(smooth_error, "E") * _required(smooth_prob, "P"))
         return AnomalyMaps(error=smooth_error, probability=smooth_prob, score=score)
 
-    def forward(self, error: torch.Tensor | None, probability: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, error: torch.Tensor | None, probability: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(image_scores (B,), score_map (B, 1, H, W))``."""
         score = self.maps(error, probability).score
         return aggregate_score(score, self.aggregation, self.topk_fraction), score

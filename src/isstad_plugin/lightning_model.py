@@ -15,9 +15,11 @@ From the command line::
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -34,12 +36,13 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from isstad_plugin.callbacks import IsstadStageSwitch
 from isstad_plugin.corruption import PixelCorruption
+from isstad_plugin.data.checks import check_datamodule, check_mvtec_layout
 from isstad_plugin.fusion import ScoreAggregation
 from isstad_plugin.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
 from isstad_plugin.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
 from isstad_plugin.post_processor import IsstadPostProcessor
-from isstad_plugin.rng import capture_rng_state, restore_rng_state
 from isstad_plugin.presets import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE, PAPER_MASK_RATIO
+from isstad_plugin.rng import capture_rng_state, restore_rng_state
 from isstad_plugin.torch_model import ClassifierOutput, ClassifierSharing, IsstadModel
 from isstad_plugin.variants import Variant, get_variant
 from isstad_plugin.weights import load_mae_weights, load_stage1_checkpoint
@@ -51,6 +54,28 @@ _PRESET_HEADS: dict[str, tuple[ClassifierSharing, ClassifierOutput, str]] = {
     "paper": ("per_block", "sigmoid", "paper"),  # per-block projections, eq. 10 BCE, block corruption
     "official": ("shared", "softmax", "official"),  # one shared projection, 2-class CE, shape-paste corruption
 }
+
+
+_DEFAULTS: dict[str, Any] = {}  # the constructor's defaults, filled in after the class definition
+_NETWORK_KEYS = (
+    "variant",
+    "preset",
+    "image_size",
+    "encoder",
+    "patch_size",
+    "encoder_dim",
+    "encoder_depth",
+    "encoder_heads",
+    "decoder_dim",
+    "decoder_depth",
+    "decoder_heads",
+    "classifier_sharing",
+    "classifier_output",
+    "mask_ratio",
+    "smoothing_sigma",
+    "score_aggregation",
+    "topk_fraction",
+)
 
 
 class Isstad(AnomalibModule):
@@ -156,49 +181,62 @@ class Isstad(AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        if preset not in _PRESET_HEADS:
-            msg = f"preset must be 'paper' or 'official', got {preset!r}"
-            raise ValueError(msg)
-        self.variant: Variant = get_variant(variant)
-        sharing, output, corruption_mode = _PRESET_HEADS[preset]
-        self.stage1_epochs = _resolve_stage1_epochs(self.variant, stage1_epochs, stage1_checkpoint)
-        self.loss_weights = _resolve_loss_weights(
-            self.variant, preset, mse_weight, ssim_weight, classification_weight, anomalous_weight, normal_weight
-        )
-        _check_corruption_options(self.variant, corruption, corrupt_prob)
+        self._build(dict(self.hparams))
 
-        self.model = IsstadModel(
-            image_size=image_size,
-            encoder=encoder,
-            patch_size=patch_size,
-            encoder_dim=encoder_dim,
-            encoder_depth=encoder_depth,
-            encoder_heads=encoder_heads,
-            decoder_dim=decoder_dim,
-            decoder_depth=decoder_depth,
-            decoder_heads=decoder_heads,
-            mask_ratio=mask_ratio,
-            classifier_sharing=classifier_sharing or sharing,
-            classifier_output=classifier_output or output,
-            smoothing_sigma=smoothing_sigma,
-            score_aggregation=score_aggregation,
-            topk_fraction=topk_fraction,
-            map_source=self.variant.map_source,
-            inference_mask_ratio=mask_ratio if self.variant.masked_inference else 0.0,
+    def _build(self, options: dict[str, Any]) -> None:
+        """Create the network, corruption, loss and stage from the constructor options.
+
+        One place for both ``__init__`` and loading a checkpoint written with other options.
+        """
+        o = {**_DEFAULTS, **options}
+        if o["preset"] not in _PRESET_HEADS:
+            msg = f"preset must be 'paper' or 'official', got {o['preset']!r}"
+            raise ValueError(msg)
+        self.variant: Variant = get_variant(o["variant"])
+        sharing, output, corruption_mode = _PRESET_HEADS[o["preset"]]
+        self.stage1_epochs = _resolve_stage1_epochs(self.variant, o["stage1_epochs"], o["stage1_checkpoint"])
+        self.loss_weights = _resolve_loss_weights(
+            self.variant,
+            o["preset"],
+            o["mse_weight"],
+            o["ssim_weight"],
+            o["classification_weight"],
+            o["anomalous_weight"],
+            o["normal_weight"],
         )
-        self.corruption = PixelCorruption(mode=corruption or corruption_mode, corrupt_prob=corrupt_prob)
+        _check_corruption_options(self.variant, o["corruption"], o["corrupt_prob"])
+        self.model = IsstadModel(
+            image_size=o["image_size"],
+            encoder=o["encoder"],
+            patch_size=o["patch_size"],
+            encoder_dim=o["encoder_dim"],
+            encoder_depth=o["encoder_depth"],
+            encoder_heads=o["encoder_heads"],
+            decoder_dim=o["decoder_dim"],
+            decoder_depth=o["decoder_depth"],
+            decoder_heads=o["decoder_heads"],
+            mask_ratio=o["mask_ratio"],
+            classifier_sharing=o["classifier_sharing"] or sharing,
+            classifier_output=o["classifier_output"] or output,
+            smoothing_sigma=o["smoothing_sigma"],
+            score_aggregation=o["score_aggregation"],
+            topk_fraction=o["topk_fraction"],
+            map_source=self.variant.map_source,
+            inference_mask_ratio=o["mask_ratio"] if self.variant.masked_inference else 0.0,
+        )
+        self.corruption = PixelCorruption(mode=o["corruption"] or corruption_mode, corrupt_prob=o["corrupt_prob"])
         self.loss = Stage2Loss(self.loss_weights)
         self.optimizer_settings = OptimizerSettings(
-            stage1_blr=stage1_blr,
-            stage1_warmup_epochs=stage1_warmup_epochs,
-            stage2_lr=stage2_lr,
-            stage2_min_lr=stage2_min_lr,
-            stage2_t_max=stage2_t_max,
-            weight_decay=weight_decay,
+            stage1_blr=o["stage1_blr"],
+            stage1_warmup_epochs=o["stage1_warmup_epochs"],
+            stage2_lr=o["stage2_lr"],
+            stage2_min_lr=o["stage2_min_lr"],
+            stage2_t_max=o["stage2_t_max"],
+            weight_decay=o["weight_decay"],
         )
-        self.encoder_weights = encoder_weights
-        self.load_decoder_weights = load_decoder_weights
-        self.stage1_checkpoint = stage1_checkpoint
+        self.encoder_weights = o["encoder_weights"]
+        self.load_decoder_weights = o["load_decoder_weights"]
+        self.stage1_checkpoint = o["stage1_checkpoint"]
         self.stage = 1 if (self.stage1_epochs > 0 or not self.variant.finetune) else 2
         if self.stage == 2:
             self.enter_stage2()
@@ -218,7 +256,7 @@ class Isstad(AnomalibModule):
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """anomalib's component callbacks plus :class:`~isstad_plugin.IsstadStageSwitch`."""
+        """Anomalib's component callbacks plus :class:`~isstad_plugin.IsstadStageSwitch`."""
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
         return [*callbacks, IsstadStageSwitch()]
@@ -240,6 +278,13 @@ class Isstad(AnomalibModule):
         if self.variant.pretrain:
             self.model.freeze_encoder()
 
+    def prepare_data(self) -> None:
+        """Check an MVTec-layout dataset folder before anomalib indexes it (one-line errors, see data.checks)."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        root, category = getattr(datamodule, "root", None), getattr(datamodule, "category", None)
+        if root is not None and category is not None and (Path(root) / category / "train").is_dir():
+            check_mvtec_layout(Path(root) / category)
+
     def setup(self, stage: str) -> None:
         """Check the epoch budget and load initial weights before a fresh fit (not when resuming)."""
         if stage != "fit":
@@ -251,6 +296,7 @@ class Isstad(AnomalibModule):
             )
             raise ValueError(msg)
         self._check_epoch_budget()
+        check_datamodule(self.trainer.datamodule)
         if self.trainer.ckpt_path is None and not self._initial_weights_done:
             if self.encoder_weights:
                 load_mae_weights(self.model, self.encoder_weights, self.load_decoder_weights)
@@ -275,8 +321,29 @@ class Isstad(AnomalibModule):
         checkpoint["isstad_rng"] = capture_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the stage (and the frozen encoder) before the optimiser is rebuilt; when resuming a fit, the RNG."""
+        """Adopt the checkpoint's network options, stage and (when resuming a fit) random state.
+
+        Called before the weights are copied: a checkpoint written with other network options (image size, encoder,
+        ...) rebuilds the network for testing, predicting and exporting, so ``--ckpt_path`` needs no repeated model
+        options; resuming a fit with other options is refused.
+        """
+        if "isstad_stage" not in checkpoint:
+            msg = "the checkpoint was not written by an Isstad model (no 'isstad_stage' entry): pass an Isstad .ckpt"
+            raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
+        saved = {**_DEFAULTS, **checkpoint.get("hyper_parameters", {})}
+        current = {**_DEFAULTS, **self.hparams}
+        changed = sorted(k for k in _NETWORK_KEYS if saved.get(k) != current.get(k))
+        if changed:
+            if self._trainer is not None and self.trainer.training:
+                msg = (
+                    f"--ckpt_path was written with other model options ({', '.join(changed)}): resume with the "
+                    "options of that run (e.g. its config.yaml)"
+                )
+                raise ValueError(msg)
+            logger.info("Isstad: building the network of the checkpoint (%s differ)", ", ".join(changed))
+            self.hparams.update({k: saved[k] for k in _DEFAULTS if k in saved})
+            self._build(dict(self.hparams))
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
         self._initial_weights_done = True
@@ -286,11 +353,17 @@ class Isstad(AnomalibModule):
     # ------------------------------------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Stage 1: MAE loss on masked patches. Stage 2: restoration + pixel classification of corrupted images."""
-        del args, kwargs
-        if self.stage == 1:
-            loss = self._stage1_step(batch.image)
-        else:
-            loss = self._stage2_step(batch.image)
+        del kwargs
+        loss = self._stage1_step(batch.image) if self.stage == 1 else self._stage2_step(batch.image)
+        if not torch.isfinite(loss):
+            batch_index = args[0] if args else "?"
+            msg = (
+                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, stage {self.stage}, batch "
+                f"{batch_index}: the weights were not updated and the checkpoints already written are kept; lower "
+                f"--model.stage{self.stage}_{'blr' if self.stage == 1 else 'lr'} or train with "
+                "--trainer.precision 32-true"
+            )
+            raise FloatingPointError(msg)
         return {"loss": loss}
 
     def _stage1_step(self, images: torch.Tensor) -> torch.Tensor:
@@ -307,21 +380,23 @@ class Isstad(AnomalibModule):
                 corrupted, labels = self.corruption(clean.float())
         else:
             corrupted, labels = clean, torch.zeros_like(clean[:, :1])
-        output = self.model.decode(
-            normalization.to_model(corrupted), with_classifier=self.variant.classification_loss
-        )
+        output = self.model.decode(normalization.to_model(corrupted), with_classifier=self.variant.classification_loss)
         reconstruction = normalization.to_unit(output.reconstruction)
         target = clean if self.loss_weights.target == "clean" else corrupted
         losses = self.loss(reconstruction, target, output.level_logits, labels)
         self._log_losses(
-            len(images), train_loss=losses.total, train_mse=losses.mse, train_ssim_loss=losses.ssim,
+            len(images),
+            train_loss=losses.total,
+            train_mse=losses.mse,
+            train_ssim_loss=losses.ssim,
             train_cls=losses.classification,
         )
         return losses.total
 
     def _log_losses(self, batch_size: int, **values: torch.Tensor) -> None:
-        self.log("train_loss", values.pop("train_loss"), on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch_size)
+        self.log(
+            "train_loss", values.pop("train_loss"), on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size
+        )
         values["stage"] = torch.tensor(float(self.stage))
         self.log_dict(values, on_step=False, on_epoch=True, batch_size=batch_size)
 
@@ -353,12 +428,24 @@ class Isstad(AnomalibModule):
         return int(batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size)
 
 
+_DEFAULTS.update(
+    {
+        name: parameter.default
+        for name, parameter in inspect.signature(Isstad.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+        and name not in ("pre_processor", "post_processor", "evaluator", "visualizer")
+    }
+)
+
+
 def _resolve_stage1_epochs(variant: Variant, stage1_epochs: int | None, stage1_checkpoint: str | None) -> int:
     if stage1_epochs is not None and stage1_epochs < 0:
         msg = f"stage1_epochs must be >= 0, got {stage1_epochs}"
         raise ValueError(msg)
     if stage1_checkpoint and not variant.pretrain:
-        msg = f"variant {variant.name} has no stage-1 pre-training: drop stage1_checkpoint or pick a pre-trained variant"
+        msg = (
+            f"variant {variant.name} has no stage-1 pre-training: drop stage1_checkpoint or pick a pre-trained variant"
+        )
         raise ValueError(msg)
     if stage1_checkpoint and not variant.finetune:
         msg = "variant I is stage 1 alone: stage1_checkpoint would leave nothing to train"

@@ -1,7 +1,7 @@
 """Losses of the two training stages (paper eq. 3 and 8-14).
 
 Stage 1 is MAE's: the mean squared error on the masked patches. Stage 2 is
-``λ0·MSE + λ1·(1 − SSIM) + λ2·mean_l CE_l``, the classification term a pixel-weighted binary cross-entropy
+``λ0·MSE + λ1·(1 - SSIM) + λ2·mean_l CE_l``, the classification term a pixel-weighted binary cross-entropy
 (paper eq. 10, weight ω on the corrupted pixels) or the official two-class cross-entropy with class weights.
 Reconstruction terms are computed on ``[0, 1]`` pixels.
 """
@@ -40,7 +40,7 @@ class Stage2Weights:
 
     Attributes:
         mse: λ0, weight of the mean squared reconstruction error (eq. 8).
-        ssim: λ1, weight of ``1 − SSIM`` (eq. 9).
+        ssim: λ1, weight of ``1 - SSIM`` (eq. 9).
         classification: λ2, weight of the classification loss averaged over decoder levels (eq. 11, 13).
         anomalous: Weight of the corrupted (label 1) pixels in the classification loss (ω in eq. 10).
         normal: Weight of the clean (label 0) pixels in the classification loss.
@@ -74,7 +74,7 @@ class Stage2Losses(NamedTuple):
 
 
 class Stage2Loss(nn.Module):
-    """Stage-2 loss: ``λ0·MSE + λ1·(1 − SSIM) + λ2·mean_l CE_l`` (paper eq. 12-14).
+    """Stage-2 loss: ``λ0·MSE + λ1·(1 - SSIM) + λ2·mean_l CE_l`` (paper eq. 12-14).
 
     Args:
         weights: The term weights; a term with weight 0 is not computed.

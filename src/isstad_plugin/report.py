@@ -1,4 +1,4 @@
-"""Report files: metric tables (JSON and Markdown) and panels in the style of the paper's Fig. 5 (input, E, P, S, GT)."""
+"""Report files: metric tables (JSON and Markdown) and panels like the paper's Fig. 5 (input, E, P, S, GT)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import matplotlib as mpl
 
 mpl.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-interactive backend
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from isstad_plugin.torch_model import IsstadModel  # noqa: E402
+from isstad_plugin.torch_model import IsstadModel
 
 
 def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol: str) -> tuple[Path, Path]:

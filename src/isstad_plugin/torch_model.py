@@ -267,8 +267,9 @@ class IsstadModel(nn.Module):
         self.grid_size = (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
         self.in_channels = in_channels
 
-        self.encoder = _build_encoder(self.image_size, self.patch_size, in_channels, enc_dim, enc_depth, enc_heads,
-                                      mlp_ratio)
+        self.encoder = _build_encoder(
+            self.image_size, self.patch_size, in_channels, enc_dim, enc_depth, enc_heads, mlp_ratio
+        )
         self.decoder = IsstadDecoder(enc_dim, self.grid_size, decoder_dim, decoder_depth, decoder_heads, mlp_ratio)
         self.reconstruction_head = ReconstructionHead(decoder_dim, self.patch_size, in_channels)
         self.pixel_classifier_head = PixelClassifierHead(
@@ -387,7 +388,7 @@ class IsstadModel(nn.Module):
             patches = self.patchify(output.reconstruction) * hidden
             total = patches if total is None else total + patches
             count = hidden if count is None else count + hidden
-        assert total is not None and count is not None  # noqa: S101 - at least one pass
+        assert total is not None and count is not None
         return unpatchify(total / count.clamp_min(1), self.patch_size, self.grid_size)
 
     def _error_and_probability(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -130,7 +130,7 @@ def map_mae_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _rename(key: str) -> str:
     for old, new in _MAE_DECODER_PREFIXES:
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return "encoder." + key
 
 
@@ -150,8 +150,10 @@ def _read_source(source: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(msg)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        msg = f"encoder_weights {path} could not be read as a torch checkpoint ({type(error).__name__}): pass an MAE .pth"
+    except Exception as error:
+        msg = (
+            f"encoder_weights {path} could not be read as a torch checkpoint ({type(error).__name__}): pass an MAE .pth"
+        )
         raise ValueError(msg) from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not any(k in state for k in _ENCODER_MARKERS):
@@ -164,11 +166,11 @@ def _read_source(source: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _read_timm(tag: str) -> dict[str, torch.Tensor]:
-    import timm  # noqa: PLC0415 - only for this optional source
+    import timm
 
     try:
         network = timm.create_model(tag, pretrained=True, num_classes=0)
-    except Exception as error:  # noqa: BLE001 - hub errors come in many types
+    except Exception as error:
         msg = (
             f"encoder_weights 'timm:{tag}' could not be fetched ({type(error).__name__}; the hub is unreachable or "
             "HF_HUB_OFFLINE=1): download the MAE file elsewhere and pass its local path"
@@ -191,7 +193,7 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
         FileNotFoundError: The file does not exist.
         ValueError: The file is not an ISSTAD checkpoint, was written before stage 1 ended, or its architecture differs.
     """
-    from anomalib.utils.serialization import anomalib_safe_globals  # noqa: PLC0415 - heavy import, only here
+    from anomalib.utils.serialization import anomalib_safe_globals
 
     file = Path(path).expanduser()
     if not file.is_file():
@@ -202,13 +204,15 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
     state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
     network = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     if not network or "encoder.cls_token" not in network:
-        msg = f"stage1_checkpoint {file} is not an ISSTAD checkpoint (no 'model.encoder.*' weights): pass an Isstad .ckpt"
+        msg = (
+            f"stage1_checkpoint {file} is not an ISSTAD checkpoint (no 'model.encoder.*' weights): pass an Isstad .ckpt"
+        )
         raise ValueError(msg)
     stage1_epochs = checkpoint.get("isstad_stage1_epochs")
     if checkpoint.get("isstad_stage", 2) == 1 and checkpoint.get("epoch", 0) + 1 < (stage1_epochs or 0):
         msg = (
-            f"stage1_checkpoint {file} was saved at epoch {checkpoint.get('epoch')} of a {stage1_epochs}-epoch stage 1: "
-            "finish stage 1 first (resume it with --ckpt_path) or pass a later checkpoint"
+            f"stage1_checkpoint {file} was saved at epoch {checkpoint.get('epoch')} of a {stage1_epochs}-epoch "
+            "stage 1: finish stage 1 first (resume it with --ckpt_path) or pass a later checkpoint"
         )
         raise ValueError(msg)
     report = copy_matching_weights(model, network, f"stage1_checkpoint {file}")

@@ -64,14 +64,20 @@ def check_images(images: object) -> tuple[float, float]:
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
     if images.ndim != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}; "
-                         "add a batch dimension with images.unsqueeze(0) for a single image")
+        raise ValueError(
+            f"images must have shape (B, C, H, W), got {tuple(images.shape)}; "
+            "add a batch dimension with images.unsqueeze(0) for a single image"
+        )
     if not images.is_floating_point():
-        raise TypeError(f"images must be a float tensor in [0, 1], got {images.dtype}; "
-                        "convert with images.float() / 255 for 8-bit images")
+        raise TypeError(
+            f"images must be a float tensor in [0, 1], got {images.dtype}; "
+            "convert with images.float() / 255 for 8-bit images"
+        )
     if images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)}); "
-                         "pass channels first as (B, C, H, W)")
+        raise ValueError(
+            f"images must have 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)}); "
+            "pass channels first as (B, C, H, W)"
+        )
     if images.numel() == 0:
         return 0.0, 1.0
     extremes = torch.aminmax(images.detach())
@@ -79,8 +85,10 @@ def check_images(images: object) -> tuple[float, float]:
     if math.isnan(low) or math.isnan(high):
         raise ValueError("images contain NaN values; fix the data pipeline before corrupting")
     if not (low >= -VALUE_EPSILON and high <= 1 + VALUE_EPSILON):
-        raise ValueError(f"images must hold values in [0, 1], got min {low:.4g} and max {high:.4g}; "
-                         "undo any normalisation (e.g. x * 0.5 + 0.5 for [-1, 1] inputs) first")
+        raise ValueError(
+            f"images must hold values in [0, 1], got min {low:.4g} and max {high:.4g}; "
+            "undo any normalisation (e.g. x * 0.5 + 0.5 for [-1, 1] inputs) first"
+        )
     return low, high
 
 
@@ -90,8 +98,10 @@ def _generator(seed: torch.Generator | int | None, device: torch.device) -> torc
         return None
     if isinstance(seed, torch.Generator):
         if seed.device.type != device.type:
-            raise ValueError(f"generator is on {seed.device} but images are on {device}; "
-                             f"create it with torch.Generator(device={str(device)!r})")
+            raise ValueError(
+                f"generator is on {seed.device} but images are on {device}; "
+                f"create it with torch.Generator(device={str(device)!r})"
+            )
         return seed
     if isinstance(seed, int) and not isinstance(seed, bool):
         return torch.Generator(device=device).manual_seed(seed)
@@ -121,11 +131,18 @@ class PixelCorruption(nn.Module):
         (torch.Size([4, 3, 64, 64]), torch.Size([4, 1, 64, 64]))
     """
 
-    def __init__(self, mode: Literal["paper", "official"] = "paper", corrupt_prob: float | None = None,
-                 num_blocks: tuple[int, int] = PAPER_NUM_BLOCKS, block_size: tuple[int, float] = DEFAULT_BLOCK_SIZE,
-                 operations: tuple[str, ...] = OPERATIONS, ops_per_block: tuple[int, int] = DEFAULT_OPS_PER_BLOCK,
-                 change_tolerance: float = DEFAULT_CHANGE_TOLERANCE, max_shapes: int = OFFICIAL_MAX_SHAPES,
-                 implementation: Literal["vectorised", "loop"] = "vectorised") -> None:
+    def __init__(
+        self,
+        mode: Literal["paper", "official"] = "paper",
+        corrupt_prob: float | None = None,
+        num_blocks: tuple[int, int] = PAPER_NUM_BLOCKS,
+        block_size: tuple[int, float] = DEFAULT_BLOCK_SIZE,
+        operations: tuple[str, ...] = OPERATIONS,
+        ops_per_block: tuple[int, int] = DEFAULT_OPS_PER_BLOCK,
+        change_tolerance: float = DEFAULT_CHANGE_TOLERANCE,
+        max_shapes: int = OFFICIAL_MAX_SHAPES,
+        implementation: Literal["vectorised", "loop"] = "vectorised",
+    ) -> None:
         super().__init__()
         if mode not in ("paper", "official"):
             raise ValueError(f"mode must be 'paper' or 'official', got {mode!r}")
@@ -135,14 +152,18 @@ class PixelCorruption(nn.Module):
         self.implementation = implementation
         self.config: PaperConfig | OfficialConfig
         if mode == "paper":
-            self.config = PaperConfig(corrupt_prob=PAPER_CORRUPT_PROB if corrupt_prob is None else corrupt_prob,
-                                      num_blocks=(num_blocks[0], num_blocks[1]),
-                                      block_size=(block_size[0], block_size[1]), operations=tuple(operations),
-                                      ops_per_block=(ops_per_block[0], ops_per_block[1]),
-                                      change_tolerance=change_tolerance)
+            self.config = PaperConfig(
+                corrupt_prob=PAPER_CORRUPT_PROB if corrupt_prob is None else corrupt_prob,
+                num_blocks=(num_blocks[0], num_blocks[1]),
+                block_size=(block_size[0], block_size[1]),
+                operations=tuple(operations),
+                ops_per_block=(ops_per_block[0], ops_per_block[1]),
+                change_tolerance=change_tolerance,
+            )
         else:
-            self.config = OfficialConfig(corrupt_prob=OFFICIAL_CORRUPT_PROB if corrupt_prob is None else corrupt_prob,
-                                         max_shapes=max_shapes)
+            self.config = OfficialConfig(
+                corrupt_prob=OFFICIAL_CORRUPT_PROB if corrupt_prob is None else corrupt_prob, max_shapes=max_shapes
+            )
 
     def extra_repr(self) -> str:
         """Show the mode and the settings in ``print(module)``."""

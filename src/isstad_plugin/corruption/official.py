@@ -87,8 +87,13 @@ class OfficialConfig:
             raise ValueError(f"polygon_vertices must satisfy 3 <= low <= high, got {self.polygon_vertices}")
 
 
-def _integers(shape: tuple[int, ...], low: Tensor | int, high: Tensor | int, generator: torch.Generator | None,
-              device: torch.device) -> Tensor:
+def _integers(
+    shape: tuple[int, ...],
+    low: Tensor | int,
+    high: Tensor | int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
     """Draw int64 values uniformly from ``[low, high]`` (inclusive; bounds may be tensors)."""
     low_t, high_t = torch.as_tensor(low, device=device), torch.as_tensor(high, device=device)
     high_t = torch.maximum(high_t, low_t)
@@ -97,8 +102,9 @@ def _integers(shape: tuple[int, ...], low: Tensor | int, high: Tensor | int, gen
     return low_t + torch.minimum((u * span).long(), span - 1)
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None,
-             device: torch.device) -> Tensor:
+def _uniform(
+    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     """Draw float32 values uniformly from ``[low, high)``."""
     return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
@@ -255,8 +261,9 @@ def _polygon_mask(vertex_y: Tensor, vertex_x: Tensor, rows: Tensor, cols: Tensor
     return inside
 
 
-def sample_mask(batch: int, height: int, width: int, config: OfficialConfig, generator: torch.Generator | None,
-                device: torch.device) -> Tensor:
+def sample_mask(
+    batch: int, height: int, width: int, config: OfficialConfig, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     """Draw the official union-of-shapes masks, ``(B, H, W)`` bool.
 
     Each image gets ``randint(1, max_shapes)`` shapes. A rectangle or ellipse has an origin uniform in
@@ -300,8 +307,9 @@ def sample_mask(batch: int, height: int, width: int, config: OfficialConfig, gen
     return (chosen & active[..., None, None]).any(dim=1)
 
 
-def apply_official(images: Tensor, config: OfficialConfig, generator: torch.Generator | None = None
-                   ) -> tuple[Tensor, Tensor]:
+def apply_official(
+    images: Tensor, config: OfficialConfig, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """Corrupt a batch the way the official code does.
 
     Args:

@@ -189,14 +189,20 @@ def _check_float_range(name: str, value: tuple[float, float]) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, device: torch.device
-             ) -> Tensor:
+def _uniform(
+    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     """Draw float32 values uniformly from ``[low, high)``."""
     return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
 
-def _integers(shape: tuple[int, ...], low: Tensor | int, high: Tensor | int, generator: torch.Generator | None,
-              device: torch.device) -> Tensor:
+def _integers(
+    shape: tuple[int, ...],
+    low: Tensor | int,
+    high: Tensor | int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
     """Draw int64 values uniformly from ``[low, high]`` (inclusive, bounds may be broadcastable tensors)."""
     u = torch.rand(shape, generator=generator, device=device)
     span = torch.as_tensor(high, device=device) - torch.as_tensor(low, device=device) + 1
@@ -217,8 +223,9 @@ def _side_range(side: int, block_size: tuple[int, float]) -> tuple[int, int]:
     return low, high
 
 
-def _sample_ops(shape: tuple[int, int], config: PaperConfig, generator: torch.Generator | None, device: torch.device
-                ) -> Tensor:
+def _sample_ops(
+    shape: tuple[int, int], config: PaperConfig, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     """Choose, per block, a uniform number of distinct operation kinds from ``config.kinds``."""
     n_kinds = len(config.kinds)
     low, high = config.ops_per_block
@@ -252,8 +259,9 @@ def _sample_geometry(flip: Tensor, rotate: Tensor, config: PaperConfig, generato
     return torch.stack([row0, row1], dim=-2)
 
 
-def _sample_colour(colour: Tensor, channels: int, config: PaperConfig, generator: torch.Generator | None
-                   ) -> tuple[Tensor, Tensor]:
+def _sample_colour(
+    colour: Tensor, channels: int, config: PaperConfig, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
     """Build per-block colour maps ``v -> M v + t`` (identity where ``colour`` is off).
 
     Every colour change of the paper's "colour variation" is affine: channel permutation, per-channel scale, per-channel
@@ -294,8 +302,15 @@ def _sample_colour(colour: Tensor, channels: int, config: PaperConfig, generator
     return matrix.contiguous(), offset.contiguous()
 
 
-def sample_params(batch: int, channels: int, height: int, width: int, config: PaperConfig,
-                  generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> BlockParams:
+def sample_params(
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    config: PaperConfig,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> BlockParams:
     """Draw the random parameters of one paper-mode call.
 
     Args:
@@ -340,10 +355,21 @@ def sample_params(batch: int, channels: int, height: int, width: int, config: Pa
     noise_size = torch.where(noisy, channels * block_h * block_w, 0)
     noise_start = torch.cumsum(noise_size.reshape(-1), dim=0).view(shape) - noise_size
     noise = torch.randn((int(noise_size.sum()),), generator=generator, device=device)
-    return BlockParams(num_blocks=num_blocks, top=top, left=left, height=block_h, width=block_w, ops=ops,
-                       geometry=geometry, blur_level=blur_level, colour_matrix=colour_matrix,
-                       colour_offset=colour_offset, noise_std=noise_std, noise_start=noise_start,
-                       noise=noise)
+    return BlockParams(
+        num_blocks=num_blocks,
+        top=top,
+        left=left,
+        height=block_h,
+        width=block_w,
+        ops=ops,
+        geometry=geometry,
+        blur_level=blur_level,
+        colour_matrix=colour_matrix,
+        colour_offset=colour_offset,
+        noise_std=noise_std,
+        noise_start=noise_start,
+        noise=noise,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -382,8 +408,9 @@ def source_coordinates(y: Tensor, x: Tensor, affine: Tensor) -> tuple[Tensor, Te
     return affine[0] * y + affine[1] * x + affine[2], affine[3] * y + affine[4] * x + affine[5]
 
 
-def bilinear_corners(sy: Tensor, sx: Tensor, height: Tensor | int, width: Tensor | int
-                     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def bilinear_corners(
+    sy: Tensor, sx: Tensor, height: Tensor | int, width: Tensor | int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Border-clamped bilinear corners: ``y0, y1, x0, x1`` (int32) and weights ``wy, wx`` (float32).
 
     ``height`` and ``width`` are ints or int32 tensors broadcasting with the coordinates. At integer coordinates the
@@ -489,8 +516,16 @@ def last_block_index(params: BlockParams, height: int, width: int) -> Tensor:
     return winner
 
 
-def _interpolate(flat: Tensor, base: Tensor, sy: Tensor, sx: Tensor, height: Tensor | int, width: Tensor | int,
-                 plane: Tensor | int, channels: int) -> list[Tensor]:
+def _interpolate(
+    flat: Tensor,
+    base: Tensor,
+    sy: Tensor,
+    sx: Tensor,
+    height: Tensor | int,
+    width: Tensor | int,
+    plane: Tensor | int,
+    channels: int,
+) -> list[Tensor]:
     """Border-clamped bilinear samples, one ``(n,)`` tensor per channel, of images stored flat.
 
     Args:
@@ -544,14 +579,21 @@ def _sources(clean: Tensor, levels: int) -> _Sources:
     """Build the blur pyramid of the clean batch and lay its pooled levels out flat."""
     pyramid = blur_pyramid(clean, levels)
     sizes = [level.numel() for level in pyramid]
-    starts = [0, 0, *itertools.accumulate(sizes[1:])][:levels + 1]
+    starts = [0, 0, *itertools.accumulate(sizes[1:])][: levels + 1]
     pooled = torch.cat([level.reshape(-1) for level in pyramid[1:]]) if levels > 0 else clean.new_empty(0)
     as_tensor = functools.partial(torch.tensor, dtype=torch.int32, device=clean.device)
     _, channels, height, width = clean.shape
-    return _Sources(channels=channels, height=height, width=width, clean=clean.reshape(-1), pooled=pooled,
-                    level_start=as_tensor(starts), level_height=as_tensor([level.shape[-2] for level in pyramid]),
-                    level_width=as_tensor([level.shape[-1] for level in pyramid]),
-                    level_scale=torch.tensor([0.5**level for level in range(levels + 1)], device=clean.device))
+    return _Sources(
+        channels=channels,
+        height=height,
+        width=width,
+        clean=clean.reshape(-1),
+        pooled=pooled,
+        level_start=as_tensor(starts),
+        level_height=as_tensor([level.shape[-2] for level in pyramid]),
+        level_width=as_tensor([level.shape[-1] for level in pyramid]),
+        level_scale=torch.tensor([0.5**level for level in range(levels + 1)], device=clean.device),
+    )
 
 
 def _per_block_tables(params: BlockParams, channels: int, height: int, width: int) -> dict[str, Tensor]:
@@ -593,8 +635,9 @@ def _per_block_tables(params: BlockParams, channels: int, height: int, width: in
     return {name: table.int() if table.dtype == torch.long else table for name, table in tables.items()}
 
 
-def _render_pixels(sources: _Sources, noise: Tensor, tables: dict[str, Tensor], image: Tensor, y: Tensor, x: Tensor,
-                   block: Tensor) -> Tensor:
+def _render_pixels(
+    sources: _Sources, noise: Tensor, tables: dict[str, Tensor], image: Tensor, y: Tensor, x: Tensor, block: Tensor
+) -> Tensor:
     """Compute the corrupted float32 values of pixels ``(image, y, x)`` from their winning ``block``.
 
     Every pixel first reads its direct source (path 0, see :func:`_per_block_tables`); pixels of interpolated blocks
@@ -634,16 +677,25 @@ def _render_pixels(sources: _Sources, noise: Tensor, tables: dict[str, Tensor], 
         sy, sx = source_coordinates(y.index_select(0, chosen).float(), x.index_select(0, chosen).float(), affine)
         chosen_image = image.index_select(0, chosen)
         if kind == 1:
-            samples = _interpolate(sources.clean, chosen_image * (channels * plane), sy, sx, height, width, plane,
-                                   channels)
+            samples = _interpolate(
+                sources.clean, chosen_image * (channels * plane), sy, sx, height, width, plane, channels
+            )
         else:
             level = per_pixel("blur_level", chosen_block)
             level_h, level_w = sources.level_height.index_select(0, level), sources.level_width.index_select(0, level)
             level_plane = level_h * level_w
             base = sources.level_start.index_select(0, level) + chosen_image * channels * level_plane
             scale = sources.level_scale.index_select(0, level)
-            samples = _interpolate(sources.pooled, base, level_coordinates(sy, scale), level_coordinates(sx, scale),
-                                   level_h, level_w, level_plane, channels)
+            samples = _interpolate(
+                sources.pooled,
+                base,
+                level_coordinates(sy, scale),
+                level_coordinates(sx, scale),
+                level_h,
+                level_w,
+                level_plane,
+                channels,
+            )
         for value, sample in zip(values, samples, strict=True):
             value.scatter_(0, chosen, sample)
 
@@ -670,8 +722,9 @@ def _render_pixels(sources: _Sources, noise: Tensor, tables: dict[str, Tensor], 
     return values
 
 
-def apply_vectorised(images: Tensor, params: BlockParams, change_tolerance: float = DEFAULT_CHANGE_TOLERANCE
-                     ) -> tuple[Tensor, Tensor]:
+def apply_vectorised(
+    images: Tensor, params: BlockParams, change_tolerance: float = DEFAULT_CHANGE_TOLERANCE
+) -> tuple[Tensor, Tensor]:
     """Apply sampled block parameters to a batch without any Python loop over images or blocks.
 
     The covered pixels are processed in chunks of :data:`CHUNK_PIXELS` (a loop over pixel ranges, not over blocks):
@@ -702,12 +755,13 @@ def apply_vectorised(images: Tensor, params: BlockParams, change_tolerance: floa
     out_flat, labels_flat = out.view(-1), labels.view(-1)
     channel_step = plane * torch.arange(channels, dtype=torch.int32, device=images.device).unsqueeze(1)
     for first in range(0, pixel.numel(), CHUNK_PIXELS):
-        chunk = pixel[first:first + CHUNK_PIXELS]
+        chunk = pixel[first : first + CHUNK_PIXELS]
         image = torch.div(chunk, plane, rounding_mode="floor")
         within = chunk - image * plane
         y = torch.div(within, width, rounding_mode="floor")
-        values = _render_pixels(sources, params.noise, tables, image, y, within - y * width,
-                                winner.index_select(0, chunk))
+        values = _render_pixels(
+            sources, params.noise, tables, image, y, within - y * width, winner.index_select(0, chunk)
+        )
         index = (image * (channels * plane) + within).unsqueeze(0) + channel_step
         old = out_flat.index_select(0, index.view(-1)).view(channels, -1)
         new = values.clamp_(0.0, 1.0).to(images.dtype)

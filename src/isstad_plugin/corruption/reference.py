@@ -46,8 +46,9 @@ def render_block(pyramid: list[Tensor], params: BlockParams, affine: Tensor, b: 
     Returns:
         The block's float32 patch, not yet clamped.
     """
-    top, left, height, width, level = (int(v[b, k]) for v in (params.top, params.left, params.height, params.width,
-                                                               params.blur_level))
+    top, left, height, width, level = (
+        int(v[b, k]) for v in (params.top, params.left, params.height, params.width, params.blur_level)
+    )
     rows = torch.arange(top, top + height, device=pyramid[0].device, dtype=torch.float32)
     cols = torch.arange(left, left + width, device=pyramid[0].device, dtype=torch.float32)
     y, x = torch.meshgrid(rows, cols, indexing="ij")
@@ -60,13 +61,14 @@ def render_block(pyramid: list[Tensor], params: BlockParams, affine: Tensor, b: 
     std = float(params.noise_std[b, k])
     if std > 0:
         start = int(params.noise_start[b, k])
-        noise = params.noise[start:start + patch.numel()].view(patch.shape)
+        noise = params.noise[start : start + patch.numel()].view(patch.shape)
         patch = patch + std * noise
     return patch
 
 
-def apply_loop(images: Tensor, params: BlockParams, change_tolerance: float = DEFAULT_CHANGE_TOLERANCE
-               ) -> tuple[Tensor, Tensor]:
+def apply_loop(
+    images: Tensor, params: BlockParams, change_tolerance: float = DEFAULT_CHANGE_TOLERANCE
+) -> tuple[Tensor, Tensor]:
     """Apply sampled block parameters image by image and block by block.
 
     Args:
@@ -83,9 +85,9 @@ def apply_loop(images: Tensor, params: BlockParams, change_tolerance: float = DE
     affine = block_affine(params)
     for b in range(images.shape[0]):
         levels = int(params.blur_level[b].max())
-        pyramid = [level.squeeze(0) for level in blur_pyramid(clean[b:b + 1], levels)]
+        pyramid = [level.squeeze(0) for level in blur_pyramid(clean[b : b + 1], levels)]
         for k in range(int(params.num_blocks[b])):
             patch = render_block(pyramid, params, affine[:, b, k], b, k)
             top, left = int(params.top[b, k]), int(params.left[b, k])
-            out[b, :, top:top + patch.shape[1], left:left + patch.shape[2]] = patch
+            out[b, :, top : top + patch.shape[1], left : left + patch.shape[2]] = patch
     return finalise(images, out, change_tolerance)

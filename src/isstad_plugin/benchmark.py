@@ -1,0 +1,321 @@
+"""``isstad benchmark``: ISSTAD (or its ablation variants) against anomalib peers on MVTec-layout data.
+
+Protocol (the default, and the only one implemented): every model is trained for a fixed budget (epochs, or a
+wall-clock cap for DRAEM), the last state is tested, thresholds for F1 are learnt on a validation split taken from the
+test folder (anomalib's ``val_split_mode=from_test``) whose images are not tested, and the test set is never used for
+selection. Peers are trained from scratch (no pretrained weights), with the same image size and seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anomalib.data import MVTecAD
+from anomalib.engine import Engine
+from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
+from anomalib.models import Draem, Padim, Patchcore
+from anomalib.models.components import AnomalibModule
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+
+from isstad_plugin.lightning_model import Isstad
+from isstad_plugin.run_config import load_run_config, packaged_config
+from isstad_plugin.variants import get_variant
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1Score", "pixel_F1Score")
+PEERS = ("draem", "padim", "patchcore")
+
+
+@dataclass
+class BenchmarkOptions:
+    """Options of ``isstad benchmark``.
+
+    Attributes:
+        root: MVTec-layout root holding one folder per category.
+        categories: Category folders to run.
+        models: ``isstad`` and/or peers (``draem``, ``padim``, ``patchcore``).
+        variants: ISSTAD variants to run (``full``, ``I`` ... ``VIII``); each is a row of its own.
+        output: Folder of the tables.
+        image_size: Input side of every model.
+        seed: Seed of splits and training.
+        config: ISSTAD run config (default ``configs/isstad_cpu.yaml``); its model settings are used.
+        stage1_epochs: ISSTAD stage-1 epochs (``None``: the config's).
+        stage2_epochs: ISSTAD stage-2 epochs (``None``: the config's).
+        draem_epochs: DRAEM epochs (capped by ``draem_minutes``).
+        draem_minutes: Wall-clock cap of DRAEM's fit in minutes (``None``: no cap).
+        batch_size: Training batch size of every model.
+        val_split_ratio: Fraction of the test folder held out for thresholds.
+        limit_train_batches: Lightning's ``limit_train_batches`` for every model (smoke tests).
+    """
+
+    root: Path
+    categories: Sequence[str]
+    models: Sequence[str] = ("isstad", *PEERS)
+    variants: Sequence[str] = ("full",)
+    output: Path = Path("reports/benchmark")
+    image_size: int = 128
+    seed: int = 0
+    config: Path | None = None
+    stage1_epochs: int | None = None
+    stage2_epochs: int | None = None
+    draem_epochs: int = 1
+    draem_minutes: float | None = None
+    batch_size: int = 16
+    val_split_ratio: float = 0.3
+    limit_train_batches: int | float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    """One trained and tested model on one category."""
+
+    category: str
+    model: str
+    metrics: dict[str, float]
+    fit_seconds: float
+    test_seconds: float
+    epochs: int
+    settings: str
+
+
+def run_benchmark(options: BenchmarkOptions) -> list[Row]:
+    """Train and test every requested model on every category; write Markdown, CSV and JSON tables."""
+    _check_options(options)
+    rows: list[Row] = []
+    for category in options.categories:
+        for name, build, epochs, settings, trainer_args in _model_specs(options):
+            logger.info("benchmark: %s on %s (%s)", name, category, settings)
+            rows.append(_run_one(options, category, name, build, epochs, settings, trainer_args))
+            write_tables(rows, options)  # keep what is done if a later model fails
+    return rows
+
+
+def _check_options(options: BenchmarkOptions) -> None:
+    unknown = [m for m in options.models if m not in ("isstad", *PEERS)]
+    if unknown:
+        msg = f"--models: unknown {unknown}; choose from isstad, {', '.join(PEERS)}"
+        raise ValueError(msg)
+    for variant in options.variants:
+        get_variant(variant)
+    for category in options.categories:
+        if not (options.root / category / "train" / "good").is_dir():
+            msg = f"--root {options.root}: no {category}/train/good folder (MVTec layout expected)"
+            raise FileNotFoundError(msg)
+
+
+ModelSpec = tuple[str, Callable[[], AnomalibModule], int, str, dict[str, Any]]
+
+
+def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
+    specs: list[ModelSpec] = []
+    if "isstad" in options.models:
+        specs.extend(_isstad_specs(options))
+    size = (options.image_size, options.image_size)
+    evaluator = _evaluator
+    if "draem" in options.models:
+        dtd = options.output / "empty_dtd"  # an existing, empty folder: DRAEM then blends Perlin noise, no download
+        dtd.mkdir(parents=True, exist_ok=True)
+        cap = {"max_time": {"minutes": options.draem_minutes}} if options.draem_minutes else {}
+        specs.append(
+            (
+                "DRAEM",
+                lambda: Draem(dtd_dir=dtd, pre_processor=Draem.configure_pre_processor(size), evaluator=evaluator()),
+                options.draem_epochs,
+                f"from scratch, {options.draem_epochs} epoch(s)"
+                + (f", capped at {options.draem_minutes:g} min" if options.draem_minutes else ""),
+                cap,
+            )
+        )
+    if "padim" in options.models:
+        specs.append(
+            (
+                "PaDiM",
+                lambda: Padim(
+                    backbone="resnet18",
+                    pre_trained=False,
+                    pre_processor=Padim.configure_pre_processor(size),
+                    evaluator=evaluator(),
+                ),
+                1,
+                "resnet18, random init (pre_trained=False)",
+                {},
+            )
+        )
+    if "patchcore" in options.models:
+        specs.append(
+            (
+                "PatchCore",
+                lambda: Patchcore(
+                    backbone="resnet18",
+                    layers=("layer2", "layer3"),
+                    pre_trained=False,
+                    coreset_sampling_ratio=0.01,
+                    pre_processor=Patchcore.configure_pre_processor(size),
+                    evaluator=evaluator(),
+                ),
+                1,
+                "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
+                {},
+            )
+        )
+    return specs
+
+
+def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
+    config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
+    stage1 = options.stage1_epochs if options.stage1_epochs is not None else int(config.model.get("stage1_epochs", 0))
+    total = int(config.trainer.get("max_epochs", stage1 + 1))
+    stage2 = options.stage2_epochs if options.stage2_epochs is not None else total - stage1
+    specs: list[ModelSpec] = []
+    for name in options.variants:
+        variant = get_variant(name)
+        args = {**config.model, **options.extra, "variant": variant.name, "image_size": options.image_size}
+        # Same number of epochs for every variant: stage 1 + stage 2, or all of them in the one stage there is.
+        args["stage1_epochs"] = stage1 if variant.pretrain and variant.finetune else None
+        epochs = stage1 + stage2
+        label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
+        settings = f"{args.get('encoder')} {options.image_size} px, " + (
+            f"{stage1}+{stage2} epochs" if variant.pretrain and variant.finetune else f"{epochs} epochs"
+        )
+        precision = {"precision": config.trainer["precision"]} if "precision" in config.trainer else {}
+        specs.append((label, lambda args=args: Isstad(**args, evaluator=_evaluator()), epochs, settings, precision))
+    return specs
+
+
+def _evaluator() -> Evaluator:
+    """Image AUROC and F1, pixel AUROC, AUPRO and F1 (the paper's Tables 1/2 report AUROC)."""
+    return Evaluator(
+        test_metrics=[
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
+        ]
+    )
+
+
+def _run_one(
+    options: BenchmarkOptions,
+    category: str,
+    name: str,
+    build: Callable[[], AnomalibModule],
+    epochs: int,
+    settings: str,
+    trainer_args: dict[str, Any],
+) -> Row:
+    seed_everything(options.seed, workers=True)
+    datamodule = MVTecAD(
+        root=options.root,
+        category=category,
+        train_batch_size=options.batch_size,
+        eval_batch_size=32,
+        num_workers=0,
+        val_split_mode="from_test",
+        val_split_ratio=options.val_split_ratio,
+        seed=options.seed,
+    )
+    model = build()
+    engine = Engine(
+        default_root_dir=options.output / "runs" / name.replace(" ", "_"),
+        max_epochs=epochs,
+        check_val_every_n_epoch=epochs,
+        limit_train_batches=options.limit_train_batches,
+        callbacks=[EpochLog(name)],
+        enable_progress_bar=False,
+        logger=False,
+        accelerator="cpu",
+        devices=1,
+        **trainer_args,
+    )
+    start = time.perf_counter()
+    engine.fit(model, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    results = engine.test(model, datamodule=datamodule)[0]
+    test_seconds = time.perf_counter() - start
+    metrics = {key: float(results[key]) for key in METRICS if key in results}
+    return Row(category, name, metrics, fit_seconds, test_seconds, engine.trainer.current_epoch, settings)
+
+
+class EpochLog(Callback):
+    """One log line per training epoch (long benchmark runs write to files, where progress bars do not show)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start = 0.0
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start the epoch clock."""
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Log the epoch's number, stage, duration and loss."""
+        loss = trainer.callback_metrics.get("train_loss")
+        logger.info(
+            "%s: epoch %d/%d%s done in %.1f s%s",
+            self.name,
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            f" (stage {pl_module.stage})" if hasattr(pl_module, "stage") else "",
+            time.perf_counter() - self.start,
+            f", train_loss {float(loss):.4f}" if loss is not None else "",
+        )
+
+
+def protocol_line(options: BenchmarkOptions) -> str:
+    """The sentence that labels every table."""
+    return (
+        f"fixed budget, last epoch tested, test set never used for selection; {options.image_size} px, seed "
+        f"{options.seed}, F1 thresholds from a {options.val_split_ratio:.0%} validation split of the test folder "
+        "(not tested); peers from scratch"
+    )
+
+
+def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
+    """Write ``results.md``, ``results.csv`` and ``results.json`` under ``options.output``."""
+    out = options.output
+    out.mkdir(parents=True, exist_ok=True)
+    header = ["category", "model", *METRICS, "fit_s", "test_s", "epochs", "settings"]
+    table = [
+        [
+            r.category,
+            r.model,
+            *(r.metrics.get(m) for m in METRICS),
+            round(r.fit_seconds, 1),
+            round(r.test_seconds, 1),
+            r.epochs,
+            r.settings,
+        ]
+        for r in rows
+    ]
+    with (out / "results.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(table)
+    payload = {"protocol": protocol_line(options), "rows": [asdict(r) for r in rows]}
+    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    lines = [
+        f"### Results ({protocol_line(options)})",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(_cell(v) for v in row) + " |" for row in table),
+    ]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    return out / "results.md"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) and value <= 1.0 else str(value)

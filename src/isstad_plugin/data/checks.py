@@ -1,0 +1,133 @@
+"""Checks of a dataset before a fit, so that bad inputs stop with one line naming the file and the fix.
+
+anomalib's loaders fail deep inside a dataloader worker on an unreadable image, pair images and masks silently when
+masks are missing, and clip 16-bit images to 8 bits. :func:`check_dataset` looks at every image once (header and
+pixel data) before training starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+"""PIL modes that hold more than 8 bits per channel (read by :mod:`isstad_plugin.data.high_bit_depth`)."""
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be trained or tested on; the message names the file or folder and the fix."""
+
+
+def check_images(paths: Iterable[str | Path], split: str) -> int:
+    """Open and decode every image; raise on the first one that cannot be read.
+
+    Args:
+        paths: Image files.
+        split: Name of the split, for the message (``"train"``, ``"test"``, ...).
+
+    Returns:
+        Number of images checked.
+
+    Raises:
+        DatasetError: A file is missing, unreadable or truncated, or the split is empty.
+    """
+    count = 0
+    for path in paths:
+        check_image(Path(path))
+        count += 1
+    if count == 0:
+        msg = f"the {split} split has no images: check the dataset root, category and folder names"
+        raise DatasetError(msg)
+    return count
+
+
+def check_image(path: Path) -> None:
+    """Decode one image fully.
+
+    Raises:
+        DatasetError: The file is missing, not an image, or truncated.
+    """
+    if not path.is_file():
+        msg = f"image file not found: {path}"
+        raise DatasetError(msg)
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        msg = f"cannot read image {path} ({error}): replace or remove the file"
+        raise DatasetError(msg) from None
+
+
+def check_masks(image_paths: Iterable[str], mask_paths: Iterable[str], labels: Iterable[int]) -> None:
+    """Every anomalous test image needs a mask file of the same size.
+
+    Args:
+        image_paths: Test image files.
+        mask_paths: Their mask files (empty for normal images).
+        labels: 1 for anomalous images.
+
+    Raises:
+        DatasetError: An anomalous image has no mask, or its mask has another size.
+    """
+    for image_path, mask_path, label in zip(image_paths, mask_paths, labels, strict=True):
+        if int(label) != 1:
+            continue
+        if not mask_path or not Path(mask_path).is_file():
+            msg = (
+                f"no mask for the defect image {image_path}: put <name>_mask.png in ground_truth/<defect>/ "
+                "(MVTec layout) or give the datamodule a mask folder"
+            )
+            raise DatasetError(msg)
+        check_image(Path(mask_path))
+        with Image.open(image_path) as image, Image.open(mask_path) as mask:
+            if image.size != mask.size:
+                msg = f"mask {mask_path} is {mask.size[0]}x{mask.size[1]}, its image {image.size[0]}x{image.size[1]}"
+                raise DatasetError(msg)
+
+
+def check_datamodule(datamodule: object) -> None:
+    """Check the train, validation and test splits of an anomalib datamodule that has been set up.
+
+    Datamodules without anomalib's ``train_data`` / ``test_data`` (or dataloaders passed directly) are not checked.
+
+    Raises:
+        DatasetError: An empty split, an unreadable image or a missing or mis-sized mask (one line naming it).
+    """
+    for split in ("train", "val", "test"):
+        try:
+            samples = getattr(datamodule, f"{split}_data").samples
+        except (AttributeError, RuntimeError):  # no such split, or anomalib's "samples not set"
+            continue
+        check_images(samples.image_path, split)
+        if split != "train" and "mask_path" in samples and "label_index" in samples:
+            check_masks(samples.image_path, samples.mask_path.fillna(""), samples.label_index)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def check_mvtec_layout(category_dir: Path) -> None:
+    """Check an MVTec-layout category folder before anomalib indexes it.
+
+    ``train/good`` must hold images, every image under ``test/<defect>/`` (``defect != good``) needs
+    ``ground_truth/<defect>/<name>_mask.png`` of the same size, and every file must decode.
+
+    Raises:
+        DatasetError: The first problem, in one line naming the file or folder and the fix.
+    """
+    train = sorted(_images(category_dir / "train" / "good"))
+    if not train:
+        msg = f"no training images in {category_dir / 'train' / 'good'}: put the normal images there"
+        raise DatasetError(msg)
+    check_images(train, "train")
+    tests = sorted(_images(category_dir / "test"))
+    check_images(tests, "test")
+    defects = [p for p in tests if p.parent.name != "good"]
+    masks = [str(category_dir / "ground_truth" / p.parent.name / f"{p.stem}_mask.png") for p in defects]
+    check_masks([str(p) for p in defects], masks, [1] * len(defects))
+
+
+def _images(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES] if folder.is_dir() else []

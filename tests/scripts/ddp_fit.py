@@ -1,0 +1,48 @@
+"""Fit and test a tiny Isstad with DDP on 2 CPU processes (gloo); run by tests/test_ddp.py.
+
+Lightning's DDP launcher starts this script again for rank 1, so it must be run as a script:
+    python tests/scripts/ddp_fit.py DATA_ROOT OUT_DIR
+Each rank writes OUT_DIR/rank<N>.json; rank 0 also writes the test metrics and the checkpoint path.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parents[2]))
+
+import torch
+from lightning.pytorch import seed_everything
+from tests.helpers import engine_for, small_datamodule, tiny_isstad
+
+
+def main() -> None:
+    data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
+    seed_everything(0)
+    model = tiny_isstad(stage1_epochs=1)
+    engine = engine_for(out, max_epochs=3, devices=2, strategy="ddp", check_val_every_n_epoch=3)
+    datamodule = small_datamodule(data_root, train_batch_size=4, eval_batch_size=2)
+    engine.fit(model, datamodule=datamodule)
+    rank = engine.trainer.global_rank
+    fingerprint = sum(float(p.double().sum()) for p in model.model.parameters())
+    report = {
+        "rank": rank,
+        "stage": model.stage,
+        "encoder_frozen": model.model.encoder_frozen,
+        "encoder_requires_grad": any(p.requires_grad for p in model.model.encoder.parameters()),
+        "fingerprint": fingerprint,
+        "world_size": engine.trainer.world_size,
+    }
+    results = engine.test(model, datamodule=datamodule)
+    if rank == 0:
+        report["metrics"] = results[0]
+        report["checkpoint"] = engine.trainer.checkpoint_callback.best_model_path
+        report["test_images"] = len(datamodule.test_data)
+    (out / f"rank{rank}.json").write_text(json.dumps(report))
+    torch.distributed.barrier()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The anomalib command line with the plugin: train with a config, the `--data MVTec` alias, export, predict."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[1]
+ANOMALIB = Path(sys.executable).parent / "anomalib"
+TINY = [
+    "--model.image_size",
+    "64",
+    "--model.encoder",
+    "vit_micro_patch8",
+    "--model.encoder_depth",
+    "1",
+    "--model.decoder_dim",
+    "32",
+    "--model.decoder_depth",
+    "1",
+    "--model.decoder_heads",
+    "2",
+    "--model.stage1_epochs",
+    "1",
+    "--trainer.max_epochs",
+    "2",
+    "--trainer.check_val_every_n_epoch",
+    "2",
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+
+
+def _anomalib(*args, cwd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRUST_REMOTE_CODE": "1"}
+    result = subprocess.run(
+        [str(ANOMALIB), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained_with_config(tmp_path_factory, dataset_root):
+    """`anomalib train --config configs/isstad_cpu.yaml` on the generated data, tiny settings."""
+    work = tmp_path_factory.mktemp("cli")
+    result = _anomalib(
+        "train",
+        "--config",
+        REPO / "configs" / "isstad_cpu.yaml",
+        "--data.root",
+        dataset_root,
+        "--data.category",
+        "tiles",
+        "--data.train_batch_size",
+        "8",
+        "--trainer.precision",
+        "32-true",
+        *TINY,
+        cwd=work,
+    )
+    checkpoint = next(work.glob("results/Isstad/MVTecAD/tiles/v0/weights/lightning/model.ckpt"))
+    return work, checkpoint, result.stdout
+
+
+def test_train_with_config_prints_metrics_and_writes_images(trained_with_config):
+    work, checkpoint, stdout = trained_with_config
+    assert "image_AUROC" in stdout
+    assert "pixel_AUROC" in stdout
+    assert checkpoint.is_file()
+    assert any((work / "results/Isstad/MVTecAD/tiles/v0/images").rglob("*.png"))
+
+
+def test_export_and_predict_from_the_cli_checkpoint(trained_with_config, dataset_root):
+    work, checkpoint, _ = trained_with_config
+    _anomalib(
+        "export",
+        "--model",
+        "isstad_plugin.Isstad",
+        "--export_type",
+        "torch",
+        "--ckpt_path",
+        checkpoint,
+        "--export_root",
+        work / "exported",
+        cwd=work,
+    )
+    assert (work / "exported" / "weights" / "torch" / "model.pt").is_file()
+    before = set(work.rglob("*.png"))
+    # The checkpoint carries the tiny network's options: --model needs none of them repeated.
+    _anomalib(
+        "predict",
+        "--model",
+        "isstad_plugin.Isstad",
+        "--ckpt_path",
+        checkpoint,
+        "--data",
+        dataset_root / "tiles" / "test" / "hole",
+        cwd=work,
+    )
+    written = {p.name for p in set(work.rglob("*.png")) - before}
+    assert written == {p.name for p in (dataset_root / "tiles" / "test" / "hole").glob("*.png")}
+
+
+def test_data_mvtec_alias(tmp_path, dataset_root):
+    result = _anomalib(
+        "train",
+        "--model",
+        "isstad_plugin.Isstad",
+        "--data",
+        "MVTec",
+        "--data.root",
+        dataset_root,
+        "--data.category",
+        "tiles",
+        "--data.num_workers",
+        "0",
+        "--data.train_batch_size",
+        "8",
+        *TINY,
+        cwd=tmp_path,
+    )
+    assert "image_AUROC" in result.stdout
+    assert (tmp_path / "results" / "Isstad" / "MVTec" / "tiles" / "v0" / "config.yaml").is_file()

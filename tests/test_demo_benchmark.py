@@ -1,0 +1,80 @@
+"""Smoke tests of `isstad demo --fast` and `isstad benchmark` on tiny settings (their numbers mean nothing)."""
+
+from __future__ import annotations
+
+import json
+
+from isstad_plugin.cli import main
+
+
+def test_demo_fast_writes_the_report(tmp_path, capsys):
+    assert main(["demo", "--fast", "--output", str(tmp_path / "report")]) == 0
+    report = tmp_path / "report"
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert {"image_AUROC", "pixel_AUROC", "fit_seconds"} <= set(metrics["metrics"])
+    assert "last epoch tested" in metrics["protocol"]
+    assert (report / "metrics.md").read_text().startswith("## ISSTAD demo")
+    assert (report / "panels.png").stat().st_size > 10_000
+    assert any((report / "anomalib").rglob("images/**/*.png"))
+    out = capsys.readouterr().out
+    assert "ISSTAD demo finished: image AUROC" in out
+    assert "peak memory" in out
+
+
+def test_demo_on_a_users_folder(tmp_path, dataset_root):
+    assert main(["demo", "--fast", "--output", str(tmp_path), "--data-root", str(dataset_root)]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["title"].endswith("tiles")
+
+
+def test_demo_reports_a_missing_folder_in_one_line(tmp_path, capsys):
+    assert main(["demo", "--fast", "--data-root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "no tiles/train/good folder" in err[0]
+
+
+def test_benchmark_tiny_writes_tables(tmp_path, dataset_root):
+    output = tmp_path / "bench"
+    code = main(
+        [
+            "benchmark",
+            "--root",
+            str(dataset_root),
+            "--categories",
+            "tiles",
+            "--models",
+            "isstad",
+            "padim",
+            "draem",
+            "--variants",
+            "full",
+            "IV",
+            "--image-size",
+            "64",
+            "--stage1-epochs",
+            "1",
+            "--stage2-epochs",
+            "1",
+            "--limit-train-batches",
+            "1",
+            "--batch-size",
+            "4",
+            "--output",
+            str(output),
+        ]
+    )
+    assert code == 0
+    rows = json.loads((output / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["ISSTAD", "ISSTAD Model IV", "DRAEM", "PaDiM"]
+    for row in rows:
+        assert 0.0 <= row["metrics"]["image_AUROC"] <= 1.0
+        assert "pixel_AUPRO" in row["metrics"]
+    table = (output / "results.md").read_text()
+    assert "last epoch tested" in table
+    assert (output / "results.csv").read_text().count("\n") == 5
+
+
+def test_benchmark_rejects_unknown_model(tmp_path, dataset_root, capsys):
+    code = main(["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--models", "fastflow"])
+    assert code == 2
+    assert "--models: unknown ['fastflow']" in capsys.readouterr().err
