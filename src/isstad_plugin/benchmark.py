@@ -9,6 +9,7 @@ selection. Peers are trained from scratch (no pretrained weights), with the same
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import time
@@ -187,8 +188,12 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
             f"{stage1}+{stage2} epochs" if variant.pretrain and variant.finetune else f"{epochs} epochs"
         )
         precision = {"precision": config.trainer["precision"]} if "precision" in config.trainer else {}
-        specs.append((label, lambda args=args: Isstad(**args, evaluator=_evaluator()), epochs, settings, precision))
+        specs.append((label, functools.partial(_build_isstad, args), epochs, settings, precision))
     return specs
+
+
+def _build_isstad(args: dict[str, Any]) -> Isstad:
+    return Isstad(**args, evaluator=_evaluator())
 
 
 def _evaluator() -> Evaluator:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.strategies import DDPStrategy
-
-if TYPE_CHECKING:
-    from isstad_plugin.lightning_model import Isstad
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +32,7 @@ class IsstadStageSwitch(Callback):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Enter stage 2 once stage 1 has run its epochs."""
-        model: Isstad = pl_module  # type: ignore[assignment]
+        model: Any = pl_module  # an isstad_plugin.Isstad (not imported: it imports this module)
         if model.stage == 1 and model.variant.finetune and trainer.current_epoch >= model.stage1_epochs:
             model.enter_stage2()
             trainer.strategy.setup_optimizers(trainer)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
+from anomalib.pre_processing import PreProcessor
 from lightning.pytorch import seed_everything
 
 from isstad_plugin.data.synthetic import generate_dataset
@@ -120,7 +122,15 @@ def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
         return options.data_root
     counts = FAST_DATA if options.fast else DEMO_DATA
     root = output / "data"
-    generate_dataset(root, options.category, image_size=image_size, seed=options.seed, **counts)
+    generate_dataset(
+        root,
+        options.category,
+        n_train=counts["n_train"],
+        n_test_good=counts["n_test_good"],
+        n_test_defect=counts["n_test_defect"],
+        image_size=image_size,
+        seed=options.seed,
+    )
     return root
 
 
@@ -139,7 +149,8 @@ def _write_panels(model: Isstad, datamodule: MVTecAD, path: Path) -> None:
         defect = Path(image_path).parent.name
         chosen.setdefault(defect, index)
     items = [dataset[i] for i in chosen.values()]
-    images = torch.stack([model.pre_processor.transform(item.image) for item in items])
+    transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
+    images = torch.stack([transform(cast(torch.Tensor, item.image)) for item in items])
     masks = torch.stack([_resized_mask(item.gt_mask, images.shape[-2:]) for item in items])
     save_panels(model.model, images, masks, path, titles=list(chosen))
 

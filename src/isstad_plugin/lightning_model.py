@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from anomalib import LearningType
@@ -31,7 +31,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
-from lightning.pytorch.utilities.types import STEP_OUTPUT
+from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from isstad_plugin.callbacks import IsstadStageSwitch
@@ -132,6 +132,8 @@ class Isstad(AnomalibModule):
         ValueError: Options that contradict each other or the variant, naming them.
     """
 
+    model: IsstadModel
+
     def __init__(
         self,
         variant: str = "full",
@@ -224,7 +226,8 @@ class Isstad(AnomalibModule):
             map_source=self.variant.map_source,
             inference_mask_ratio=o["mask_ratio"] if self.variant.masked_inference else 0.0,
         )
-        self.corruption = PixelCorruption(mode=o["corruption"] or corruption_mode, corrupt_prob=o["corrupt_prob"])
+        mode = cast(Literal["paper", "official"], o["corruption"] or corruption_mode)
+        self.corruption = PixelCorruption(mode=mode, corrupt_prob=o["corrupt_prob"])
         self.loss = Stage2Loss(self.loss_weights)
         self.optimizer_settings = OptimizerSettings(
             stage1_blr=o["stage1_blr"],
@@ -280,7 +283,7 @@ class Isstad(AnomalibModule):
 
     def prepare_data(self) -> None:
         """Check an MVTec-layout dataset folder before anomalib indexes it (one-line errors, see data.checks)."""
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        datamodule = getattr(self._trainer, "datamodule", None)
         root, category = getattr(datamodule, "root", None), getattr(datamodule, "category", None)
         if root is not None and category is not None and (Path(root) / category / "train").is_dir():
             check_mvtec_layout(Path(root) / category)
@@ -296,7 +299,7 @@ class Isstad(AnomalibModule):
             )
             raise ValueError(msg)
         self._check_epoch_budget()
-        check_datamodule(self.trainer.datamodule)
+        check_datamodule(getattr(self.trainer, "datamodule", None))
         if self.trainer.ckpt_path is None and not self._initial_weights_done:
             if self.encoder_weights:
                 load_mae_weights(self.model, self.encoder_weights, self.load_decoder_weights)
@@ -354,7 +357,8 @@ class Isstad(AnomalibModule):
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Stage 1: MAE loss on masked patches. Stage 2: restoration + pixel classification of corrupted images."""
         del kwargs
-        loss = self._stage1_step(batch.image) if self.stage == 1 else self._stage2_step(batch.image)
+        images = cast(torch.Tensor, batch.image)
+        loss = self._stage1_step(images) if self.stage == 1 else self._stage2_step(images)
         if not torch.isfinite(loss):
             batch_index = args[0] if args else "?"
             msg = (
@@ -408,7 +412,7 @@ class Isstad(AnomalibModule):
         return batch.update(**self.model(batch.image)._asdict())
 
     # ------------------------------------------------------------------------------------------------ optimisers
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """The current stage's AdamW and schedule (stage 1 per step, stage 2 per epoch)."""
         if self.stage == 2:
             optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings)
@@ -450,6 +454,8 @@ def _resolve_stage1_epochs(variant: Variant, stage1_epochs: int | None, stage1_c
     if stage1_checkpoint and not variant.finetune:
         msg = "variant I is stage 1 alone: stage1_checkpoint would leave nothing to train"
         raise ValueError(msg)
+    if not variant.finetune:
+        return 0  # Model I is stage 1 alone: it trains for all of trainer.max_epochs
     if not variant.pretrain:
         if stage1_epochs:
             msg = f"variant {variant.name} has no stage-1 pre-training: stage1_epochs must be 0 or unset"

@@ -62,6 +62,7 @@ LOSS_PRESETS: dict[str, Stage2Weights] = {
     # Official code (official-code-notes.md §2): CE(weight=[3, 1]) + 0.5 MSE + 0.1 (1 - SSIM), target = input.
     "official": Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0, normal=3.0, target="input"),
 }
+"""Stage-2 loss weights by preset name: ``"paper"`` (target = clean image) and ``"official"`` (the official code)."""
 
 
 class Stage2Losses(NamedTuple):

@@ -27,7 +27,7 @@ class IsstadPostProcessor(PostProcessor):
         self,
         trainer: Trainer,
         pl_module: LightningModule,
-        outputs: Batch | None,
+        outputs: Any,
         *args: Any,
         **kwargs: Any,
     ) -> None:

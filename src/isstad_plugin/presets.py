@@ -44,9 +44,11 @@ PAPER_IMAGE_SIZE = 224
 """Input side in pixels (paper 4.1.3: 3 x 224 x 224, 14 x 14 patches of 16 px)."""
 
 PAPER_DECODER_DIM = 512
+"""Decoder width (paper 4.1.3: feature token dimension 512)."""
 PAPER_DECODER_DEPTH = 8
+"""Decoder Transformer blocks (paper 4.1.3: 8)."""
 PAPER_DECODER_HEADS = 16
-"""Decoder: 8 Transformer blocks of width 512 (paper 4.1.3), 16 heads (MAE's ViT-L decoder)."""
+"""Decoder attention heads (MAE's ViT-L decoder: 16)."""
 
 PAPER_MASK_RATIO = 0.75
 """Stage 1 masks 75 % of the patches (paper 3.2)."""
@@ -55,5 +57,6 @@ PAPER_SMOOTHING_SIGMA = 4.0
 """Gaussian smoothing of E, P and S in pixels (official code: scipy ``gaussian_filter(sigma=4)``)."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel input mean of the MAE checkpoints and of anomalib's default pre-processor."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
-"""Input normalisation of the MAE checkpoints and of anomalib's default pre-processor."""
+"""Per-channel input standard deviation of the MAE checkpoints and of anomalib's default pre-processor."""

@@ -15,10 +15,10 @@ import torch
 
 def capture_rng_state() -> dict[str, Any]:
     """The torch (CPU and CUDA), numpy and Python generator states."""
-    np_state = np.random.get_state()
+    name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "numpy": [name, np.asarray(keys).tolist(), position, has_gauss, cached],
         "python": _to_lists(random.getstate()),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import torch
 from anomalib.data import InferenceBatch
@@ -90,7 +90,8 @@ class IsstadDecoder(nn.Module):
         self.register_buffer("pos_embed", sincos_pos_embed(dim, grid_size), persistent=False)
         self.pos_embed: torch.Tensor
         self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=_layer_norm) for _ in range(depth)
+            Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=cast(type[nn.Module], _layer_norm))
+            for _ in range(depth)
         )
 
     def forward(self, tokens: torch.Tensor, ids_restore: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -316,12 +317,13 @@ class IsstadModel(nn.Module):
         """
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             enc = self.encoder
+            pos_embed, cls_token = cast(torch.Tensor, enc.pos_embed), cast(torch.Tensor, enc.cls_token)
             x = enc.patch_embed(images)
-            x = x + enc.pos_embed[:, 1:].to(x.dtype)
+            x = x + pos_embed[:, 1:].to(x.dtype)
             mask = ids_restore = None
             if mask_ratio > 0:
                 x, mask, ids_restore = random_masking(x, mask_ratio, generator, noise)
-            cls = (enc.cls_token + enc.pos_embed[:, :1]).to(x.dtype).expand(x.shape[0], -1, -1)
+            cls = (cls_token + pos_embed[:, :1]).to(x.dtype).expand(x.shape[0], -1, -1)
             x = torch.cat([cls, x], dim=1)
             x = enc.blocks(x)
             return enc.norm(x), mask, ids_restore
@@ -384,7 +386,7 @@ class IsstadModel(nn.Module):
         total = count = None
         for noise in complementary_noise(images.shape[0], length, self.inference_mask_ratio, generator):
             output = self.decode(images, self.inference_mask_ratio, with_classifier=False, noise=noise)
-            hidden = output.mask.unsqueeze(-1)
+            hidden = cast(torch.Tensor, output.mask).unsqueeze(-1)
             patches = self.patchify(output.reconstruction) * hidden
             total = patches if total is None else total + patches
             count = hidden if count is None else count + hidden
@@ -442,9 +444,10 @@ def _build_encoder(
         norm_layer=_layer_norm,
     )
     grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-    encoder.pos_embed.data.copy_(sincos_pos_embed(dim, grid))
-    encoder.pos_embed.requires_grad_(False)
-    torch.nn.init.normal_(encoder.cls_token, std=0.02)
+    pos_embed, cls_token = cast(nn.Parameter, encoder.pos_embed), cast(nn.Parameter, encoder.cls_token)
+    pos_embed.data.copy_(sincos_pos_embed(dim, grid))
+    pos_embed.requires_grad_(False)
+    torch.nn.init.normal_(cls_token, std=0.02)
     return encoder
 
 

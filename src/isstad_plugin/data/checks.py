@@ -1,8 +1,8 @@
 """Checks of a dataset before a fit, so that bad inputs stop with one line naming the file and the fix.
 
 anomalib's loaders fail deep inside a dataloader worker on an unreadable image, pair images and masks silently when
-masks are missing, and clip 16-bit images to 8 bits. :func:`check_dataset` looks at every image once (header and
-pixel data) before training starts.
+masks are missing, and clip 16-bit images to 8 bits. :func:`check_mvtec_layout` (before anomalib indexes a folder) and
+:func:`check_datamodule` (after it has) decode every image once before training starts.
 """
 
 from __future__ import annotations

@@ -314,7 +314,7 @@ def _texture_surface(image: np.ndarray, backing: np.ndarray) -> Surface:
     )
 
 
-def _substrate(rng: np.random.Generator, size: int, rgb: Sequence[float], roughness: float) -> np.ndarray:
+def _substrate(rng: np.random.Generator, size: int, rgb: Sequence[float] | np.ndarray, roughness: float) -> np.ndarray:
     """Dark rough material revealed under a missing piece.
 
     Args:
@@ -351,7 +351,7 @@ def tiles_surface(rng: np.random.Generator, size: int) -> Surface:
     tones = ((0.55, 0.53, 0.50), (0.64, 0.52, 0.40), (0.97, 0.96, 0.94))
     for tone, density in zip(tones, (1 / 150, 1 / 200, 1 / 300), strict=True):
         specks = _specks(rng, size, density, 0.8 * max(s, 0.5))
-        image = image + (base * np.float32(tone) / 0.78 - image) * specks[..., None]
+        image = image + (base * np.asarray(tone, dtype=np.float32) / 0.78 - image) * specks[..., None]
     image = image * _illumination(rng, size, 0.10) + _grain(rng, size, 0.012)
     return _texture_surface(image, _substrate(rng, size, (0.30, 0.29, 0.28), 0.2))
 
@@ -494,7 +494,7 @@ def parts_surface(rng: np.random.Generator, size: int) -> Surface:
         shows where a piece is missing.
     """
     s = _scale(size)
-    belt = _substrate(rng, size, np.float32([0.20, 0.21, 0.23]) * rng.uniform(0.9, 1.1), 0.08)
+    belt = _substrate(rng, size, np.asarray([0.20, 0.21, 0.23], dtype=np.float32) * rng.uniform(0.9, 1.1), 0.08)
     yy, xx = _grid(size)
     cy, cx = size / 2 - 0.5 + rng.normal(0, 0.02 * size, 2)
     rotation = rng.uniform(-1, 1) * math.radians(10)
@@ -509,7 +509,7 @@ def parts_surface(rng: np.random.Generator, size: int) -> Surface:
     face = _nut_shading(rng, dist, np.arctan2(dy, dx), outer, bore)
     steel = _jitter_colour(rng, (0.74, 0.75, 0.77), 0.03)
     nut = steel * face[..., None] * _illumination(rng, size, 0.05) + _grain(rng, size, 0.01)
-    shift = np.float32([[1, 0, 2.5 * s], [0, 1, 2.5 * s]])
+    shift = np.asarray([[1, 0, 2.5 * s], [0, 1, 2.5 * s]], dtype=np.float32)
     shadow = cv2.GaussianBlur(cv2.warpAffine(body.astype(np.float32), shift, (size, size)), (0, 0), 2.5 * s)
     background = belt * (1 - 0.55 * shadow)[..., None]
     image = background + (nut - background) * coverage[..., None]
@@ -738,7 +738,7 @@ def missing_defect(rng: np.random.Generator, surface: Surface, image: Image) -> 
     cv2.fillPoly(alpha, [fixed], 1.0, cv2.LINE_AA, 4)
     alpha = np.clip(alpha, 0, 1)
     light = rng.uniform(0, 2 * math.pi)
-    offset = np.float32([[1, 0, 2.5 * s * math.cos(light)], [0, 1, 2.5 * s * math.sin(light)]])
+    offset = np.asarray([[1, 0, 2.5 * s * math.cos(light)], [0, 1, 2.5 * s * math.sin(light)]], dtype=np.float32)
     lit = cv2.warpAffine(alpha, offset, (size, size))
     shade = 0.35 + 0.65 * cv2.GaussianBlur(lit, (0, 0), 0.7 * s)
     target = surface.backing * shade[..., None]
