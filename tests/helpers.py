@@ -10,42 +10,28 @@ from anomalib.engine import Engine
 
 from isstad_plugin import Isstad, IsstadModel
 
+TINY_NETWORK: dict[str, Any] = {
+    "encoder": "vit_micro_patch8",
+    "encoder_dim": 32,
+    "encoder_depth": 2,
+    "encoder_heads": 2,
+    "decoder_dim": 32,
+    "decoder_depth": 2,
+    "decoder_heads": 2,
+    "smoothing_sigma": 1.0,
+}
+"""Patch 8, 2 encoder and 2 decoder blocks of width 32: small enough for CPU tests."""
+
 
 def tiny_model(**overrides: Any) -> IsstadModel:
-    """An IsstadModel small enough for a CPU test: 32 px, patch 8, 2 encoder and 2 decoder blocks."""
-    config: dict[str, Any] = {
-        "image_size": 32,
-        "encoder": "vit_micro_patch8",
-        "encoder_dim": 32,
-        "encoder_depth": 2,
-        "encoder_heads": 2,
-        "decoder_dim": 32,
-        "decoder_depth": 2,
-        "decoder_heads": 2,
-        "smoothing_sigma": 1.0,
-    }
-    config.update(overrides)
-    return IsstadModel(**config)
+    """A 32-px IsstadModel of :data:`TINY_NETWORK` size."""
+    return IsstadModel(**{"image_size": 32, **TINY_NETWORK, **overrides})
 
 
 def tiny_isstad(**overrides: Any) -> Isstad:
-    """An Isstad small enough for CPU tests: 64 px, patch 8, 2 encoder and 2 decoder blocks of width 32."""
-    config: dict[str, Any] = {
-        "image_size": 64,
-        "encoder": "vit_micro_patch8",
-        "encoder_dim": 32,
-        "encoder_depth": 2,
-        "encoder_heads": 2,
-        "decoder_dim": 32,
-        "decoder_depth": 2,
-        "decoder_heads": 2,
-        "stage1_warmup_epochs": 0,
-        "stage1_blr": 0.01,
-        "smoothing_sigma": 1.0,
-        "visualizer": False,
-    }
-    config.update(overrides)
-    return Isstad(**config)
+    """A 64-px Isstad of :data:`TINY_NETWORK` size, no warm-up, no visualizer."""
+    config = {"image_size": 64, **TINY_NETWORK, "stage1_warmup_epochs": 0, "stage1_blr": 0.01, "visualizer": False}
+    return Isstad(**{**config, **overrides})
 
 
 def small_datamodule(root: Path, **overrides: Any) -> MVTecAD:

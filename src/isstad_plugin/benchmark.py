@@ -27,6 +27,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 
 from isstad_plugin.lightning_model import Isstad
 from isstad_plugin.run_config import load_run_config, packaged_config
+from isstad_plugin.runs import fit_and_test
 from isstad_plugin.variants import get_variant
 
 logger = logging.getLogger(__name__)
@@ -242,14 +243,9 @@ def _run_one(
         devices=1,
         **trainer_args,
     )
-    start = time.perf_counter()
-    engine.fit(model, datamodule=datamodule)
-    fit_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    results = engine.test(model, datamodule=datamodule)[0]
-    test_seconds = time.perf_counter() - start
-    metrics = {key: float(results[key]) for key in METRICS if key in results}
-    return Row(category, name, metrics, fit_seconds, test_seconds, engine.trainer.current_epoch, settings)
+    result = fit_and_test(engine, model, datamodule)
+    metrics = {key: result.metrics[key] for key in METRICS if key in result.metrics}
+    return Row(category, name, metrics, result.fit_seconds, result.test_seconds, engine.trainer.current_epoch, settings)
 
 
 class EpochLog(Callback):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.lightning_model import Isstad
 from isstad_plugin.report import save_panels, write_metrics
 from isstad_plugin.run_config import RunConfig, load_run_config, packaged_config
+from isstad_plugin.runs import fit_and_test
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +87,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
         accelerator="cpu",
         devices=1,
     )
-    start = time.perf_counter()
-    engine.fit(model, datamodule=datamodule)
-    fit_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    metrics = {k: float(v) for k, v in engine.test(model, datamodule=datamodule)[0].items()}
-    test_seconds = time.perf_counter() - start
+    result = fit_and_test(engine, model, datamodule)
+    metrics, fit_seconds, test_seconds = result.metrics, result.fit_seconds, result.test_seconds
 
     protocol = (
         f"{'fast smoke run, ' if options.fast else ''}{model.stage1_epochs} stage-1 + "

@@ -21,7 +21,14 @@ class IsstadPostProcessor(PostProcessor):
     :class:`~isstad_plugin.Isstad` skips validation and the statistics come from the trained model. When validation
     holds no anomalous image, the thresholds fall back to the highest normal score (anomalib's rule) and a warning
     says so, because F1 thresholds then only bound the false positives.
+
+    Args:
+        **kwargs: :class:`~anomalib.post_processing.PostProcessor` options (sensitivities, enable flags).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._saw_anomalous = False
 
     def on_validation_batch_end(
         self,
@@ -34,7 +41,7 @@ class IsstadPostProcessor(PostProcessor):
         """Update the statistics with a scored batch; skip batches the model did not score."""
         if outputs is None or getattr(outputs, "pred_score", None) is None:
             return
-        self._saw_anomalous = getattr(self, "_saw_anomalous", False) or _has_anomalous(outputs)
+        self._saw_anomalous = self._saw_anomalous or _has_anomalous(outputs)
         super().on_validation_batch_end(trainer, pl_module, outputs, *args, **kwargs)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -30,6 +30,8 @@ import kornia
 import torch
 from torch import Tensor
 
+from isstad_plugin.corruption.sampling import integers, uniform
+
 OFFICIAL_CORRUPT_PROB = 2 / 3
 """Official corruption rate: ``random.randint(0, 2) != 0``."""
 OFFICIAL_MAX_SHAPES = 3
@@ -87,28 +89,6 @@ class OfficialConfig:
             raise ValueError(f"polygon_vertices must satisfy 3 <= low <= high, got {self.polygon_vertices}")
 
 
-def _integers(
-    shape: tuple[int, ...],
-    low: Tensor | int,
-    high: Tensor | int,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> Tensor:
-    """Draw int64 values uniformly from ``[low, high]`` (inclusive; bounds may be tensors)."""
-    low_t, high_t = torch.as_tensor(low, device=device), torch.as_tensor(high, device=device)
-    high_t = torch.maximum(high_t, low_t)
-    span = high_t - low_t + 1
-    u = torch.rand(shape, generator=generator, device=device)
-    return low_t + torch.minimum((u * span).long(), span - 1)
-
-
-def _uniform(
-    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, device: torch.device
-) -> Tensor:
-    """Draw float32 values uniformly from ``[low, high)``."""
-    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Whole-image transforms (each takes and returns a (n, C, H, W) float32 batch in [0, 1])
 # ----------------------------------------------------------------------------------------------------------------------
@@ -158,10 +138,10 @@ def colour_jitter(images: Tensor, config: OfficialConfig, generator: torch.Gener
     count, device = images.shape[0], images.device
     brightness, contrast, saturation, hue = config.jitter
     factors = [
-        _uniform((count,), max(0.0, 1 - brightness), 1 + brightness, generator, device),
-        _uniform((count,), max(0.0, 1 - contrast), 1 + contrast, generator, device),
-        _uniform((count,), max(0.0, 1 - saturation), 1 + saturation, generator, device),
-        _uniform((count,), -hue, hue, generator, device),
+        uniform((count,), max(0.0, 1 - brightness), 1 + brightness, generator, device),
+        uniform((count,), max(0.0, 1 - contrast), 1 + contrast, generator, device),
+        uniform((count,), max(0.0, 1 - saturation), 1 + saturation, generator, device),
+        uniform((count,), -hue, hue, generator, device),
     ]
     adjustments = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
     order = torch.rand((count, 4), generator=generator, device=device).argsort(dim=1)
@@ -206,9 +186,9 @@ def colour_transform(images: Tensor, config: OfficialConfig, generator: torch.Ge
     """The official ``color`` transform: one of jitter, grayscale, blur or a pair of them (in that order), per image."""
     count, device = images.shape[0], images.device
     _, _, height, width = images.shape
-    variant = _integers((count,), 0, len(_COLOUR_VARIANTS) - 1, generator, device)
+    variant = integers((count,), 0, len(_COLOUR_VARIANTS) - 1, generator, device)
     flags = torch.tensor(_COLOUR_VARIANTS, device=device)[variant]
-    sigma = _uniform((count,), *config.blur_radius, generator, device)
+    sigma = uniform((count,), *config.blur_radius, generator, device)
     sigma = sigma * math.sqrt(height * width) / config.reference_side
     images = _apply_where(images, flags[:, 0], lambda chosen: colour_jitter(chosen, config, generator))
     images = _apply_where(images, flags[:, 1], grayscale)
@@ -220,7 +200,7 @@ def colour_transform(images: Tensor, config: OfficialConfig, generator: torch.Ge
 
 def flip_transform(images: Tensor, generator: torch.Generator | None) -> Tensor:
     """The official ``flip`` transform: horizontal, vertical or both, chosen per image."""
-    variant = _integers((images.shape[0],), 0, 2, generator, images.device).view(-1, 1, 1, 1)
+    variant = integers((images.shape[0],), 0, 2, generator, images.device).view(-1, 1, 1, 1)
     images = torch.where(variant != 1, images.flip(-1), images)
     return torch.where(variant != 0, images.flip(-2), images)
 
@@ -233,7 +213,7 @@ def noise_transform(images: Tensor, config: OfficialConfig, generator: torch.Gen
 
 def transform_images(images: Tensor, config: OfficialConfig, generator: torch.Generator | None) -> Tensor:
     """Apply one uniformly chosen whole-image transform (``colour``, ``flip`` or ``noise``) per image."""
-    kind = _integers((images.shape[0],), 0, len(TRANSFORMS) - 1, generator, images.device)
+    kind = integers((images.shape[0],), 0, len(TRANSFORMS) - 1, generator, images.device)
     images = _apply_where(images, kind == 0, lambda chosen: colour_transform(chosen, config, generator))
     images = _apply_where(images, kind == 1, lambda chosen: flip_transform(chosen, generator))
     return _apply_where(images, kind == 2, lambda chosen: noise_transform(chosen, config, generator))
@@ -278,16 +258,16 @@ def sample_mask(
     margin_x = max(1, min(width - 1, round(config.origin_margin * scale_x)))
     min_h = max(1, round(config.min_shape_size * scale_y))
     min_w = max(1, round(config.min_shape_size * scale_x))
-    count = _integers((batch,), 1, slots, generator, device)
-    kind = _integers(shape, 0, len(SHAPES) - 1, generator, device)
-    top = _integers(shape, 0, height - margin_y, generator, device)
-    left = _integers(shape, 0, width - margin_x, generator, device)
-    box_h = _integers(shape, min_h, height - top, generator, device)
-    box_w = _integers(shape, min_w, width - left, generator, device)
+    count = integers((batch,), 1, slots, generator, device)
+    kind = integers(shape, 0, len(SHAPES) - 1, generator, device)
+    top = integers(shape, 0, height - margin_y, generator, device)
+    left = integers(shape, 0, width - margin_x, generator, device)
+    box_h = integers(shape, min_h, height - top, generator, device)
+    box_w = integers(shape, min_w, width - left, generator, device)
     low, high = config.polygon_vertices
-    vertices = _integers(shape, low, high, generator, device)
-    vertex_y = _integers((*shape, high), 0, height - margin_y, generator, device).float()
-    vertex_x = _integers((*shape, high), 0, width - margin_x, generator, device).float()
+    vertices = integers(shape, low, high, generator, device)
+    vertex_y = integers((*shape, high), 0, height - margin_y, generator, device).float()
+    vertex_x = integers((*shape, high), 0, width - margin_x, generator, device).float()
     last = (vertices - 1).unsqueeze(-1)
     used = torch.arange(high, device=device) < vertices.unsqueeze(-1)
     vertex_y = torch.where(used, vertex_y, vertex_y.gather(-1, last))

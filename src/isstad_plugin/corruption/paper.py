@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from isstad_plugin.corruption.sampling import integers, random_sign, uniform
+
 # Paper constants (§4.1.3 "Data Augmentation").
 PAPER_CORRUPT_PROB = 5 / 6
 """Fraction of training images that are corrupted (paper §4.1.3)."""
@@ -189,32 +191,6 @@ def _check_float_range(name: str, value: tuple[float, float]) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _uniform(
-    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, device: torch.device
-) -> Tensor:
-    """Draw float32 values uniformly from ``[low, high)``."""
-    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
-
-
-def _integers(
-    shape: tuple[int, ...],
-    low: Tensor | int,
-    high: Tensor | int,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> Tensor:
-    """Draw int64 values uniformly from ``[low, high]`` (inclusive, bounds may be broadcastable tensors)."""
-    u = torch.rand(shape, generator=generator, device=device)
-    span = torch.as_tensor(high, device=device) - torch.as_tensor(low, device=device) + 1
-    offset = torch.minimum((u * span).long(), span - 1)
-    return torch.as_tensor(low, device=device) + offset
-
-
-def _random_sign(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """Draw float32 values in ``{-1, +1}`` with equal probability."""
-    return torch.where(torch.rand(shape, generator=generator, device=device) < 0.5, -1.0, 1.0)
-
-
 def _side_range(side: int, block_size: tuple[int, float]) -> tuple[int, int]:
     """Inclusive range of a block side for an image side of ``side`` pixels."""
     min_px, max_fraction = block_size
@@ -229,7 +205,7 @@ def _sample_ops(
     """Choose, per block, a uniform number of distinct operation kinds from ``config.kinds``."""
     n_kinds = len(config.kinds)
     low, high = config.ops_per_block
-    count = _integers(shape, min(low, n_kinds), min(high, n_kinds), generator, device)
+    count = integers(shape, min(low, n_kinds), min(high, n_kinds), generator, device)
     scores = torch.rand((*shape, n_kinds), generator=generator, device=device)
     rank = scores.argsort(dim=-1).argsort(dim=-1)
     return rank < count.unsqueeze(-1)
@@ -247,8 +223,8 @@ def _sample_geometry(flip: Tensor, rotate: Tensor, config: PaperConfig, generato
     flip_cols = torch.where(flip & ~vertical, -1.0, 1.0)
 
     right = torch.rand(shape, generator=generator, device=device) < config.right_angle_prob
-    quarter = _integers(shape, 0, 2, generator, device)
-    small = _random_sign(shape, generator, device) * _uniform(shape, *config.small_angle, generator, device)
+    quarter = integers(shape, 0, 2, generator, device)
+    small = random_sign(shape, generator, device) * uniform(shape, *config.small_angle, generator, device)
     small = torch.deg2rad(small)
     cos = torch.where(right, torch.tensor(_RIGHT_ANGLE_COS, device=device)[quarter], torch.cos(small))
     sin = torch.where(right, torch.tensor(_RIGHT_ANGLE_SIN, device=device)[quarter], torch.sin(small))
@@ -270,12 +246,12 @@ def _sample_colour(
     shape, device = tuple(colour.shape), colour.device
     eye = torch.eye(channels, device=device).expand(*shape, channels, channels)
     changes = COLOUR_CHANGES_RGB if channels == 3 else COLOUR_CHANGES_GRAY
-    change = _integers(shape, 0, len(changes) - 1, generator, device)
+    change = integers(shape, 0, len(changes) - 1, generator, device)
     strength = config.colour_strength
 
     def magnitude(extra: tuple[int, ...] = ()) -> Tensor:
         full = (*shape, *extra)
-        return _random_sign(full, generator, device) * _uniform(full, *strength, generator, device)
+        return random_sign(full, generator, device) * uniform(full, *strength, generator, device)
 
     scale = torch.diag_embed(1.0 + magnitude((channels,)))
     shift = magnitude((channels,))
@@ -288,7 +264,7 @@ def _sample_colour(
     offsets = {"scale": torch.zeros_like(shift), "shift": shift, "brightness_contrast": bc_offset}
     if channels == 3:
         permutations = torch.eye(3, device=device)[torch.tensor(_CHANNEL_PERMUTATIONS, device=device)]
-        which = _integers(shape, 0, len(_CHANNEL_PERMUTATIONS) - 1, generator, device)
+        which = integers(shape, 0, len(_CHANNEL_PERMUTATIONS) - 1, generator, device)
         gray_row = torch.tensor(_GRAY_WEIGHTS, device=device)
         matrices["permute"] = permutations[which]
         matrices["grayscale"] = gray_row.expand(*shape, 3, 3)
@@ -329,15 +305,15 @@ def sample_params(
     k_max = config.num_blocks[1]
     shape = (batch, k_max)
     corrupt = torch.rand((batch,), generator=generator, device=device) < config.corrupt_prob
-    num_blocks = _integers((batch,), config.num_blocks[0], config.num_blocks[1], generator, device)
+    num_blocks = integers((batch,), config.num_blocks[0], config.num_blocks[1], generator, device)
     num_blocks = torch.where(corrupt, num_blocks, 0)
 
     h_low, h_high = _side_range(height, config.block_size)
     w_low, w_high = _side_range(width, config.block_size)
-    block_h = _integers(shape, h_low, h_high, generator, device)
-    block_w = _integers(shape, w_low, w_high, generator, device)
-    top = _integers(shape, 0, height - block_h, generator, device)
-    left = _integers(shape, 0, width - block_w, generator, device)
+    block_h = integers(shape, h_low, h_high, generator, device)
+    block_w = integers(shape, w_low, w_high, generator, device)
+    top = integers(shape, 0, height - block_h, generator, device)
+    left = integers(shape, 0, width - block_w, generator, device)
 
     ops = _sample_ops(shape, config, generator, device)
     kinds = config.kinds
@@ -346,12 +322,12 @@ def sample_params(
         return ops[..., kinds.index(name)] if name in kinds else torch.zeros(shape, dtype=torch.bool, device=device)
 
     geometry = _sample_geometry(enabled("flip"), enabled("rotate"), config, generator)
-    blur_level = _integers(shape, config.blur_levels[0], config.blur_levels[1], generator, device)
+    blur_level = integers(shape, config.blur_levels[0], config.blur_levels[1], generator, device)
     blur_level = torch.where(enabled("blur"), blur_level, 0)
     colour_matrix, colour_offset = _sample_colour(enabled("colour"), channels, config, generator)
     valid = torch.arange(k_max, device=device) < num_blocks.unsqueeze(1)
     noisy = enabled("noise") & valid
-    noise_std = torch.where(noisy, _uniform(shape, *config.noise_std, generator, device), 0.0)
+    noise_std = torch.where(noisy, uniform(shape, *config.noise_std, generator, device), 0.0)
     noise_size = torch.where(noisy, channels * block_h * block_w, 0)
     noise_start = torch.cumsum(noise_size.reshape(-1), dim=0).view(shape) - noise_size
     noise = torch.randn((int(noise_size.sum()),), generator=generator, device=device)

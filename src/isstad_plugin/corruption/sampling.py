@@ -1,0 +1,35 @@
+"""Random draws shared by both corruption modes: every draw takes an optional generator and a device."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def uniform(
+    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """Draw float32 values uniformly from ``[low, high)``."""
+    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
+
+
+def integers(
+    shape: tuple[int, ...],
+    low: Tensor | int,
+    high: Tensor | int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
+    """Draw int64 values uniformly from ``[low, high]`` (inclusive; bounds may be broadcastable tensors).
+
+    A ``high`` below ``low`` is raised to ``low``.
+    """
+    low_t, high_t = torch.as_tensor(low, device=device), torch.as_tensor(high, device=device)
+    span = torch.maximum(high_t, low_t) - low_t + 1
+    u = torch.rand(shape, generator=generator, device=device)
+    return low_t + torch.minimum((u * span).long(), span - 1)
+
+
+def random_sign(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Draw float32 values in ``{-1, +1}`` with equal probability."""
+    return torch.where(torch.rand(shape, generator=generator, device=device) < 0.5, -1.0, 1.0)
