@@ -48,13 +48,12 @@ def small_datamodule(root: Path, **overrides: Any) -> MVTecAD:
 
 
 def engine_for(root: Path, **kwargs: Any) -> Engine:
-    """A quiet CPU Engine writing under ``root``."""
-    return Engine(
-        default_root_dir=root,
-        logger=False,
-        enable_progress_bar=False,
-        accelerator="cpu",
-        devices=1,
-        enable_model_summary=False,
-        **kwargs,
-    )
+    """A quiet single-device CPU Engine writing under ``root``; ``kwargs`` override any setting."""
+    settings: dict[str, Any] = {
+        "logger": False,
+        "enable_progress_bar": False,
+        "accelerator": "cpu",
+        "devices": 1,
+        "enable_model_summary": False,
+    }
+    return Engine(default_root_dir=root, **{**settings, **kwargs})
