@@ -46,6 +46,27 @@ def test_truncated_image_is_named_and_earlier_results_are_kept(tmp_path, own_cop
     assert earlier.read_bytes() == b"an earlier result"
 
 
+def test_unreadable_image_in_a_folder_datamodule_is_named(tmp_path, own_copy):
+    from anomalib.data import Folder
+
+    category = own_copy / "tiles"
+    bad = category / "test" / "hole" / "000.png"
+    bad.write_bytes(b"not a png")
+    datamodule = Folder(
+        name="tiles",
+        root=category,
+        normal_dir="train/good",
+        abnormal_dir="test/hole",
+        normal_test_dir="test/good",
+        train_batch_size=8,
+        eval_batch_size=8,
+        num_workers=0,
+    )
+    seed_everything(0)
+    with pytest.raises(DatasetError, match=r"cannot read image .*hole/000\.png"):
+        engine_for(tmp_path, max_epochs=2).fit(tiny_isstad(stage1_epochs=1), datamodule=datamodule)
+
+
 def test_missing_mask_is_named(tmp_path, own_copy):
     mask = next((own_copy / "tiles" / "ground_truth" / "hole").glob("*_mask.png"))
     mask.unlink()

@@ -244,6 +244,7 @@ class Isstad(AnomalibModule):
         if self.stage == 2:
             self.enter_stage2()
         self._initial_weights_done = False
+        self._data_checked = False
 
     # ------------------------------------------------------------------------------------------------ anomalib
     @classmethod
@@ -287,6 +288,7 @@ class Isstad(AnomalibModule):
         root, category = getattr(datamodule, "root", None), getattr(datamodule, "category", None)
         if root is not None and category is not None and (Path(root) / category / "train").is_dir():
             check_mvtec_layout(Path(root) / category)
+            self._data_checked = True
 
     def setup(self, stage: str) -> None:
         """Check the epoch budget and load initial weights before a fresh fit (not when resuming)."""
@@ -299,7 +301,8 @@ class Isstad(AnomalibModule):
             )
             raise ValueError(msg)
         self._check_epoch_budget()
-        check_datamodule(getattr(self.trainer, "datamodule", None))
+        if not self._data_checked:  # other datamodules (Folder, ...) are checked once anomalib has indexed them
+            check_datamodule(getattr(self.trainer, "datamodule", None))
         if self.trainer.ckpt_path is None and not self._initial_weights_done:
             if self.encoder_weights:
                 load_mae_weights(self.model, self.encoder_weights, self.load_decoder_weights)
