@@ -41,7 +41,13 @@ from isstad_plugin.fusion import ScoreAggregation
 from isstad_plugin.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
 from isstad_plugin.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
 from isstad_plugin.post_processor import IsstadPostProcessor
-from isstad_plugin.presets import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE, PAPER_MASK_RATIO
+from isstad_plugin.presets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PAPER_IMAGE_SIZE,
+    PAPER_MASK_RATIO,
+    PAPER_STAGE1_EPOCHS,
+)
 from isstad_plugin.rng import capture_rng_state, restore_rng_state
 from isstad_plugin.torch_model import ClassifierOutput, ClassifierSharing, IsstadModel
 from isstad_plugin.variants import Variant, get_variant
@@ -49,7 +55,6 @@ from isstad_plugin.weights import load_mae_weights, load_stage1_checkpoint
 
 logger = logging.getLogger(__name__)
 
-PAPER_STAGE1_EPOCHS = 120  # paper 4.1.3
 _PRESET_HEADS: dict[str, tuple[ClassifierSharing, ClassifierOutput, str]] = {
     "paper": ("per_block", "sigmoid", "paper"),  # per-block projections, eq. 10 BCE, block corruption
     "official": ("shared", "softmax", "official"),  # one shared projection, 2-class CE, shape-paste corruption

@@ -50,6 +50,9 @@ PAPER_DECODER_DEPTH = 8
 PAPER_DECODER_HEADS = 16
 """Decoder attention heads (MAE's ViT-L decoder: 16)."""
 
+PAPER_STAGE1_EPOCHS = 120
+"""Stage-1 epochs per class (paper 4.1.3); stage 2 then runs 200 more (``trainer.max_epochs = 320``)."""
+
 PAPER_MASK_RATIO = 0.75
 """Stage 1 masks 75 % of the patches (paper 3.2)."""
 
