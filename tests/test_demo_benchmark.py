@@ -78,3 +78,21 @@ def test_benchmark_rejects_unknown_model(tmp_path, dataset_root, capsys):
     code = main(["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--models", "fastflow"])
     assert code == 2
     assert "--models: unknown ['fastflow']" in capsys.readouterr().err
+
+
+def test_benchmark_reports_a_failed_model_and_runs_the_others(tmp_path, dataset_root, monkeypatch):
+    import isstad_plugin.benchmark as benchmark
+
+    def fake_run(options, category, name, build, epochs, settings, trainer_args):
+        if name == "DRAEM":
+            raise FloatingPointError("non-finite training loss (nan) at epoch 3, stage 1")
+        return benchmark.Row(category, name, {"image_AUROC": 0.5}, 1.0, 1.0, epochs, settings)
+
+    monkeypatch.setattr(benchmark, "_run_one", fake_run)
+    output = tmp_path / "bench"
+    args = ["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--models", "draem", "padim"]
+    assert main([*args, "--output", str(output)]) == 0
+    rows = json.loads((output / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["DRAEM", "PaDiM"]
+    assert "FAILED: non-finite training loss" in rows[0]["settings"]
+    assert rows[1]["metrics"] == {"image_AUROC": 0.5}

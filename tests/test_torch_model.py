@@ -150,3 +150,17 @@ def test_bad_configuration_names_the_option(kwargs, option):
     base = {"image_size": 32, "encoder": "vit_micro_patch8", "decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 4}
     with pytest.raises(ValueError, match=option):
         IsstadModel(**{**base, **kwargs})
+
+
+def test_ssim_loss_stays_finite_under_bf16_autocast():
+    from isstad_plugin.loss import ssim_loss_fp32
+
+    generator = torch.Generator().manual_seed(0)
+    target = 0.5 + 0.01 * torch.rand(4, 3, 64, 64, generator=generator)  # flat images: tiny variances
+    reconstruction = (target + 0.005 * torch.randn(4, 3, 64, 64, generator=generator)).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = ssim_loss_fp32(reconstruction, target)
+    assert loss.dtype == torch.float32
+    # bf16 convolutions would give 0.082 here (and +-inf on some batches); float32 gives the true 0.027
+    assert float(loss) == pytest.approx(float(ssim_loss_fp32(reconstruction, target)), abs=1e-6)
+    assert float(loss) == pytest.approx(0.027, abs=0.002)

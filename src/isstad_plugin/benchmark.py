@@ -90,13 +90,20 @@ class Row:
 
 
 def run_benchmark(options: BenchmarkOptions) -> list[Row]:
-    """Train and test every requested model on every category; write Markdown, CSV and JSON tables."""
+    """Train and test every requested model on every category; write Markdown, CSV and JSON tables.
+
+    A model whose training fails (a non-finite loss, a runtime error) gets a row saying so, and the others still run.
+    """
     _check_options(options)
     rows: list[Row] = []
     for category in options.categories:
         for name, build, epochs, settings, trainer_args in _model_specs(options):
             logger.info("benchmark: %s on %s (%s)", name, category, settings)
-            rows.append(_run_one(options, category, name, build, epochs, settings, trainer_args))
+            try:
+                rows.append(_run_one(options, category, name, build, epochs, settings, trainer_args))
+            except (FloatingPointError, RuntimeError) as error:
+                logger.error("benchmark: %s on %s failed: %s", name, category, error)
+                rows.append(Row(category, name, {}, 0.0, 0.0, 0, f"{settings}; FAILED: {error}"))
             write_tables(rows, options)  # keep what is done if a later model fails
     return rows
 

@@ -106,12 +106,22 @@ class Stage2Loss(nn.Module):
         w = self.weights
         zero = reconstruction.new_zeros(())
         mse = F.mse_loss(reconstruction.float(), target.float()) if w.mse else zero
-        ssim_loss = 1 - ssim(reconstruction.float(), target.float(), data_range=1.0) if w.ssim else zero
+        ssim_loss = ssim_loss_fp32(reconstruction, target) if w.ssim else zero
         cls = zero
         if w.classification and level_logits is not None:
             cls = classification_loss(level_logits, labels, w.anomalous, w.normal)
         total = w.mse * mse + w.ssim * ssim_loss + w.classification * cls
         return Stage2Losses(total=total, mse=mse, ssim=ssim_loss, classification=cls)
+
+
+def ssim_loss_fp32(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM`` (pytorch-msssim, 11-px Gaussian window, sigma 1.5) on ``[0, 1]`` images, always in float32.
+
+    SSIM's variances are differences of filtered squares; under bf16 autocast its convolutions lose so much precision
+    that a variance can reach zero or below and SSIM becomes infinite, so autocast is turned off here.
+    """
+    with torch.autocast(reconstruction.device.type, enabled=False):
+        return 1 - ssim(reconstruction.float(), target.float(), data_range=1.0)
 
 
 def classification_loss(
