@@ -71,6 +71,7 @@ def test_benchmark_tiny_writes_tables(tmp_path, dataset_root):
         assert "pixel_AUPRO" in row["metrics"]
     table = (output / "results.md").read_text()
     assert "last epoch tested" in table
+    assert "| category | ISSTAD | IV | DRAEM | PaDiM |" in table  # the paper's Table 4/5 layout
     assert (output / "results.csv").read_text().count("\n") == 5
 
 
@@ -96,3 +97,19 @@ def test_benchmark_reports_a_failed_model_and_runs_the_others(tmp_path, dataset_
     assert [r["model"] for r in rows] == ["DRAEM", "PaDiM"]
     assert "FAILED: non-finite training loss" in rows[0]["settings"]
     assert rows[1]["metrics"] == {"image_AUROC": 0.5}
+
+
+def test_auroc_table_has_the_papers_layout():
+    from isstad_plugin.benchmark import Row, auroc_table
+
+    rows = [
+        Row("tile", "ISSTAD Model I", {"image_AUROC": 0.6}, 1.0, 1.0, 2, ""),
+        Row("tile", "ISSTAD", {"image_AUROC": 0.8}, 1.0, 1.0, 2, ""),
+        Row("wood", "ISSTAD Model I", {"image_AUROC": 0.7}, 1.0, 1.0, 2, ""),
+        Row("wood", "ISSTAD", {}, 0.0, 0.0, 0, "FAILED: nan"),
+    ]
+    lines = auroc_table(rows, "image_AUROC", "Image AUROC")
+    assert lines[2] == "| category | I | ISSTAD |"
+    assert lines[4] == "| tile | 0.600 | 0.800 |"
+    assert lines[5] == "| wood | 0.700 | - |"
+    assert lines[6] == "| mean | 0.650 | - |"

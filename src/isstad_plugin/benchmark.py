@@ -318,9 +318,46 @@ def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
         *("| " + " | ".join(_cell(v) for v in row) + " |" for row in table),
+        "",
+        *auroc_table(rows, "image_AUROC", "Image AUROC per category (layout of the paper's Table 4)"),
+        "",
+        *auroc_table(rows, "pixel_AUROC", "Pixel AUROC per category (layout of the paper's Table 5)"),
     ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     return out / "results.md"
+
+
+def auroc_table(rows: Sequence[Row], metric: str, title: str) -> list[str]:
+    """Markdown lines of one metric with a row per category and a column per model, plus the mean row.
+
+    Args:
+        rows: Benchmark rows (a failed model has no metrics and shows ``-``).
+        metric: Metric key, e.g. ``image_AUROC``.
+        title: Heading of the table.
+
+    Returns:
+        The table's lines, heading first.
+    """
+    models = list(dict.fromkeys(r.model for r in rows))
+    categories = list(dict.fromkeys(r.category for r in rows))
+    value = {(r.category, r.model): r.metrics.get(metric) for r in rows}
+    body = [[category, *(value.get((category, m)) for m in models)] for category in categories]
+    means = [_mean([value.get((c, m)) for c in categories]) for m in models]
+    body.append(["mean", *means])
+    header = ["category", *(m.removeprefix("ISSTAD Model ") for m in models)]
+    return [
+        f"#### {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(_cell(v) for v in row) + " |" for row in body),
+    ]
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of the values, or ``None`` when any is missing (a failed run has no mean)."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present and len(present) == len(values) else None
 
 
 def _cell(value: Any) -> str:
