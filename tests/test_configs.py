@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ import yaml
 from lightning.pytorch import Trainer
 
 from isstad_plugin import Isstad
-from isstad_plugin.run_config import load_run_config, packaged_config
+from isstad_plugin.run_config import load_run_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -33,8 +36,15 @@ def test_config_builds_model_and_names_valid_options(path):
     assert set(config.data) <= set(inspect.signature(datamodule_class.__init__).parameters)
 
 
-def test_packaged_configs_are_the_repository_configs():
-    assert packaged_config("isstad_cpu.yaml").read_text() == (CONFIGS[0].parent / "isstad_cpu.yaml").read_text()
+def test_the_wheel_ships_the_repository_configs(tmp_path):
+    """``isstad demo`` reads ``packaged_config``: a built wheel must carry every file of configs/, unchanged."""
+    repo = Path(__file__).parents[1]
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*build, str(repo)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("isstad_plugin-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        for config in CONFIGS:
+            assert archive.read(f"isstad_plugin/configs/{config.name}") == config.read_bytes()
 
 
 def test_load_run_config_errors(tmp_path):

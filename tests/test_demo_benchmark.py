@@ -113,3 +113,22 @@ def test_auroc_table_has_the_papers_layout():
     assert lines[4] == "| tile | 0.600 | 0.800 |"
     assert lines[5] == "| wood | 0.700 | - |"
     assert lines[6] == "| mean | 0.650 | - |"
+
+
+def test_benchmark_epoch_options(tmp_path, dataset_root, capsys):
+    from isstad_plugin.cli import _batches
+
+    assert _batches("1") == 1 and isinstance(_batches("1"), int)  # one batch, not 100 % of the epoch
+    assert _batches("0.5") == 0.5
+    args = ["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--models", "isstad"]
+    assert main([*args, "--stage1-epochs", "0", "--output", str(tmp_path)]) == 2
+    assert "--stage1-epochs (0) and --stage2-epochs (40) must both be at least 1" in capsys.readouterr().err
+
+
+def test_benchmark_stage2_default_comes_from_the_config():
+    from pathlib import Path
+
+    from isstad_plugin.benchmark import BenchmarkOptions, _isstad_specs
+
+    (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_epochs=5))
+    assert spec[2] == 5 + 40  # configs/isstad_cpu.yaml: 20 + 40 epochs; stage 2 keeps its 40

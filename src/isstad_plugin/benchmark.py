@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,6 @@ class BenchmarkOptions:
     batch_size: int = 16
     val_split_ratio: float = 0.3
     limit_train_batches: int | float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +128,6 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     if "isstad" in options.models:
         specs.extend(_isstad_specs(options))
     size = (options.image_size, options.image_size)
-    evaluator = _evaluator
     if "draem" in options.models:
         dtd = options.output / "empty_dtd"  # an existing, empty folder: DRAEM then blends Perlin noise, no download
         dtd.mkdir(parents=True, exist_ok=True)
@@ -137,7 +135,7 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
         specs.append(
             (
                 "DRAEM",
-                lambda: Draem(dtd_dir=dtd, pre_processor=Draem.configure_pre_processor(size), evaluator=evaluator()),
+                lambda: Draem(dtd_dir=dtd, pre_processor=Draem.configure_pre_processor(size), evaluator=_evaluator()),
                 options.draem_epochs,
                 f"from scratch, {options.draem_epochs} epoch(s)"
                 + (f", capped at {options.draem_minutes:g} min" if options.draem_minutes else ""),
@@ -152,7 +150,7 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
                     backbone="resnet18",
                     pre_trained=False,
                     pre_processor=Padim.configure_pre_processor(size),
-                    evaluator=evaluator(),
+                    evaluator=_evaluator(),
                 ),
                 1,
                 "resnet18, random init (pre_trained=False)",
@@ -169,7 +167,7 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
                     pre_trained=False,
                     coreset_sampling_ratio=0.01,
                     pre_processor=Patchcore.configure_pre_processor(size),
-                    evaluator=evaluator(),
+                    evaluator=_evaluator(),
                 ),
                 1,
                 "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
@@ -181,13 +179,19 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
 
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
-    stage1 = options.stage1_epochs if options.stage1_epochs is not None else int(config.model.get("stage1_epochs", 0))
-    total = int(config.trainer.get("max_epochs", stage1 + 1))
-    stage2 = options.stage2_epochs if options.stage2_epochs is not None else total - stage1
+    config_stage1 = int(config.model.get("stage1_epochs", 0))
+    stage1 = options.stage1_epochs if options.stage1_epochs is not None else config_stage1
+    stage2 = options.stage2_epochs
+    if stage2 is None:
+        stage2 = int(config.trainer.get("max_epochs", config_stage1 + 1)) - config_stage1
+    if stage1 < 1 or stage2 < 1:
+        msg = f"--stage1-epochs ({stage1}) and --stage2-epochs ({stage2}) must both be at least 1"
+        raise ValueError(msg)
+    precision = {"precision": config.trainer["precision"]} if "precision" in config.trainer else {}
     specs: list[ModelSpec] = []
     for name in options.variants:
         variant = get_variant(name)
-        args = {**config.model, **options.extra, "variant": variant.name, "image_size": options.image_size}
+        args = {**config.model, "variant": variant.name, "image_size": options.image_size}
         # Same number of epochs for every variant: stage 1 + stage 2, or all of them in the one stage there is.
         args["stage1_epochs"] = stage1 if variant.pretrain and variant.finetune else None
         epochs = stage1 + stage2
@@ -195,7 +199,6 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
         settings = f"{args.get('encoder')} {options.image_size} px, " + (
             f"{stage1}+{stage2} epochs" if variant.pretrain and variant.finetune else f"{epochs} epochs"
         )
-        precision = {"precision": config.trainer["precision"]} if "precision" in config.trainer else {}
         specs.append((label, functools.partial(_build_isstad, args), epochs, settings, precision))
     return specs
 

@@ -53,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--draem-epochs", type=int, default=1)
     bench.add_argument("--draem-minutes", type=float, default=None, help="wall-clock cap of DRAEM's fit")
     bench.add_argument("--batch-size", type=int, default=16)
-    bench.add_argument("--limit-train-batches", type=float, default=1.0, help="Lightning's limit (smoke runs)")
+    bench.add_argument(
+        "--limit-train-batches",
+        type=_batches,
+        default=1.0,
+        help="Lightning's limit: a count of batches (1) or a fraction of the epoch (0.5); for smoke runs",
+    )
     bench.set_defaults(run=_run_benchmark)
     return parser
 
@@ -87,10 +92,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_benchmark(args: argparse.Namespace) -> int:
-    from isstad_plugin.benchmark import BenchmarkOptions, run_benchmark, write_tables
+def _batches(text: str) -> int | float:
+    """Lightning's meaning: an integer is a number of batches, a number with a point a fraction of the epoch."""
+    return float(text) if "." in text else int(text)
 
-    limit = args.limit_train_batches
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from isstad_plugin.benchmark import BenchmarkOptions, run_benchmark
+
     options = BenchmarkOptions(
         root=args.root,
         categories=args.categories,
@@ -105,10 +114,10 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         draem_epochs=args.draem_epochs,
         draem_minutes=args.draem_minutes,
         batch_size=args.batch_size,
-        limit_train_batches=int(limit) if limit > 1 else limit,
+        limit_train_batches=args.limit_train_batches,
     )
-    rows = run_benchmark(options)
-    table = write_tables(rows, options)
+    run_benchmark(options)  # writes the tables after every model
+    table = options.output / "results.md"
     print()
     print(table.read_text())
     print(f"tables: {table} (+ results.csv, results.json)")

@@ -24,13 +24,14 @@ from typing import Any, Literal, cast
 
 import torch
 from anomalib import LearningType
-from anomalib.data import Batch
+from anomalib.data import Batch, MVTecAD
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
@@ -249,7 +250,6 @@ class Isstad(AnomalibModule):
         if self.stage == 2:
             self.enter_stage2()
         self._initial_weights_done = False
-        self._data_checked = False
 
     # ------------------------------------------------------------------------------------------------ anomalib
     @classmethod
@@ -288,12 +288,10 @@ class Isstad(AnomalibModule):
             self.model.freeze_encoder()
 
     def prepare_data(self) -> None:
-        """Check an MVTec-layout dataset folder before anomalib indexes it (one-line errors, see data.checks)."""
+        """Before a fit, check an MVTecAD folder before anomalib indexes it (one-line errors, see data.checks)."""
         datamodule = getattr(self._trainer, "datamodule", None)
-        root, category = getattr(datamodule, "root", None), getattr(datamodule, "category", None)
-        if root is not None and category is not None and (Path(root) / category / "train").is_dir():
-            check_mvtec_layout(Path(root) / category)
-            self._data_checked = True
+        if self.trainer.state.fn == TrainerFn.FITTING and isinstance(datamodule, MVTecAD):
+            check_mvtec_layout(Path(datamodule.root) / datamodule.category)
 
     def setup(self, stage: str) -> None:
         """Check the epoch budget and load initial weights before a fresh fit (not when resuming)."""
@@ -306,8 +304,9 @@ class Isstad(AnomalibModule):
             )
             raise ValueError(msg)
         self._check_epoch_budget()
-        if not self._data_checked:  # other datamodules (Folder, ...) are checked once anomalib has indexed them
-            check_datamodule(getattr(self.trainer, "datamodule", None))
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not isinstance(datamodule, MVTecAD):  # other datamodules are checked once anomalib has indexed them
+            check_datamodule(datamodule)
         if self.trainer.ckpt_path is None and not self._initial_weights_done:
             if self.encoder_weights:
                 load_mae_weights(self.model, self.encoder_weights, self.load_decoder_weights)
@@ -409,8 +408,7 @@ class Isstad(AnomalibModule):
         self.log(
             "train_loss", values.pop("train_loss"), on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size
         )
-        values["stage"] = torch.tensor(float(self.stage))
-        self.log_dict(values, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log_dict({**values, "stage": float(self.stage)}, on_step=False, on_epoch=True, batch_size=batch_size)
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Score the batch for the post-processor's statistics; skipped during stage 1 of a two-stage fit."""

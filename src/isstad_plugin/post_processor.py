@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 class IsstadPostProcessor(PostProcessor):
-    """anomalib's :class:`~anomalib.post_processing.PostProcessor` for the S map and ``mean(S)`` image score.
+    """anomalib's :class:`~anomalib.post_processing.PostProcessor` for the anomaly map (S) and the image score.
 
     Statistics (min/max for normalisation, F1-adaptive thresholds) are collected on the validation set, as anomalib
     does, but only on batches that the model scored: during stage 1 the pixel classifier is not trained yet, so

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from anomalib.data.datasets.image.mvtecad import IMG_EXTENSIONS
 from PIL import Image, UnidentifiedImageError
-
-HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-"""PIL modes that hold more than 8 bits per channel (read by :mod:`isstad_plugin.data.high_bit_depth`)."""
 
 
 class DatasetError(ValueError):
@@ -105,14 +103,12 @@ def check_datamodule(datamodule: object) -> None:
             check_masks(samples.image_path, samples.mask_path.fillna(""), samples.label_index)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
 def check_mvtec_layout(category_dir: Path) -> None:
-    """Check an MVTec-layout category folder before anomalib indexes it.
+    """Check an MVTec AD category folder before anomalib's ``MVTecAD`` indexes it.
 
-    ``train/good`` must hold images, every image under ``test/<defect>/`` (``defect != good``) needs
-    ``ground_truth/<defect>/<name>_mask.png`` of the same size, and every file must decode.
+    Only the files ``MVTecAD`` indexes (its ``IMG_EXTENSIONS``) are checked: ``train/good`` must hold images, every
+    image under ``test/<defect>/`` (``defect != good``) needs ``ground_truth/<defect>/<name>_mask.png`` of the same
+    size, and every file must decode.
 
     Raises:
         DatasetError: The first problem, in one line naming the file or folder and the fix.
@@ -130,4 +126,4 @@ def check_mvtec_layout(category_dir: Path) -> None:
 
 
 def _images(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES] if folder.is_dir() else []
+    return [p for p in folder.rglob("*") if p.suffix in IMG_EXTENSIONS] if folder.is_dir() else []

@@ -3,9 +3,10 @@
 anomalib 2.7 reads every dataset image with ``PIL.Image.open(path).convert("RGB")``, which clips 16-bit values to
 255: a 16-bit image becomes almost white. :func:`install` makes the image datasets (``anomalib.data.datasets.base.
 image``, used by MVTecAD, Folder and the other image datamodules) read such images scaled by their bit depth to
-``[0, 1]`` and repeated over three channels; 8-bit images keep anomalib's own reader. It is installed when
-``isstad_plugin`` is imported. Exported models are fed by anomalib's inferencers, which still read 8-bit images:
-convert 16-bit images before inference there.
+``[0, 1]`` and repeated over three channels; 8-bit images keep anomalib's own reader. It also covers
+``anomalib predict --data DIR`` (``anomalib.data.predict``) and the synthetic validation split
+(``anomalib.data.utils.synthetic``). It is installed when ``isstad_plugin`` is imported. Exported models are fed
+by anomalib's inferencers, which still read 8-bit images: convert 16-bit images before inference there.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from anomalib.data import predict as anomalib_predict
 from anomalib.data.datasets.base import image as anomalib_image_dataset
+from anomalib.data.utils import synthetic as anomalib_synthetic
 from anomalib.data.utils.image import read_image as anomalib_read_image
 from PIL import Image
 
-from isstad_plugin.data.checks import HIGH_BIT_DEPTH_MODES
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+"""PIL modes that hold more than 8 bits per channel."""
 
 
 def _full_scale(mode: str, largest: float) -> float:
@@ -61,5 +65,6 @@ def read_image(path: str | Path, as_tensor: bool = False) -> Any:
 
 
 def install() -> None:
-    """Make anomalib's image datasets use :func:`read_image` (idempotent)."""
-    anomalib_image_dataset.read_image = read_image
+    """Make anomalib's image datasets, predict folders and synthetic splits use :func:`read_image` (idempotent)."""
+    for module in (anomalib_image_dataset, anomalib_predict, anomalib_synthetic):
+        module.read_image = read_image  # type: ignore[attr-defined]
