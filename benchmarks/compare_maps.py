@@ -10,13 +10,14 @@ images that are tested.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
-from anomalib.data import MVTecAD
 from sklearn.metrics import roc_auc_score
 
 from isstad_plugin import Isstad
 from isstad_plugin.fusion import aggregate_score
+from isstad_plugin.runs import held_out_datamodule
 
 
 def main() -> None:
@@ -29,15 +30,7 @@ def main() -> None:
     parser.add_argument("--topk-fraction", type=float, default=0.01)
     args = parser.parse_args()
     model = Isstad.load_from_checkpoint(args.checkpoint, strict=False).eval()  # benchmark runs add AUPRO state
-    datamodule = MVTecAD(
-        root=args.root,
-        category=args.category,
-        eval_batch_size=32,
-        num_workers=0,
-        val_split_mode="from_test",
-        val_split_ratio=args.val_ratio,
-        seed=args.seed,
-    )
+    datamodule = held_out_datamodule(Path(args.root), args.category, args.seed, args.val_ratio)
     datamodule.setup()
     scores: dict[str, list[float]] = {}
     labels: list[int] = []

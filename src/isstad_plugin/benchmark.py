@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models import Draem, Padim, Patchcore
@@ -27,7 +26,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 
 from isstad_plugin.lightning_model import Isstad
 from isstad_plugin.run_config import load_run_config, packaged_config
-from isstad_plugin.runs import fit_and_test
+from isstad_plugin.runs import fit_and_test, held_out_datamodule
 from isstad_plugin.variants import get_variant
 
 logger = logging.getLogger(__name__)
@@ -230,16 +229,7 @@ def _run_one(
     trainer_args: dict[str, Any],
 ) -> Row:
     seed_everything(options.seed, workers=True)
-    datamodule = MVTecAD(
-        root=options.root,
-        category=category,
-        train_batch_size=options.batch_size,
-        eval_batch_size=32,
-        num_workers=0,
-        val_split_mode="from_test",
-        val_split_ratio=options.val_split_ratio,
-        seed=options.seed,
-    )
+    datamodule = held_out_datamodule(options.root, category, options.seed, options.val_split_ratio, options.batch_size)
     model = build()
     engine = Engine(
         default_root_dir=options.output / "runs" / name.replace(" ", "_"),

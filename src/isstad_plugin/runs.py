@@ -1,11 +1,12 @@
-"""Timed fit-then-test of an anomalib model, shared by ``isstad demo`` and ``isstad benchmark``."""
+"""Timed fit-then-test of an anomalib model and the held-out validation split, shared by the demo and benchmarks."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from anomalib.data import AnomalibDataModule
+from anomalib.data import AnomalibDataModule, MVTecAD
 from anomalib.engine import Engine
 from anomalib.models.components import AnomalibModule
 
@@ -34,3 +35,23 @@ def fit_and_test(engine: Engine, model: AnomalibModule, datamodule: AnomalibData
     start = time.perf_counter()
     metrics = {key: float(value) for key, value in engine.test(model, datamodule=datamodule)[0].items()}
     return FitTestResult(metrics, fit_seconds, time.perf_counter() - start)
+
+
+def held_out_datamodule(
+    root: Path, category: str, seed: int, val_split_ratio: float, train_batch_size: int = 32
+) -> MVTecAD:
+    """An MVTec-layout datamodule whose validation split is held out of the test folder and never tested.
+
+    ``isstad benchmark`` learns thresholds on that split and ``benchmarks/compare_maps.py`` compares maps on it; the
+    same ``seed`` and ``val_split_ratio`` give both the same images.
+    """
+    return MVTecAD(
+        root=root,
+        category=category,
+        train_batch_size=train_batch_size,
+        eval_batch_size=32,
+        num_workers=0,
+        val_split_mode="from_test",
+        val_split_ratio=val_split_ratio,
+        seed=seed,
+    )
