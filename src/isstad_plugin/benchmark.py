@@ -308,9 +308,7 @@ def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
     lines = [
         f"### Results ({protocol_line(options)})",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(_cell(v) for v in row) + " |" for row in table),
+        *_markdown(header, table),
         "",
         *auroc_table(rows, "image_AUROC", "Image AUROC per category (layout of the paper's Table 4)"),
         "",
@@ -341,9 +339,16 @@ def auroc_table(rows: Sequence[Row], metric: str, title: str) -> list[str]:
     return [
         f"#### {title}",
         "",
+        *_markdown(header, body),
+    ]
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A Markdown table's lines: header, rule, one line per row."""
+    return [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
-        *("| " + " | ".join(_cell(v) for v in row) + " |" for row in body),
+        *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows),
     ]
 
 
