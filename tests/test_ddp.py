@@ -17,10 +17,11 @@ from tests.helpers import engine_for, small_datamodule
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_fit.py"
 
 
-def test_ddp_two_processes(tmp_path, dataset_root):
+@pytest.mark.parametrize("unit", ["epochs", "steps"])
+def test_ddp_two_processes(tmp_path, dataset_root, unit):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), str(dataset_root), str(tmp_path)],
+        [sys.executable, str(SCRIPT), str(dataset_root), str(tmp_path), unit],
         env=env,
         capture_output=True,
         text=True,
@@ -34,6 +35,7 @@ def test_ddp_two_processes(tmp_path, dataset_root):
         assert rank["stage"] == 2
         assert rank["encoder_frozen"]
         assert not rank["encoder_requires_grad"]
+        assert rank["global_step"] == 6, "2 + 1 epochs of 2 steps (the step budget: 2 + 4 steps)"
     assert ranks[0]["fingerprint"] == pytest.approx(ranks[1]["fingerprint"], rel=1e-9), "ranks hold other weights"
 
     # The metrics DDP reported are those of one process testing the whole test set with the same weights.

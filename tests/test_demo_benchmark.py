@@ -84,10 +84,10 @@ def test_benchmark_rejects_unknown_model(tmp_path, dataset_root, capsys):
 def test_benchmark_reports_a_failed_model_and_runs_the_others(tmp_path, dataset_root, monkeypatch):
     import isstad_plugin.benchmark as benchmark
 
-    def fake_run(options, category, name, build, epochs, settings, trainer_args):
+    def fake_run(options, category, name, build, budget, settings, trainer_args):
         if name == "DRAEM":
             raise FloatingPointError("non-finite training loss (nan) at epoch 3, stage 1")
-        return benchmark.Row(category, name, {"image_AUROC": 0.5}, 1.0, 1.0, epochs, settings)
+        return benchmark.Row(category, name, {"image_AUROC": 0.5}, 1.0, 1.0, 1, settings)
 
     monkeypatch.setattr(benchmark, "_run_one", fake_run)
     output = tmp_path / "bench"
@@ -121,8 +121,10 @@ def test_benchmark_epoch_options(tmp_path, dataset_root, capsys):
     assert _batches("1") == 1 and isinstance(_batches("1"), int)  # one batch, not 100 % of the epoch
     assert _batches("0.5") == 0.5
     args = ["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--models", "isstad"]
-    assert main([*args, "--stage1-epochs", "0", "--output", str(tmp_path)]) == 2
-    assert "--stage1-epochs (0) and --stage2-epochs (40) must both be at least 1" in capsys.readouterr().err
+    assert main([*args, "--stage1-epochs", "0", "--stage2-epochs", "40", "--output", str(tmp_path)]) == 2
+    assert "ISSTAD stage lengths must both be at least 1 epochs, got 0 and 40" in capsys.readouterr().err
+    assert main([*args, "--stage1-epochs", "2", "--stage2-steps", "40", "--output", str(tmp_path)]) == 2
+    assert "--stage1/2-steps and --stage1/2-epochs both given" in capsys.readouterr().err
 
 
 def test_benchmark_stage2_default_comes_from_the_config():
@@ -130,5 +132,9 @@ def test_benchmark_stage2_default_comes_from_the_config():
 
     from isstad_plugin.benchmark import BenchmarkOptions, _isstad_specs
 
-    (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_epochs=5))
-    assert spec[2] == 5 + 40  # configs/isstad_cpu.yaml: 20 + 40 epochs; stage 2 keeps its 40
+    (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_steps=100))
+    model = spec[1]()
+    assert (model.stage1_steps, model.stage2_steps) == (100, 1600)  # configs/isstad_cpu.yaml: 800 + 1600 steps
+    assert spec[2] == {"max_epochs": -1, "check_val_every_n_epoch": 1}
+    (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_epochs=5, stage2_epochs=7))
+    assert spec[1]().stage1_epochs == 5 and spec[2] == {"max_epochs": 12, "check_val_every_n_epoch": 12}

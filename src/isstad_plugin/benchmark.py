@@ -25,7 +25,7 @@ from anomalib.models.components import AnomalibModule
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from isstad_plugin.lightning_model import Isstad
-from isstad_plugin.run_config import load_run_config, packaged_config
+from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.runs import fit_and_test, held_out_datamodule
 from isstad_plugin.variants import get_variant
 
@@ -50,6 +50,8 @@ class BenchmarkOptions:
         config: ISSTAD run config (default ``configs/isstad_cpu.yaml``); its model settings are used.
         stage1_epochs: ISSTAD stage-1 epochs (``None``: the config's).
         stage2_epochs: ISSTAD stage-2 epochs (``None``: the config's).
+        stage1_steps: ISSTAD stage-1 optimiser steps, for a step budget (``None``: the config's).
+        stage2_steps: ISSTAD stage-2 optimiser steps, for a step budget (``None``: the config's).
         draem_epochs: DRAEM epochs (capped by ``draem_minutes``).
         draem_minutes: Wall-clock cap of DRAEM's fit in minutes (``None``: no cap).
         batch_size: Training batch size of every model.
@@ -67,6 +69,8 @@ class BenchmarkOptions:
     config: Path | None = None
     stage1_epochs: int | None = None
     stage2_epochs: int | None = None
+    stage1_steps: int | None = None
+    stage2_steps: int | None = None
     draem_epochs: int = 1
     draem_minutes: float | None = None
     batch_size: int = 16
@@ -95,10 +99,10 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
     _check_options(options)
     rows: list[Row] = []
     for category in options.categories:
-        for name, build, epochs, settings, trainer_args in _model_specs(options):
+        for name, build, budget, settings, trainer_args in _model_specs(options):
             logger.info("benchmark: %s on %s (%s)", name, category, settings)
             try:
-                rows.append(_run_one(options, category, name, build, epochs, settings, trainer_args))
+                rows.append(_run_one(options, category, name, build, budget, settings, trainer_args))
             except (FloatingPointError, RuntimeError) as error:
                 logger.error("benchmark: %s on %s failed: %s", name, category, error)
                 rows.append(Row(category, name, {}, 0.0, 0.0, 0, f"{settings}; FAILED: {error}"))
@@ -119,7 +123,8 @@ def _check_options(options: BenchmarkOptions) -> None:
             raise FileNotFoundError(msg)
 
 
-ModelSpec = tuple[str, Callable[[], AnomalibModule], int, str, dict[str, Any]]
+ModelSpec = tuple[str, Callable[[], AnomalibModule], dict[str, Any], str, dict[str, Any]]
+"""Name, builder, trainer budget (``max_epochs``/``max_steps``, validation), settings label, other trainer args."""
 
 
 def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
@@ -135,7 +140,7 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
             (
                 "DRAEM",
                 lambda: Draem(dtd_dir=dtd, pre_processor=Draem.configure_pre_processor(size), evaluator=_evaluator()),
-                options.draem_epochs,
+                budget_trainer_args(options.draem_epochs, 0, "epochs"),
                 f"from scratch, {options.draem_epochs} epoch(s)"
                 + (f", capped at {options.draem_minutes:g} min" if options.draem_minutes else ""),
                 cap,
@@ -151,7 +156,7 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
                     pre_processor=Padim.configure_pre_processor(size),
                     evaluator=_evaluator(),
                 ),
-                1,
+                budget_trainer_args(1, 0, "epochs"),
                 "resnet18, random init (pre_trained=False)",
                 {},
             )
@@ -168,7 +173,7 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
                     pre_processor=Patchcore.configure_pre_processor(size),
                     evaluator=_evaluator(),
                 ),
-                1,
+                budget_trainer_args(1, 0, "epochs"),
                 "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
                 {},
             )
@@ -178,28 +183,52 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
 
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
-    config_stage1 = int(config.model.get("stage1_epochs", 0))
-    stage1 = options.stage1_epochs if options.stage1_epochs is not None else config_stage1
-    stage2 = options.stage2_epochs
-    if stage2 is None:
-        stage2 = int(config.trainer.get("max_epochs", config_stage1 + 1)) - config_stage1
-    if stage1 < 1 or stage2 < 1:
-        msg = f"--stage1-epochs ({stage1}) and --stage2-epochs ({stage2}) must both be at least 1"
-        raise ValueError(msg)
+    stage1, stage2, unit = _isstad_budget(options, config)
     precision = {"precision": config.trainer["precision"]} if "precision" in config.trainer else {}
     specs: list[ModelSpec] = []
     for name in options.variants:
         variant = get_variant(name)
         args = {**config.model, "variant": variant.name, "image_size": options.image_size}
-        # Same number of epochs for every variant: stage 1 + stage 2, or all of them in the one stage there is.
-        args["stage1_epochs"] = stage1 if variant.pretrain and variant.finetune else None
-        epochs = stage1 + stage2
+        two_stages = variant.pretrain and variant.finetune
+        # Same budget for every variant: stage 1 + stage 2, or all of it in the one stage there is.
+        args["stage1_epochs"] = stage1 if two_stages and unit == "epochs" else None
+        args["stage1_steps"] = args["stage2_steps"] = None
+        if unit == "steps":
+            total = stage1 + stage2
+            args["stage1_steps"] = stage1 if two_stages else (total if variant.pretrain else None)
+            args["stage2_steps"] = stage2 if two_stages else (total if variant.finetune else None)
+        budget = budget_trainer_args(stage1, stage2, unit)
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
         settings = f"{args.get('encoder')} {options.image_size} px, " + (
-            f"{stage1}+{stage2} epochs" if variant.pretrain and variant.finetune else f"{epochs} epochs"
+            f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
         )
-        specs.append((label, functools.partial(_build_isstad, args), epochs, settings, precision))
+        specs.append((label, functools.partial(_build_isstad, args), budget, settings, precision))
     return specs
+
+
+def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, int, str]:
+    """Stage lengths and unit: the options' steps or epochs where given, else the config's."""
+    config_stage1, config_stage2, unit = stage_lengths(config)
+    by_steps = options.stage1_steps is not None or options.stage2_steps is not None
+    by_epochs = options.stage1_epochs is not None or options.stage2_epochs is not None
+    if by_steps and by_epochs:
+        msg = "--stage1/2-steps and --stage1/2-epochs both given: choose steps or epochs"
+        raise ValueError(msg)
+    if by_steps or by_epochs:
+        if (unit == "steps") != by_steps:  # the config's other unit gives no default for the stage left unset
+            config_stage1 = config_stage2 = 0
+        unit = "steps" if by_steps else "epochs"
+    first = options.stage1_steps if unit == "steps" else options.stage1_epochs
+    second = options.stage2_steps if unit == "steps" else options.stage2_epochs
+    stage1 = config_stage1 if first is None else first
+    stage2 = config_stage2 if second is None else second
+    if stage1 < 1 or stage2 < 1:
+        msg = (
+            f"ISSTAD stage lengths must both be at least 1 {unit}, got {stage1} and {stage2}: set --stage1-{unit} "
+            f"and --stage2-{unit}"
+        )
+        raise ValueError(msg)
+    return stage1, stage2, unit
 
 
 def _build_isstad(args: dict[str, Any]) -> Isstad:
@@ -224,7 +253,7 @@ def _run_one(
     category: str,
     name: str,
     build: Callable[[], AnomalibModule],
-    epochs: int,
+    budget: dict[str, Any],
     settings: str,
     trainer_args: dict[str, Any],
 ) -> Row:
@@ -233,14 +262,13 @@ def _run_one(
     model = build()
     engine = Engine(
         default_root_dir=options.output / "runs" / name.replace(" ", "_"),
-        max_epochs=epochs,
-        check_val_every_n_epoch=epochs,
         limit_train_batches=options.limit_train_batches,
         callbacks=[EpochLog(name)],
         enable_progress_bar=False,
         logger=False,
         accelerator="cpu",
         devices=1,
+        **budget,
         **trainer_args,
     )
     result = fit_and_test(engine, model, datamodule)
@@ -263,10 +291,11 @@ class EpochLog(Callback):
         """Log the epoch's number, stage, duration and loss."""
         loss = trainer.callback_metrics.get("train_loss")
         logger.info(
-            "%s: epoch %d/%d%s done in %.1f s%s",
+            "%s: epoch %d/%d (step %d)%s done in %.1f s%s",
             self.name,
             trainer.current_epoch + 1,
             trainer.max_epochs,
+            trainer.global_step,
             f" (stage {pl_module.stage})" if hasattr(pl_module, "stage") else "",
             time.perf_counter() - self.start,
             f", train_loss {float(loss):.4f}" if loss is not None else "",

@@ -12,7 +12,10 @@ logger = logging.getLogger(__name__)
 
 
 class IsstadStageSwitch(Callback):
-    """Switch to stage 2 at the start of epoch ``stage1_epochs``.
+    """Switch to stage 2 at the start of epoch ``stage1_epochs`` (or of the first epoch after ``stage1_steps`` steps).
+
+    Under a step budget the callback also ends the fit at the first epoch end after ``stage1_steps + stage2_steps``
+    steps (the model's last validation, which learns the thresholds, has run at the end of that epoch).
 
     The switch freezes the encoder (``requires_grad`` off, eval mode), then rebuilds the optimiser and scheduler for
     the stage-2 parameters through ``trainer.strategy.setup_optimizers``; the model changes its loss and inputs from
@@ -31,9 +34,13 @@ class IsstadStageSwitch(Callback):
             strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Enter stage 2 once stage 1 has run its epochs."""
+        """Enter stage 2 once stage 1 has run its epochs (or, with ``stage1_steps``, its optimiser steps)."""
         model: Any = pl_module  # an isstad_plugin.Isstad (not imported: it imports this module)
-        if model.stage == 1 and model.variant.finetune and trainer.current_epoch >= model.stage1_epochs:
+        if model.step_budget:
+            done = trainer.global_step >= model.stage1_steps
+        else:
+            done = trainer.current_epoch >= model.stage1_epochs
+        if model.stage == 1 and model.variant.finetune and done:
             model.enter_stage2()
             trainer.strategy.setup_optimizers(trainer)
             logger.info(
@@ -41,3 +48,9 @@ class IsstadStageSwitch(Callback):
                 trainer.current_epoch,
                 model.model.encoder_frozen,
             )
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Stop a step-budget fit once its steps are spent."""
+        model: Any = pl_module
+        if model.budget_spent():
+            trainer.should_stop = True

@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", type=Path, default=None, help="ISSTAD run config (default: configs/isstad_cpu.yaml)")
     bench.add_argument("--stage1-epochs", type=int, default=None, help="ISSTAD stage-1 epochs (default: config's)")
     bench.add_argument("--stage2-epochs", type=int, default=None, help="ISSTAD stage-2 epochs (default: config's)")
+    bench.add_argument("--stage1-steps", type=int, default=None, help="ISSTAD stage-1 steps (default: config's)")
+    bench.add_argument("--stage2-steps", type=int, default=None, help="ISSTAD stage-2 steps (default: config's)")
     bench.add_argument("--draem-epochs", type=int, default=1)
     bench.add_argument("--draem-minutes", type=float, default=None, help="wall-clock cap of DRAEM's fit")
     bench.add_argument("--batch-size", type=int, default=16)
@@ -60,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
         help="Lightning's limit: a count of batches (1) or a fraction of the epoch (0.5); for smoke runs",
     )
     bench.set_defaults(run=_run_benchmark)
+
+    diagnose = commands.add_parser(
+        "diagnose", help="E, P and S of a trained model compared on the validation split (never the test images)"
+    )
+    diagnose.add_argument("checkpoint", type=Path, help="an Isstad .ckpt")
+    diagnose.add_argument("root", type=Path, help="MVTec-layout root")
+    diagnose.add_argument("category", help="category folder under root")
+    diagnose.add_argument("--output", type=Path, default=Path("reports/diagnose"), help="folder of the report")
+    diagnose.add_argument("--val-split-ratio", type=float, default=0.3, help="as isstad benchmark (default: 0.3)")
+    diagnose.add_argument("--seed", type=int, default=0, help="seed of the split, as isstad benchmark (default: 0)")
+    diagnose.add_argument("--edge-band", type=int, default=16, help="border band width in px (default: 16)")
+    diagnose.set_defaults(run=_run_diagnose)
     return parser
 
 
@@ -111,6 +125,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         config=args.config,
         stage1_epochs=args.stage1_epochs,
         stage2_epochs=args.stage2_epochs,
+        stage1_steps=args.stage1_steps,
+        stage2_steps=args.stage2_steps,
         draem_epochs=args.draem_epochs,
         draem_minutes=args.draem_minutes,
         batch_size=args.batch_size,
@@ -121,6 +137,24 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     print()
     print(table.read_text())
     print(f"tables: {table} (+ results.csv, results.json)")
+    return 0
+
+
+def _run_diagnose(args: argparse.Namespace) -> int:
+    from isstad_plugin.diagnose import DiagnoseOptions, markdown, run_diagnose
+
+    options = DiagnoseOptions(
+        checkpoint=args.checkpoint,
+        root=args.root,
+        category=args.category,
+        output=args.output,
+        val_split_ratio=args.val_split_ratio,
+        seed=args.seed,
+        edge_band=args.edge_band,
+    )
+    figures = run_diagnose(options)
+    print(markdown(figures, options))
+    print(f"\nreport: {options.output}/diagnose.md (+ diagnose.json, panels.png)")
     return 0
 
 

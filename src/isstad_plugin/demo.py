@@ -22,7 +22,7 @@ from lightning.pytorch import seed_everything
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.lightning_model import Isstad
 from isstad_plugin.report import save_panels, write_metrics
-from isstad_plugin.run_config import RunConfig, load_run_config, packaged_config
+from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.runs import fit_and_test
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,11 @@ logger = logging.getLogger(__name__)
 DEMO_DATA = {"n_train": 120, "n_test_good": 40, "n_test_defect": 12}
 """Generated demo set: normal training images, good and (per defect type) defective test images."""
 FAST_DATA = {"n_train": 24, "n_test_good": 8, "n_test_defect": 3}
-FAST_OVERRIDES = {"image_size": 64, "stage1_epochs": 1}
-FAST_EPOCHS = 2
+FAST_OVERRIDES = {"image_size": 64}
+FAST_BUDGET = 2
+"""Length of the smoke run: this many epochs or steps, half of them in each stage."""
+DEMO_STEPS = 720
+"""Step budget on the generated demo set (the config's stage split kept): about 100 epochs of its 120 images."""
 
 
 @dataclass
@@ -70,8 +73,12 @@ class DemoResult:
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the demo end to end and return its metrics and report folder."""
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
-    model_args = {**config.model, **(FAST_OVERRIDES if options.fast else {}), **options.overrides}
-    max_epochs = FAST_EPOCHS if options.fast else int(config.trainer.get("max_epochs", 1))
+    stage1, stage2, unit = _budget(config, options)
+    if unit == "steps":
+        lengths = {"stage1_steps": stage1, "stage2_steps": stage2, "stage1_epochs": None}
+    else:
+        lengths = {"stage1_epochs": stage1}
+    model_args = {**config.model, **(FAST_OVERRIDES if options.fast else {}), **lengths, **options.overrides}
     output = options.output.resolve()
     root = _dataset_root(options, output, int(model_args.get("image_size", 128)))
     datamodule = _datamodule(config, root, options)
@@ -80,8 +87,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     model = Isstad(**model_args)
     engine = Engine(
         default_root_dir=output / "anomalib",
-        max_epochs=max_epochs,
-        check_val_every_n_epoch=max_epochs,
+        **budget_trainer_args(stage1, stage2, unit),
         precision=config.trainer.get("precision", "32-true"),
         logger=False,
         accelerator="cpu",
@@ -91,8 +97,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
     metrics, fit_seconds, test_seconds = result.metrics, result.fit_seconds, result.test_seconds
 
     protocol = (
-        f"{'fast smoke run, ' if options.fast else ''}{model.stage1_epochs} stage-1 + "
-        f"{max_epochs - model.stage1_epochs} stage-2 epochs, last epoch tested, thresholds learnt on a validation "
+        f"{'fast smoke run, ' if options.fast else ''}{stage1} stage-1 + {stage2} stage-2 {unit}, last epoch "
+        "tested, thresholds learnt on a validation "
         f"split taken from the test folder and not tested (seed {options.seed})"
     )
     write_metrics(
@@ -104,6 +110,17 @@ def run_demo(options: DemoOptions) -> DemoResult:
     _write_panels(model, datamodule, output / "panels.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return DemoResult(metrics, output, fit_seconds, test_seconds, peak)
+
+
+def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, str]:
+    """Stage lengths and unit: the config's; on generated data a step budget is scaled to :data:`DEMO_STEPS`."""
+    stage1, stage2, unit = stage_lengths(config)
+    if options.fast:
+        return FAST_BUDGET // 2, FAST_BUDGET - FAST_BUDGET // 2, unit
+    if unit == "steps" and options.data_root is None:
+        first = max(1, round(DEMO_STEPS * stage1 / (stage1 + stage2)))
+        return first, DEMO_STEPS - first, unit
+    return stage1, stage2, unit
 
 
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:

@@ -35,6 +35,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from isstad_plugin.augmentation import mae_augmentation
 from isstad_plugin.callbacks import IsstadStageSwitch
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.data.checks import check_datamodule, check_mvtec_layout
@@ -55,6 +56,11 @@ from isstad_plugin.variants import Variant, get_variant
 from isstad_plugin.weights import load_mae_weights, load_stage1_checkpoint
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_EPOCHS = 1000
+"""Lightning's ``max_epochs`` when none is given (a step budget stops the fit long before)."""
+STEP_BUDGET_WARMUP_FRACTION = 0.05
+"""Stage-1 warm-up share of a step budget when ``stage1_warmup_steps`` is unset (MAE: 40 of 800 epochs)."""
 
 _PRESET_HEADS: dict[str, tuple[ClassifierSharing, ClassifierOutput, str]] = {
     "paper": ("per_block", "sigmoid", "paper"),  # per-block projections, eq. 10 BCE, block corruption
@@ -112,12 +118,21 @@ class Isstad(AnomalibModule):
         stage1_checkpoint: An Isstad ``.ckpt`` whose stage 1 is finished: its weights are loaded and stage 1 skipped.
         stage1_epochs: Epochs of stage 1; ``None``: 120 (paper) for variants with pre-training, 0 with
             ``stage1_checkpoint`` or without pre-training.
+        stage1_steps: A step budget instead of epochs: stage 1 runs this many optimiser steps (rounded up to a whole
+            epoch), so that the budget does not depend on the data size. Excludes ``stage1_epochs``.
+        stage2_steps: With a step budget, stage 2 runs this many optimiser steps (rounded up to a whole epoch); the
+            fit then stops by itself and learns the thresholds (``trainer.max_epochs`` -1). Both schedules run per
+            step. One-stage variants set only their stage's length.
+        stage1_augment: Stage 1 trains on MAE's augmentation (random resized crop, scale 0.2-1, and horizontal flip)
+            of each batch, as MAE and the official code do.
         mask_ratio: Stage-1 masking ratio (paper: 0.75).
         stage1_blr: Stage-1 base learning rate, scaled by ``batch / 256`` (paper: 1e-3).
         stage1_warmup_epochs: Stage-1 warm-up epochs before the half-cycle cosine decay.
+        stage1_warmup_steps: Stage-1 warm-up in optimiser steps (step budget; ``None``: 5 % of ``stage1_steps``).
         stage2_lr: Stage-2 maximum learning rate (paper: 1e-3).
         stage2_min_lr: Stage-2 minimum learning rate (paper: 1e-9).
-        stage2_t_max: Stage-2 cosine half-period in epochs (paper: a 60-epoch period, ``T_max = 30``).
+        stage2_t_max: Stage-2 cosine half-period in epochs (paper: a 60-epoch period, ``T_max = 30``); with
+            a step budget the stage-2 rate instead decays once, per step, over ``stage2_steps``.
         weight_decay: AdamW weight decay of both stages (paper: 0.05).
         mse_weight: λ0; ``None`` takes the preset's.
         ssim_weight: λ1; ``None`` takes the preset's.
@@ -126,6 +141,8 @@ class Isstad(AnomalibModule):
         normal_weight: Weight of clean pixels in the cross-entropy; ``None`` takes the preset's.
         corruption: ``"paper"`` (random blocks) or ``"official"`` (shape paste); ``None`` takes the preset's.
         corrupt_prob: Fraction of training images corrupted; ``None`` takes the corruption mode's (paper 5/6).
+        corruption_settings: Any other setting of the corruption mode by name (``num_blocks``, ``block_size``,
+            ``shapes``, ``placement``, ``noise_std``, ...; see ``docs/corruption.md``); unset ones keep their defaults.
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
@@ -159,9 +176,13 @@ class Isstad(AnomalibModule):
         load_decoder_weights: bool = True,
         stage1_checkpoint: str | None = None,
         stage1_epochs: int | None = None,
+        stage1_steps: int | None = None,
+        stage2_steps: int | None = None,
+        stage1_augment: bool = False,
         mask_ratio: float = PAPER_MASK_RATIO,
         stage1_blr: float = 1e-3,
         stage1_warmup_epochs: float = 10.0,
+        stage1_warmup_steps: int | None = None,
         stage2_lr: float = 1e-3,
         stage2_min_lr: float = 1e-9,
         stage2_t_max: int = 30,
@@ -173,6 +194,7 @@ class Isstad(AnomalibModule):
         normal_weight: float | None = None,
         corruption: Literal["paper", "official"] | None = None,
         corrupt_prob: float | None = None,
+        corruption_settings: dict[str, Any] | None = None,
         smoothing_sigma: float = 4.0,
         score_aggregation: ScoreAggregation = "mean",
         topk_fraction: float = 0.01,
@@ -202,7 +224,11 @@ class Isstad(AnomalibModule):
             raise ValueError(msg)
         self.variant: Variant = get_variant(o["variant"])
         sharing, output, corruption_mode = _PRESET_HEADS[o["preset"]]
-        self.stage1_epochs = _resolve_stage1_epochs(self.variant, o["stage1_epochs"], o["stage1_checkpoint"])
+        self.stage1_steps, self.stage2_steps = _resolve_step_budget(
+            self.variant, o["stage1_steps"], o["stage2_steps"], o["stage1_epochs"]
+        )
+        stage1_epochs = 0 if self.step_budget else o["stage1_epochs"]
+        self.stage1_epochs = _resolve_stage1_epochs(self.variant, stage1_epochs, o["stage1_checkpoint"])
         self.loss_weights = _resolve_loss_weights(
             self.variant,
             o["preset"],
@@ -212,7 +238,7 @@ class Isstad(AnomalibModule):
             o["anomalous_weight"],
             o["normal_weight"],
         )
-        _check_corruption_options(self.variant, o["corruption"], o["corrupt_prob"])
+        _check_corruption_options(self.variant, o["corruption"], o["corrupt_prob"], o["corruption_settings"])
         self.model = IsstadModel(
             image_size=o["image_size"],
             encoder=o["encoder"],
@@ -233,11 +259,19 @@ class Isstad(AnomalibModule):
             inference_mask_ratio=o["mask_ratio"] if self.variant.masked_inference else 0.0,
         )
         mode = cast(Literal["paper", "official"], o["corruption"] or corruption_mode)
-        self.corruption = PixelCorruption(mode=mode, corrupt_prob=o["corrupt_prob"])
+        try:
+            self.corruption = PixelCorruption(
+                mode=mode, corrupt_prob=o["corrupt_prob"], **(o["corruption_settings"] or {})
+            )
+        except ValueError as error:
+            msg = f"model.corruption_settings: {error}"
+            raise ValueError(msg) from None
+        self.stage1_augmentation = mae_augmentation(o["image_size"]) if o["stage1_augment"] else None
         self.loss = Stage2Loss(self.loss_weights)
         self.optimizer_settings = OptimizerSettings(
             stage1_blr=o["stage1_blr"],
             stage1_warmup_epochs=o["stage1_warmup_epochs"],
+            stage1_warmup_steps=_warmup_steps(o["stage1_warmup_steps"], self.stage1_steps),
             stage2_lr=o["stage2_lr"],
             stage2_min_lr=o["stage2_min_lr"],
             stage2_t_max=o["stage2_t_max"],
@@ -246,7 +280,8 @@ class Isstad(AnomalibModule):
         self.encoder_weights = o["encoder_weights"]
         self.load_decoder_weights = o["load_decoder_weights"]
         self.stage1_checkpoint = o["stage1_checkpoint"]
-        self.stage = 1 if (self.stage1_epochs > 0 or not self.variant.finetune) else 2
+        pretraining = self.stage1_epochs > 0 or self.stage1_steps > 0
+        self.stage = 1 if (pretraining or not self.variant.finetune) else 2
         if self.stage == 2:
             self.enter_stage2()
         self._initial_weights_done = False
@@ -315,6 +350,9 @@ class Isstad(AnomalibModule):
         self._initial_weights_done = True
 
     def _check_epoch_budget(self) -> None:
+        if self.step_budget:
+            self._check_step_budget()
+            return
         max_epochs = self.trainer.max_epochs
         if self.variant.finetune and max_epochs is not None and 0 <= max_epochs <= self.stage1_epochs:
             msg = (
@@ -322,6 +360,31 @@ class Isstad(AnomalibModule):
                 f"runs for max_epochs - stage1_epochs epochs (paper: 120 + 200, i.e. --trainer.max_epochs 320)"
             )
             raise ValueError(msg)
+
+    def _check_step_budget(self) -> None:
+        trainer = self.trainer
+        if trainer.check_val_every_n_epoch != 1:
+            msg = (
+                "a step budget (model.stage1_steps/stage2_steps) learns thresholds at the end of its last epoch: set "
+                f"--trainer.check_val_every_n_epoch 1 (got {trainer.check_val_every_n_epoch})"
+            )
+            raise ValueError(msg)
+        max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+        if (max_epochs is not None and 0 <= max_epochs < DEFAULT_MAX_EPOCHS) or 0 <= max_steps < self.step_budget:
+            msg = (
+                f"a step budget ends the fit itself after {self.step_budget} steps: set --trainer.max_epochs -1 and "
+                f"leave --trainer.max_steps unset (got max_epochs {max_epochs}, max_steps {max_steps})"
+            )
+            raise ValueError(msg)
+
+    @property
+    def step_budget(self) -> int:
+        """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
+        return self.stage1_steps + self.stage2_steps
+
+    def budget_spent(self) -> bool:
+        """Whether a step budget has run all its steps (always ``False`` for an epoch budget)."""
+        return bool(self.step_budget) and self.trainer.global_step >= self.step_budget
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the stage and the random state, so that a resumed fit continues as the uninterrupted one would."""
@@ -378,6 +441,8 @@ class Isstad(AnomalibModule):
         return {"loss": loss}
 
     def _stage1_step(self, images: torch.Tensor) -> torch.Tensor:
+        if self.stage1_augmentation is not None:
+            images = self.stage1_augmentation(images)
         output = self.model(images, mask_ratio=self.model.mask_ratio)
         loss = masked_patch_mse(self.model.patchify(images), self.model.patchify(output.reconstruction), output.mask)
         self._log_losses(len(images), train_loss=loss)
@@ -411,24 +476,32 @@ class Isstad(AnomalibModule):
         self.log_dict({**values, "stage": float(self.stage)}, on_step=False, on_epoch=True, batch_size=batch_size)
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score the batch for the post-processor's statistics; skipped during stage 1 of a two-stage fit."""
+        """Score the batch for the post-processor's statistics.
+
+        Skipped during stage 1 of a two-stage fit and, under a step budget, before the epoch that spends it.
+        """
         del args, kwargs
-        if self.stage == 1 and self.variant.finetune:
+        if (self.stage == 1 and self.variant.finetune) or (self.step_budget and not self.budget_spent()):
             return None
         return batch.update(**self.model(batch.image)._asdict())
 
     # ------------------------------------------------------------------------------------------------ optimisers
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """The current stage's AdamW and schedule (stage 1 per step, stage 2 per epoch)."""
-        if self.stage == 2:
-            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        """The current stage's AdamW and schedule: stage 1 per step, stage 2 per epoch (per step with a step budget)."""
         trainer = self.trainer
-        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-        steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
-        epochs = self.stage1_epochs if self.variant.finetune else max_epochs
+        if self.stage == 2:
+            stage2_steps = self.stage2_steps or None
+            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings, stage2_steps)
+            interval = "step" if stage2_steps else "epoch"
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        if self.step_budget:
+            steps_per_epoch, stage1_total = 1, self.stage1_steps
+        else:
+            max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+            steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
+            stage1_total = steps_per_epoch * (self.stage1_epochs if self.variant.finetune else max_epochs)
         optimizer, scheduler = stage1_optimizer(
-            self.model, self.optimizer_settings, self._effective_batch_size(), steps_per_epoch, epochs
+            self.model, self.optimizer_settings, self._effective_batch_size(), steps_per_epoch, stage1_total
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -503,7 +576,48 @@ def _resolve_loss_weights(
     )
 
 
-def _check_corruption_options(variant: Variant, corruption: str | None, corrupt_prob: float | None) -> None:
-    if not variant.corrupt and (corruption is not None or corrupt_prob is not None):
-        msg = f"variant {variant.name} trains on clean images: corruption / corrupt_prob must be unset"
+def _warmup_steps(warmup_steps: int | None, stage1_steps: int) -> int | None:
+    """Stage-1 warm-up in steps: as given, else 5 % of a step budget (``None``: use the epochs)."""
+    if warmup_steps is not None or not stage1_steps:
+        return warmup_steps
+    return max(1, round(STEP_BUDGET_WARMUP_FRACTION * stage1_steps))
+
+
+def _resolve_step_budget(
+    variant: Variant, stage1_steps: int | None, stage2_steps: int | None, stage1_epochs: int | None
+) -> tuple[int, int]:
+    """``(stage1_steps, stage2_steps)`` of a step budget, ``(0, 0)`` without one; one-line errors for bad budgets."""
+    if stage1_steps is None and stage2_steps is None:
+        return 0, 0
+    for name, value in (("stage1_steps", stage1_steps), ("stage2_steps", stage2_steps)):
+        if value is not None and value < 1:
+            msg = f"{name} must be >= 1 (or unset), got {value}"
+            raise ValueError(msg)
+    if stage1_epochs:
+        msg = (
+            "stage1_steps/stage2_steps and stage1_epochs both set: give the budget in steps or in epochs (for epochs "
+            "with a step config add --model.stage1_steps null --model.stage2_steps null)"
+        )
+        raise ValueError(msg)
+    for name, value, needed in (
+        ("stage1_steps", stage1_steps, variant.pretrain),
+        ("stage2_steps", stage2_steps, variant.finetune),
+    ):
+        if needed and value is None:
+            msg = f"a step budget for variant {variant.name} needs {name}: set both stage lengths"
+            raise ValueError(msg)
+        if not needed and value is not None:
+            msg = f"variant {variant.name} has no {'stage 1' if name == 'stage1_steps' else 'stage 2'}: unset {name}"
+            raise ValueError(msg)
+    return stage1_steps or 0, stage2_steps or 0
+
+
+def _check_corruption_options(
+    variant: Variant, corruption: str | None, corrupt_prob: float | None, settings: dict[str, Any] | None
+) -> None:
+    if not variant.corrupt and (corruption is not None or corrupt_prob is not None or settings):
+        msg = (
+            f"variant {variant.name} trains on clean images: corruption / corrupt_prob / corruption_settings must be "
+            "unset"
+        )
         raise ValueError(msg)

@@ -22,6 +22,7 @@ class OptimizerSettings:
     Attributes:
         stage1_blr: Stage-1 base learning rate; the rate used is ``blr * effective_batch / 256``.
         stage1_warmup_epochs: Linear warm-up length of stage 1, in epochs (fractional allowed).
+        stage1_warmup_steps: Linear warm-up length of stage 1 in optimiser steps; wins over the epochs when set.
         stage2_lr: Stage-2 maximum learning rate.
         stage2_min_lr: Stage-2 minimum learning rate.
         stage2_t_max: Stage-2 cosine half-period in epochs.
@@ -31,6 +32,7 @@ class OptimizerSettings:
 
     stage1_blr: float = 1e-3
     stage1_warmup_epochs: float = 10.0
+    stage1_warmup_steps: int | None = None
     stage2_lr: float = 1e-3
     stage2_min_lr: float = 1e-9
     stage2_t_max: int = 30
@@ -43,7 +45,7 @@ def stage1_optimizer(
     settings: OptimizerSettings,
     effective_batch: int,
     steps_per_epoch: int,
-    epochs: int,
+    total_steps: int,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW with MAE's linear scaling, warm-up and half-cycle cosine decay to 0, stepped per iteration.
 
@@ -51,8 +53,8 @@ def stage1_optimizer(
         model: The network; parameters with ``requires_grad=False`` are skipped.
         settings: Optimiser settings.
         effective_batch: Images per optimiser step over all devices.
-        steps_per_epoch: Optimiser steps per epoch.
-        epochs: Stage-1 length in epochs.
+        steps_per_epoch: Optimiser steps per epoch (to convert ``stage1_warmup_epochs``).
+        total_steps: Stage-1 length in optimiser steps.
 
     Returns:
         ``(optimizer, scheduler)``.
@@ -60,8 +62,11 @@ def stage1_optimizer(
     lr = settings.stage1_blr * effective_batch / 256
     groups = param_groups_weight_decay(model, settings.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=settings.betas)
-    warmup = settings.stage1_warmup_epochs * steps_per_epoch
-    total = max(1, epochs * steps_per_epoch)
+    if settings.stage1_warmup_steps is not None:
+        warmup: float = settings.stage1_warmup_steps
+    else:
+        warmup = settings.stage1_warmup_epochs * steps_per_epoch
+    total = max(1, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
     return optimizer, scheduler
 
@@ -69,14 +74,19 @@ def stage1_optimizer(
 def stage2_optimizer(
     model: nn.Module,
     settings: OptimizerSettings,
+    total_steps: int | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW over the trainable parameters with cosine annealing (``T_max`` epochs), stepped per epoch."""
+    """AdamW over the trainable parameters with cosine annealing.
+
+    Without ``total_steps`` the schedule is the paper's: ``T_max = stage2_t_max`` epochs, stepped per epoch. With it
+    (a step budget), one half-cycle over ``total_steps`` optimiser steps, stepped per step.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=settings.stage2_lr, betas=settings.betas, weight_decay=settings.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=settings.stage2_t_max, eta_min=settings.stage2_min_lr
+        optimizer, T_max=total_steps or settings.stage2_t_max, eta_min=settings.stage2_min_lr
     )
     return optimizer, scheduler
 

@@ -58,3 +58,29 @@ def load_run_config(path: str | Path) -> RunConfig:
         data=dict((content.get("data") or {}).get("init_args") or {}),
         seed=int(content.get("seed_everything", 0) or 0),
     )
+
+
+def budget_trainer_args(stage1: int, stage2: int, unit: str) -> dict[str, Any]:
+    """Trainer settings for a fit of ``stage1 + stage2`` epochs or optimiser steps, thresholds learnt once at the end.
+
+    Args:
+        stage1: Stage-1 length.
+        stage2: Stage-2 length.
+        unit: ``"epochs"`` or ``"steps"`` (a step budget: the model's ``stage1_steps``/``stage2_steps`` end the fit;
+            the trainer validates every epoch, which the model skips until the budget is spent).
+
+    Returns:
+        Keyword arguments of :class:`lightning.pytorch.Trainer` (or anomalib's ``Engine``).
+    """
+    if unit == "steps":
+        return {"max_epochs": -1, "check_val_every_n_epoch": 1}
+    total = stage1 + stage2
+    return {"max_epochs": total, "check_val_every_n_epoch": total}
+
+
+def stage_lengths(config: RunConfig) -> tuple[int, int, str]:
+    """``(stage1, stage2, unit)`` of a run config: its ``stage1_steps``/``stage2_steps``, or its epoch settings."""
+    if config.model.get("stage1_steps") or config.model.get("stage2_steps"):
+        return int(config.model.get("stage1_steps") or 0), int(config.model.get("stage2_steps") or 0), "steps"
+    stage1 = int(config.model.get("stage1_epochs") or 0)
+    return stage1, int(config.trainer.get("max_epochs", stage1 + 1)) - stage1, "epochs"

@@ -42,7 +42,7 @@ def held_out_datamodule(
 ) -> MVTecAD:
     """An MVTec-layout datamodule whose validation split is held out of the test folder and never tested.
 
-    ``isstad benchmark`` learns thresholds on that split and ``benchmarks/compare_maps.py`` compares maps on it; the
+    ``isstad benchmark`` learns thresholds on that split and ``isstad diagnose`` compares maps on it; the
     same ``seed`` and ``val_split_ratio`` give both the same images.
     """
     return MVTecAD(

@@ -1,7 +1,7 @@
 """Fit and test a tiny Isstad with DDP on 2 CPU processes (gloo); run by tests/test_ddp.py.
 
 Lightning's DDP launcher starts this script again for rank 1, so it must be run as a script:
-    python tests/scripts/ddp_fit.py DATA_ROOT OUT_DIR
+    python tests/scripts/ddp_fit.py DATA_ROOT OUT_DIR [epochs|steps]
 Each rank writes OUT_DIR/rank<N>.json; rank 0 also writes the test metrics and the checkpoint path.
 """
 
@@ -17,12 +17,17 @@ import torch
 from lightning.pytorch import seed_everything
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 
+from isstad_plugin.run_config import budget_trainer_args
+
 
 def main() -> None:
     data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
+    unit = sys.argv[3] if len(sys.argv) > 3 else "epochs"
     seed_everything(0)
-    model = tiny_isstad(stage1_epochs=1)
-    engine = engine_for(out, max_epochs=3, devices=2, strategy="ddp", check_val_every_n_epoch=3)
+    # 16 images, batch 4 on each of 2 ranks: 2 steps an epoch
+    model = tiny_isstad(stage1_steps=2, stage2_steps=4) if unit == "steps" else tiny_isstad(stage1_epochs=1)
+    budget = budget_trainer_args(1, 2, unit)
+    engine = engine_for(out, devices=2, strategy="ddp", **budget)
     datamodule = small_datamodule(data_root, train_batch_size=4, eval_batch_size=2)
     engine.fit(model, datamodule=datamodule)
     rank = engine.trainer.global_rank
@@ -34,6 +39,7 @@ def main() -> None:
         "encoder_requires_grad": any(p.requires_grad for p in model.model.encoder.parameters()),
         "fingerprint": fingerprint,
         "world_size": engine.trainer.world_size,
+        "global_step": engine.trainer.global_step,
     }
     results = engine.test(model, datamodule=datamodule)
     if rank == 0:

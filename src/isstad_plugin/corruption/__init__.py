@@ -16,20 +16,21 @@ float32 or float64); labels are always float32. Everything runs on the images' d
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from isstad_plugin.corruption.official import OFFICIAL_CORRUPT_PROB, OFFICIAL_MAX_SHAPES, OfficialConfig, apply_official
+from isstad_plugin.corruption.official import OFFICIAL_CORRUPT_PROB, OfficialConfig, apply_official
 from isstad_plugin.corruption.paper import (
-    DEFAULT_BLOCK_SIZE,
-    DEFAULT_CHANGE_TOLERANCE,
-    DEFAULT_OPS_PER_BLOCK,
+    GREY_TOLERANCE,
+    LEGACY_CONFIG,
     OPERATIONS,
     PAPER_CORRUPT_PROB,
-    PAPER_NUM_BLOCKS,
+    SHAPES,
     BlockParams,
     PaperConfig,
     apply_vectorised,
@@ -38,14 +39,18 @@ from isstad_plugin.corruption.paper import (
 from isstad_plugin.corruption.reference import apply_loop
 
 __all__ = [
+    "LEGACY_CONFIG",
     "OFFICIAL_CORRUPT_PROB",
     "OPERATIONS",
     "PAPER_CORRUPT_PROB",
+    "SHAPES",
     "BlockParams",
     "OfficialConfig",
     "PaperConfig",
     "PixelCorruption",
     "check_images",
+    "corruption_config",
+    "grey_images",
 ]
 
 VALUE_EPSILON = 1e-3
@@ -108,6 +113,44 @@ def _generator(seed: torch.Generator | int | None, device: torch.device) -> torc
     raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(seed).__name__}")
 
 
+def corruption_config(
+    mode: str = "paper", corrupt_prob: float | None = None, settings: Mapping[str, Any] | None = None
+) -> PaperConfig | OfficialConfig:
+    """Build and validate the settings of a corruption mode.
+
+    Args:
+        mode: ``"paper"`` or ``"official"``.
+        corrupt_prob: Fraction of images corrupted; ``None`` keeps the mode's (paper 5/6, official 2/3).
+        settings: Other fields of :class:`PaperConfig` or :class:`OfficialConfig` by name; lists become tuples (as
+            YAML and the command line give them).
+
+    Returns:
+        The mode's frozen config.
+
+    Raises:
+        ValueError: An unknown mode or setting, or a bad value, in one line naming it.
+    """
+    if mode not in ("paper", "official"):
+        raise ValueError(f"mode must be 'paper' or 'official', got {mode!r}")
+    config_class: type[PaperConfig] | type[OfficialConfig] = PaperConfig if mode == "paper" else OfficialConfig
+    names = sorted(field.name for field in dataclasses.fields(config_class) if field.name != "corrupt_prob")
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in (settings or {}).items()}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {mode}-mode corruption setting(s) {unknown}; choose from {names}")
+    if corrupt_prob is not None:
+        values["corrupt_prob"] = corrupt_prob
+    return config_class(**values)  # type: ignore[arg-type]  # checked by the config's __post_init__
+
+
+def grey_images(images: Tensor) -> Tensor:
+    """``(B,)`` bool: the RGB images whose channels are equal (up to :data:`GREY_TOLERANCE`) at every pixel."""
+    if images.shape[1] == 1:
+        return torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+    spread = images.amax(dim=1) - images.amin(dim=1)
+    return spread.flatten(1).amax(dim=1) <= GREY_TOLERANCE
+
+
 class PixelCorruption(nn.Module):
     """Corrupt clean images and label the corrupted pixels (ISSTAD stage 2). No trainable parameters.
 
@@ -115,14 +158,11 @@ class PixelCorruption(nn.Module):
         mode: ``"paper"`` (blocks, labels = changed pixels) or ``"official"`` (shapes, labels = shape mask).
         corrupt_prob: Probability that an image is corrupted; ``None`` uses the mode's value (paper 5/6, official
             2/3).
-        num_blocks: Paper mode: inclusive range of blocks per corrupted image (paper: 1 to 100).
-        block_size: Paper mode: ``(min_px, max_fraction)`` of a block side, drawn independently for height and width.
-        operations: Paper mode: allowed operation kinds, a subset of ``("flip", "rotate", "blur", "colour",
-            "noise")``.
-        ops_per_block: Paper mode: inclusive range of distinct operation kinds per block.
-        change_tolerance: Paper mode: a pixel is labelled changed when some channel moved by more than this.
-        max_shapes: Official mode: shapes per mask are drawn from ``[1, max_shapes]``.
         implementation: Paper mode: ``"vectorised"`` (default) or ``"loop"`` (the slow reference, same output).
+        **settings: Any other field of the mode's config: :class:`PaperConfig` (``num_blocks``, ``block_size``,
+            ``count_distribution``, ``size_distribution``, ``placement``, ``shapes``, ``line_width``, ``operations``,
+            ``ops_per_block``, ``noise_std``, ``colour_strength``, ``small_angle``, ``right_angle_prob``,
+            ``blur_levels``, ``change_tolerance``, ``preserve_grey``) or :class:`OfficialConfig` (``max_shapes``, ...).
 
     Example:
         >>> corruption = PixelCorruption()
@@ -135,35 +175,15 @@ class PixelCorruption(nn.Module):
         self,
         mode: Literal["paper", "official"] = "paper",
         corrupt_prob: float | None = None,
-        num_blocks: tuple[int, int] = PAPER_NUM_BLOCKS,
-        block_size: tuple[int, float] = DEFAULT_BLOCK_SIZE,
-        operations: tuple[str, ...] = OPERATIONS,
-        ops_per_block: tuple[int, int] = DEFAULT_OPS_PER_BLOCK,
-        change_tolerance: float = DEFAULT_CHANGE_TOLERANCE,
-        max_shapes: int = OFFICIAL_MAX_SHAPES,
         implementation: Literal["vectorised", "loop"] = "vectorised",
+        **settings: Any,
     ) -> None:
         super().__init__()
-        if mode not in ("paper", "official"):
-            raise ValueError(f"mode must be 'paper' or 'official', got {mode!r}")
         if implementation not in ("vectorised", "loop"):
             raise ValueError(f"implementation must be 'vectorised' or 'loop', got {implementation!r}")
+        self.config = corruption_config(mode, corrupt_prob, settings)
         self.mode = mode
         self.implementation = implementation
-        self.config: PaperConfig | OfficialConfig
-        if mode == "paper":
-            self.config = PaperConfig(
-                corrupt_prob=PAPER_CORRUPT_PROB if corrupt_prob is None else corrupt_prob,
-                num_blocks=(num_blocks[0], num_blocks[1]),
-                block_size=(block_size[0], block_size[1]),
-                operations=tuple(operations),
-                ops_per_block=(ops_per_block[0], ops_per_block[1]),
-                change_tolerance=change_tolerance,
-            )
-        else:
-            self.config = OfficialConfig(
-                corrupt_prob=OFFICIAL_CORRUPT_PROB if corrupt_prob is None else corrupt_prob, max_shapes=max_shapes
-            )
 
     def extra_repr(self) -> str:
         """Show the mode and the settings in ``print(module)``."""
@@ -195,6 +215,7 @@ class PixelCorruption(nn.Module):
             images = images.clamp(0.0, 1.0)
         if isinstance(self.config, OfficialConfig):
             return apply_official(images, self.config, generator)
-        params = sample_params(batch, channels, height, width, self.config, generator, images.device)
+        grey = grey_images(images) if self.config.preserve_grey else None
+        params = sample_params(batch, channels, height, width, self.config, generator, images.device, grey)
         apply = apply_loop if self.implementation == "loop" else apply_vectorised
         return apply(images, params, self.config.change_tolerance)

@@ -3,11 +3,19 @@
 The paper corrupts 5/6 of the training images by applying "random rotation, flipping, Gaussian noise addition, and
 color variation" to 1-100 random-sized image blocks, and labels a pixel 1 exactly where its value changed.
 
+Where the paper gives no number, the defaults aim at label statistics like real defects (a few per cent of an image,
+as often at the border as in the centre, no colour on grey images, thin and irregular regions as well as rectangles):
+block counts and sides are drawn log-uniformly, blocks may straddle the border (they are clipped), a block paints a
+rectangle, an ellipse, a thin line or an irregular blob inside its box, and grey images get grey-only changes.
+:data:`LEGACY_CONFIG` keeps the earlier statistics (uniform draws, blocks inside the image, rectangles, tinting).
+
 Exactly-defined semantics (shared with the loop oracle in :mod:`isstad_plugin.corruption.reference`):
 
 1. :func:`sample_params` draws everything random into a :class:`BlockParams` of tensors, so the vectorised path and the
    loop oracle consume identical parameters.
-2. Blocks of an image are applied in order ``k = 0 .. num_blocks - 1`` and the last block covering a pixel wins.
+2. A block covers the pixels of its clipped box that lie inside its shape (:func:`inside_shape`, drawn from the
+   unclipped box, so a shape cut by the border stays cut). Blocks of an image are applied in order
+   ``k = 0 .. num_blocks - 1`` and the last block covering a pixel wins.
 3. Each block's output is computed from the CLEAN image: output pixel ``p`` reads the clean image (or, for a blurred
    block, a level of its average-pooling pyramid) at ``c + A (p - c)`` with bilinear interpolation (border-clamped),
    where ``c`` is the block centre and ``A`` the block's flip/rotation matrix; then the colour map ``M v + t`` and
@@ -24,6 +32,7 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -37,8 +46,25 @@ PAPER_NUM_BLOCKS = (1, 100)
 """Inclusive range of the number of blocks per corrupted image (paper §4.1.3)."""
 
 # Choices this implementation makes where the paper gives no number.
-DEFAULT_BLOCK_SIZE = (4, 0.25)
-"""Block side range: at least ``4`` px, at most ``0.25`` of the image side (height and width drawn independently)."""
+DEFAULT_BLOCK_SIZE = (2, 0.25)
+"""Block side range: at least ``2`` px, at most ``0.25`` of the image side (height and width drawn independently)."""
+Distribution = Literal["uniform", "log_uniform"]
+Placement = Literal["inside", "straddle"]
+
+DEFAULT_COUNT_DISTRIBUTION: Distribution = "log_uniform"
+"""Blocks per image drawn log-uniformly from ``num_blocks``: mostly a few, sometimes 100 (median 10 of 1-100)."""
+DEFAULT_SIZE_DISTRIBUTION: Distribution = "log_uniform"
+"""Block sides drawn log-uniformly: mostly small, sometimes a quarter of the image."""
+DEFAULT_PLACEMENT: Placement = "straddle"
+"""Blocks may lie partly outside the image and are clipped: every pixel row is covered at the same rate."""
+DEFAULT_LINE_WIDTH = (1.0, 3.0)
+"""Range of the width, in pixels, of ``line`` shapes (scratches, cracks)."""
+BLOB_AMPLITUDE = 0.3
+"""Radial modulation of ``blob`` shapes: the radius varies between ``1 - 2 * amplitude`` and ``1`` of the box's."""
+BLOB_LOBES = (2, 5)
+"""Inclusive range of the number of lobes of a ``blob`` shape."""
+GREY_TOLERANCE = 2e-3
+"""An RGB image counts as grey when no pixel's channels differ by more than this."""
 DEFAULT_OPS_PER_BLOCK = (1, 3)
 """Inclusive range of distinct operation kinds per block ("a single region may undergo two or more operations")."""
 DEFAULT_CHANGE_TOLERANCE = 1 / 255
@@ -56,6 +82,10 @@ DEFAULT_BLUR_LEVELS = (1, 3)
 
 OPERATIONS = ("flip", "rotate", "blur", "colour", "noise")
 """Operation kinds, in the fixed order in which they are composed inside a block."""
+SHAPES = ("rectangle", "ellipse", "line", "blob")
+"""Region shapes a block may paint inside its box."""
+DISTRIBUTIONS = ("uniform", "log_uniform")
+PLACEMENTS = ("inside", "straddle")
 
 COLOUR_CHANGES_RGB = ("permute", "scale", "shift", "brightness_contrast", "grayscale")
 COLOUR_CHANGES_GRAY = ("scale", "shift", "brightness_contrast")
@@ -86,6 +116,15 @@ class PaperConfig:
         right_angle_prob: Probability that a rotation is a multiple of 90 degrees.
         blur_levels: Inclusive range of the blur level ``l``: a blurred block reads, bilinearly, the clean image
             average-pooled ``l`` times by 2x2 (see :func:`blur_pyramid`), a low-pass of width about ``2**l`` px.
+        count_distribution: How the number of blocks is drawn from ``num_blocks``: ``"uniform"`` or
+            ``"log_uniform"``.
+        size_distribution: How block sides are drawn from ``block_size``: ``"uniform"`` or ``"log_uniform"``.
+        placement: ``"inside"`` (boxes wholly inside the image) or ``"straddle"`` (any box that overlaps the image,
+            clipped to it).
+        shapes: Region shapes drawn uniformly per block, a subset of :data:`SHAPES`.
+        line_width: Range of the width in pixels of ``line`` shapes.
+        preserve_grey: Grey images (equal channels) get only grey changes: no channel permutation or per-channel
+            colour change, the same noise in every channel.
     """
 
     corrupt_prob: float = PAPER_CORRUPT_PROB
@@ -99,6 +138,12 @@ class PaperConfig:
     small_angle: tuple[float, float] = DEFAULT_SMALL_ANGLE
     right_angle_prob: float = DEFAULT_RIGHT_ANGLE_PROB
     blur_levels: tuple[int, int] = DEFAULT_BLUR_LEVELS
+    count_distribution: Distribution = DEFAULT_COUNT_DISTRIBUTION
+    size_distribution: Distribution = DEFAULT_SIZE_DISTRIBUTION
+    placement: Placement = DEFAULT_PLACEMENT
+    shapes: tuple[str, ...] = SHAPES
+    line_width: tuple[float, float] = DEFAULT_LINE_WIDTH
+    preserve_grey: bool = True
 
     def __post_init__(self) -> None:
         """Check every setting and raise a one-line ``ValueError`` naming the bad one."""
@@ -118,6 +163,14 @@ class PaperConfig:
             raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}, got {self.operations}")
         if not 0 <= self.change_tolerance < 1:
             raise ValueError(f"change_tolerance must be in [0, 1), got {self.change_tolerance}")
+        _check_choice("count_distribution", self.count_distribution, DISTRIBUTIONS)
+        _check_choice("size_distribution", self.size_distribution, DISTRIBUTIONS)
+        _check_choice("placement", self.placement, PLACEMENTS)
+        if not self.shapes or any(name not in SHAPES for name in self.shapes):
+            raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {self.shapes}")
+        _check_float_range("line_width", self.line_width)
+        if self.line_width[0] <= 0:
+            raise ValueError(f"line_width must be positive, got {self.line_width}")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -135,10 +188,14 @@ class BlockParams:
 
     Attributes:
         num_blocks: ``(B,)`` int64, number of blocks of each image; 0 for images left clean.
-        top: ``(B, K)`` int64, first row of each block.
-        left: ``(B, K)`` int64, first column of each block.
-        height: ``(B, K)`` int64, block height in pixels.
-        width: ``(B, K)`` int64, block width in pixels.
+        top: ``(B, K)`` int64, first row of each block's box, clipped to the image.
+        left: ``(B, K)`` int64, first column of each block's box, clipped to the image.
+        height: ``(B, K)`` int64, clipped box height in pixels (at least 1).
+        width: ``(B, K)`` int64, clipped box width in pixels (at least 1).
+        shape: ``(B, K)`` int64 index into :data:`SHAPES`.
+        shape_geometry: ``(B, K, 7)`` float32 ``[cy, cx, ry, rx, angle, line_width, lobes]``: centre and half-sides
+            of the UNCLIPPED box, the line direction or blob phase in radians, the line width, the blob's lobes.
+        grey: ``(B,)`` bool, images given grey-only changes (one noise channel, grey colour maps).
         ops: ``(B, K, len(config.kinds))`` bool, which operation kinds each block uses.
         geometry: ``(B, K, 2, 2)`` float32 matrix ``A`` in (row, column) order: output pixel ``p`` reads the source
             at ``c + A (p - c)`` with ``c`` the block centre.
@@ -146,9 +203,9 @@ class BlockParams:
         colour_matrix: ``(B, K, C, C)`` float32 colour matrix ``M``.
         colour_offset: ``(B, K, C)`` float32 colour offset ``t``.
         noise_std: ``(B, K)`` float32 noise standard deviation; 0 means no noise.
-        noise_start: ``(B, K)`` int64 offset in ``noise`` of the block's ``(C, height, width)`` noise patch (only
-            meaningful where ``noise_std > 0``).
-        noise: Flat float32 standard-normal values: one ``(C, height, width)`` patch per valid noisy block.
+        noise_start: ``(B, K)`` int64 offset in ``noise`` of the block's ``(C', height, width)`` noise patch (only
+            meaningful where ``noise_std > 0``); ``C' = 1`` for grey images, ``C`` otherwise.
+        noise: Flat float32 standard-normal values: one ``(C', height, width)`` patch per valid noisy block.
     """
 
     num_blocks: Tensor
@@ -156,6 +213,9 @@ class BlockParams:
     left: Tensor
     height: Tensor
     width: Tensor
+    shape: Tensor
+    shape_geometry: Tensor
+    grey: Tensor
     ops: Tensor
     geometry: Tensor
     blur_level: Tensor
@@ -179,11 +239,32 @@ def _check_int_range(name: str, value: tuple[int, int], minimum: int) -> None:
         raise ValueError(f"{name} must be integers ({minimum} <= low <= high), got {value}")
 
 
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
 def _check_float_range(name: str, value: tuple[float, float]) -> None:
     """Raise ``ValueError`` unless ``value`` is a pair ``0 <= low <= high``."""
     low, high = value
     if not 0 <= low <= high:
         raise ValueError(f"{name} must be a pair 0 <= low <= high, got {value}")
+
+
+LEGACY_CONFIG = PaperConfig(
+    block_size=(4, 0.25),
+    count_distribution="uniform",
+    size_distribution="uniform",
+    placement="inside",
+    shapes=("rectangle",),
+    preserve_grey=False,
+)
+"""The statistics of releases up to 0.x: uniform draws, rectangles wholly inside the image, colour on grey images.
+
+About half of a corrupted image is labelled and the border is almost never; kept for comparison
+(``benchmarks/corruption_coverage.py``) and for reproducing earlier runs.
+"""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -197,6 +278,98 @@ def _side_range(side: int, block_size: tuple[int, float]) -> tuple[int, int]:
     low = min(int(min_px), side)
     high = min(max(low, math.floor(max_fraction * side)), side)
     return low, high
+
+
+def _draw_count(
+    shape: tuple[int, ...],
+    low: Tensor | int,
+    high: Tensor | int,
+    distribution: str,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
+    """Draw int64 values from ``[low, high]`` (inclusive), uniformly or log-uniformly (``low >= 1``)."""
+    if distribution == "uniform":
+        return integers(shape, low, high, generator, device)
+    low_t = torch.as_tensor(low, device=device).float()
+    high_t = torch.maximum(torch.as_tensor(high, device=device).float(), low_t)
+    log_value = uniform(shape, 0.0, 1.0, generator, device) * torch.log((high_t + 1) / low_t) + torch.log(low_t)
+    return torch.minimum(torch.exp(log_value).floor(), high_t).long()
+
+
+def _place(side: int, size: Tensor, placement: str, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Draw the first row (or column) of boxes of ``size`` px along an image side.
+
+    ``"inside"`` keeps boxes wholly inside; ``"straddle"`` draws any start from ``1 - size`` to ``side - 1`` and clips
+    the box, so each pixel is covered with the same probability ``size / (side + size - 1)`` up to the border.
+
+    Returns:
+        ``(start, clipped_start, clipped_size)``.
+    """
+    if placement == "inside":
+        start = integers(tuple(size.shape), 0, side - size, generator, size.device)
+        return start, start, size
+    start = integers(tuple(size.shape), 1 - size, side - 1, generator, size.device)
+    clipped_start = start.clamp(min=0)
+    return start, clipped_start, torch.clamp(start + size, max=side) - clipped_start
+
+
+def _sample_shapes(
+    top: Tensor,
+    left: Tensor,
+    block_h: Tensor,
+    block_w: Tensor,
+    config: PaperConfig,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """Draw each block's shape kind and its ``(B, K, 7)`` geometry from the unclipped box (see :class:`BlockParams`)."""
+    shape, device = tuple(top.shape), top.device
+    allowed = torch.tensor([SHAPES.index(name) for name in config.shapes], device=device)
+    kind = allowed[integers(shape, 0, len(allowed) - 1, generator, device)]
+    angle = uniform(shape, 0.0, 2 * math.pi, generator, device)
+    line_width = uniform(shape, *config.line_width, generator, device)
+    lobes = integers(shape, *BLOB_LOBES, generator, device).float()
+    geometry = torch.stack(
+        [
+            top.float() + (block_h.float() - 1) / 2,
+            left.float() + (block_w.float() - 1) / 2,
+            block_h.float() / 2,
+            block_w.float() / 2,
+            angle,
+            line_width,
+            lobes,
+        ],
+        dim=-1,
+    )
+    return kind, geometry
+
+
+def inside_shape(y: Tensor, x: Tensor, kind: Tensor, geometry: Tensor) -> Tensor:
+    """Whether pixels ``(y, x)`` lie inside their block's shape (element-wise; shared by both implementations).
+
+    Args:
+        y: Pixel rows (float32).
+        x: Pixel columns (float32).
+        kind: Shape index into :data:`SHAPES`, broadcasting with ``y``.
+        geometry: ``(..., 7)`` shape geometry (see :class:`BlockParams`), its leading shape broadcasting with ``y``.
+
+    Returns:
+        Bool tensor: rectangles hold every pixel of their box, ellipses those within the inscribed ellipse, lines
+        those within ``line_width / 2`` of the line through the centre at ``angle``, blobs those within the ellipse
+        whose radius is modulated by ``1 - a + a cos(lobes * phi + angle)``.
+    """
+    cy, cx, ry, rx, angle, line_width, lobes = geometry.unbind(-1)
+    dy, dx = y - cy, x - cx
+    ny, nx = dy / ry, dx / rx
+    radius2 = ny * ny + nx * nx
+    ellipse = radius2 <= 1.0
+    line = (dx * torch.sin(angle) - dy * torch.cos(angle)).abs() <= line_width / 2
+    limit = 1.0 - BLOB_AMPLITUDE + BLOB_AMPLITUDE * torch.cos(lobes * torch.atan2(ny, nx) + angle)
+    blob = radius2 <= limit * limit
+    inside = torch.ones_like(ellipse)
+    for index, member in ((1, ellipse), (2, line), (3, blob)):
+        inside = torch.where(kind == index, member, inside)
+    return inside
 
 
 def _sample_ops(
@@ -236,25 +409,33 @@ def _sample_geometry(flip: Tensor, rotate: Tensor, config: PaperConfig, generato
 
 
 def _sample_colour(
-    colour: Tensor, channels: int, config: PaperConfig, generator: torch.Generator | None
+    colour: Tensor, channels: int, config: PaperConfig, generator: torch.Generator | None, grey: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Build per-block colour maps ``v -> M v + t`` (identity where ``colour`` is off).
 
     Every colour change of the paper's "colour variation" is affine: channel permutation, per-channel scale, per-channel
-    shift, brightness-contrast around mid-grey, and grayscale (RGB only).
+    shift, brightness-contrast around mid-grey, and grayscale (RGB only). Blocks of ``grey`` images (``(B,)`` bool)
+    draw only from :data:`COLOUR_CHANGES_GRAY`, with the same scale and shift in every channel.
     """
     shape, device = tuple(colour.shape), colour.device
     eye = torch.eye(channels, device=device).expand(*shape, channels, channels)
     changes = COLOUR_CHANGES_RGB if channels == 3 else COLOUR_CHANGES_GRAY
     change = integers(shape, 0, len(changes) - 1, generator, device)
+    if channels == 3:
+        grey_change = integers(shape, 1, len(COLOUR_CHANGES_GRAY), generator, device)  # scale, shift, b/c in RGB order
+        change = torch.where(grey.unsqueeze(1), grey_change, change)
     strength = config.colour_strength
 
     def magnitude(extra: tuple[int, ...] = ()) -> Tensor:
         full = (*shape, *extra)
         return random_sign(full, generator, device) * uniform(full, *strength, generator, device)
 
-    scale = torch.diag_embed(1.0 + magnitude((channels,)))
-    shift = magnitude((channels,))
+    def per_channel() -> Tensor:
+        value = magnitude((channels,))
+        return torch.where(grey[:, None, None], value[..., :1].expand_as(value), value)
+
+    scale = torch.diag_embed(1.0 + per_channel())
+    shift = per_channel()
     contrast = 1.0 + magnitude()
     brightness = magnitude()
     bc_matrix = contrast[..., None, None] * eye
@@ -286,6 +467,7 @@ def sample_params(
     config: PaperConfig,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    grey: Tensor | None = None,
 ) -> BlockParams:
     """Draw the random parameters of one paper-mode call.
 
@@ -297,6 +479,7 @@ def sample_params(
         config: Corruption settings.
         generator: Optional generator on ``device``; the draws are reproducible with it.
         device: Device of the returned tensors.
+        grey: Optional ``(B,)`` bool, images to give grey-only changes (ignored unless ``config.preserve_grey``).
 
     Returns:
         The sampled :class:`BlockParams`.
@@ -305,15 +488,18 @@ def sample_params(
     k_max = config.num_blocks[1]
     shape = (batch, k_max)
     corrupt = torch.rand((batch,), generator=generator, device=device) < config.corrupt_prob
-    num_blocks = integers((batch,), config.num_blocks[0], config.num_blocks[1], generator, device)
+    num_blocks = _draw_count((batch,), *config.num_blocks, config.count_distribution, generator, device)
     num_blocks = torch.where(corrupt, num_blocks, 0)
+    if grey is None or not config.preserve_grey or channels == 1:
+        grey = torch.zeros((batch,), dtype=torch.bool, device=device)
 
     h_low, h_high = _side_range(height, config.block_size)
     w_low, w_high = _side_range(width, config.block_size)
-    block_h = integers(shape, h_low, h_high, generator, device)
-    block_w = integers(shape, w_low, w_high, generator, device)
-    top = integers(shape, 0, height - block_h, generator, device)
-    left = integers(shape, 0, width - block_w, generator, device)
+    box_h = _draw_count(shape, h_low, h_high, config.size_distribution, generator, device)
+    box_w = _draw_count(shape, w_low, w_high, config.size_distribution, generator, device)
+    unclipped_top, box_top, block_h = _place(height, box_h, config.placement, generator)
+    unclipped_left, box_left, block_w = _place(width, box_w, config.placement, generator)
+    shape_kind, shape_geometry = _sample_shapes(unclipped_top, unclipped_left, box_h, box_w, config, generator)
 
     ops = _sample_ops(shape, config, generator, device)
     kinds = config.kinds
@@ -324,19 +510,23 @@ def sample_params(
     geometry = _sample_geometry(enabled("flip"), enabled("rotate"), config, generator)
     blur_level = integers(shape, config.blur_levels[0], config.blur_levels[1], generator, device)
     blur_level = torch.where(enabled("blur"), blur_level, 0)
-    colour_matrix, colour_offset = _sample_colour(enabled("colour"), channels, config, generator)
+    colour_matrix, colour_offset = _sample_colour(enabled("colour"), channels, config, generator, grey)
     valid = torch.arange(k_max, device=device) < num_blocks.unsqueeze(1)
     noisy = enabled("noise") & valid
     noise_std = torch.where(noisy, uniform(shape, *config.noise_std, generator, device), 0.0)
-    noise_size = torch.where(noisy, channels * block_h * block_w, 0)
+    noise_channels = torch.where(grey, 1, channels).unsqueeze(1)
+    noise_size = torch.where(noisy, noise_channels * block_h * block_w, 0)
     noise_start = torch.cumsum(noise_size.reshape(-1), dim=0).view(shape) - noise_size
     noise = torch.randn((int(noise_size.sum()),), generator=generator, device=device)
     return BlockParams(
         num_blocks=num_blocks,
-        top=top,
-        left=left,
+        top=box_top,
+        left=box_left,
         height=block_h,
         width=block_w,
+        shape=shape_kind,
+        shape_geometry=shape_geometry,
+        grey=grey,
         ops=ops,
         geometry=geometry,
         blur_level=blur_level,
@@ -460,9 +650,10 @@ CHUNK_PIXELS = 1 << 16
 def last_block_index(params: BlockParams, height: int, width: int) -> Tensor:
     """For every pixel of the batch, the flat index ``b * K + k`` of the last block covering it, or -1.
 
-    Instead of ``B x K x H x W`` coverage masks, the pixels of every valid block are enumerated (about 45 000 per
-    image on average at 224 px), for runs of consecutive blocks holding about :data:`CHUNK_PIXELS` pixels, and
-    scattered with ``amax``; memory stays small and time scales with the total block area.
+    Instead of ``B x K x H x W`` coverage masks, the pixels of every valid block's box are enumerated, for runs of
+    consecutive blocks holding about :data:`CHUNK_PIXELS` pixels, those outside the block's shape dropped
+    (:func:`inside_shape`), and the rest scattered with ``amax``; memory stays small and time scales with the total
+    box area.
 
     Returns:
         ``(B * H * W,)`` int32 tensor, in row-major ``(b, y, x)`` order.
@@ -475,6 +666,9 @@ def last_block_index(params: BlockParams, height: int, width: int) -> Tensor:
     start = (end - area).int()
     block_base = (torch.arange(batch, device=device).unsqueeze(1) * height + params.top) * width + params.left
     block_base, block_w = block_base.reshape(-1).int(), params.width.reshape(-1).int()
+    shaped = bool((params.shape != 0).any())  # only rectangles: every box pixel is covered
+    block_top, block_left = params.top.reshape(-1).int(), params.left.reshape(-1).int()
+    block_shape, block_geometry = params.shape.reshape(-1), params.shape_geometry.reshape(-1, 7)
     winner = torch.full((batch * height * width,), -1, dtype=torch.int32, device=device)
     ends = end.tolist()
     first = 0
@@ -487,6 +681,11 @@ def last_block_index(params: BlockParams, height: int, width: int) -> Tensor:
         w = block_w.index_select(0, block)
         row = torch.div(local, w, rounding_mode="floor")
         pixel = block_base.index_select(0, block) + row * (width - w) + local
+        if shaped:
+            y = (block_top.index_select(0, block) + row).float()
+            x = (block_left.index_select(0, block) + local - row * w).float()
+            inside = inside_shape(y, x, block_shape.index_select(0, block), block_geometry.index_select(0, block))
+            block = torch.where(inside, block, -1)
         winner.scatter_reduce_(0, pixel.long(), block, reduce="amax")
         first = last
     return winner
@@ -600,7 +799,8 @@ def _per_block_tables(params: BlockParams, channels: int, height: int, width: in
     tables["noise_std"] = params.noise_std
     tables["noise_start"] = params.noise_start
     tables["top"], tables["left"] = params.top, params.left
-    tables["width"], tables["area"] = params.width, params.height * params.width
+    tables["width"] = params.width
+    tables["noise_plane"] = torch.where(params.grey.unsqueeze(1), 0, params.height * params.width)
     eye = torch.eye(channels, device=affine.device)
     tables["colour"] = (params.colour_matrix != eye).any(-1).any(-1) | (params.colour_offset != 0).any(-1)
     for i in range(channels):
@@ -692,9 +892,9 @@ def _render_pixels(
         row = y.index_select(0, chosen) - per_pixel("top", chosen_block)
         col = x.index_select(0, chosen) - per_pixel("left", chosen_block)
         offset = per_pixel("noise_start", chosen_block) + row * per_pixel("width", chosen_block) + col
-        area, std = per_pixel("area", chosen_block), std.index_select(0, chosen)
+        noise_plane, std = per_pixel("noise_plane", chosen_block), std.index_select(0, chosen)
         for c in range(channels):
-            values[c].index_add_(0, chosen, std * noise.index_select(0, offset + c * area))
+            values[c].index_add_(0, chosen, std * noise.index_select(0, offset + c * noise_plane))
     return values
 
 

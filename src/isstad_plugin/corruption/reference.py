@@ -1,10 +1,11 @@
 """Loop implementation of the paper-mode corruption: the test oracle and the benchmark baseline.
 
 It implements exactly the semantics documented in :mod:`isstad_plugin.corruption.paper`, in the most direct way: for
-each image, for each block in order, compute the block's patch from the clean image and paste it over the output, so
-the last block covering a pixel wins. It shares only the sampled :class:`~isstad_plugin.corruption.paper.BlockParams`,
-the coordinate formulas, the blur pyramid and the final clamp/label step with the vectorised path; the pixel
-enumeration, winner selection (painting in order), interpolation, colour and noise are written independently.
+each image, for each block in order, compute the block's patch from the clean image and paste it over the output
+through the block's shape mask, so the last block covering a pixel wins. It shares only the sampled
+:class:`~isstad_plugin.corruption.paper.BlockParams`, the coordinate and shape formulas, the blur pyramid and the
+final clamp/label step with the vectorised path; the pixel enumeration, winner selection (painting in order),
+interpolation, colour and noise are written independently.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from isstad_plugin.corruption.paper import (
     block_affine,
     blur_pyramid,
     finalise,
+    inside_shape,
     level_coordinates,
     source_coordinates,
 )
@@ -61,9 +63,19 @@ def render_block(pyramid: list[Tensor], params: BlockParams, affine: Tensor, b: 
     std = float(params.noise_std[b, k])
     if std > 0:
         start = int(params.noise_start[b, k])
-        noise = params.noise[start : start + patch.numel()].view(patch.shape)
+        channels = 1 if bool(params.grey[b]) else patch.shape[0]
+        noise = params.noise[start : start + channels * height * width].view(channels, height, width)
         patch = patch + std * noise
     return patch
+
+
+def block_shape_mask(params: BlockParams, b: int, k: int) -> Tensor:
+    """The ``(h, w)`` bool mask of the pixels of block ``k`` of image ``b``'s box that lie inside its shape."""
+    top, left, height, width = (int(v[b, k]) for v in (params.top, params.left, params.height, params.width))
+    rows = torch.arange(top, top + height, device=params.top.device, dtype=torch.float32)
+    cols = torch.arange(left, left + width, device=params.top.device, dtype=torch.float32)
+    y, x = torch.meshgrid(rows, cols, indexing="ij")
+    return inside_shape(y, x, params.shape[b, k], params.shape_geometry[b, k])
 
 
 def apply_loop(
@@ -89,5 +101,6 @@ def apply_loop(
         for k in range(int(params.num_blocks[b])):
             patch = render_block(pyramid, params, affine[:, b, k], b, k)
             top, left = int(params.top[b, k]), int(params.left[b, k])
-            out[b, :, top : top + patch.shape[1], left : left + patch.shape[2]] = patch
+            region = out[b, :, top : top + patch.shape[1], left : left + patch.shape[2]]
+            region.copy_(torch.where(block_shape_mask(params, b, k), patch, region))
     return finalise(images, out, change_tolerance)

@@ -1,0 +1,232 @@
+"""``isstad diagnose``: what E, P and S each contribute, measured on the validation split only.
+
+For a trained checkpoint and an MVTec-layout category, the validation split that ``isstad benchmark`` holds out of the
+test folder (never tested) is scored and the maps are compared:
+
+* image AUROC of E, P and S with each score aggregation (mean, max, top-k);
+* pixel AUROC of E, P and S over the whole split, per defect type, and inside an edge band;
+* P's **background lift**: mean P outside the ground truth on defective images divided by mean P on good images.
+  1.0 means P is not an image-level cue (it stays as low off the defect as on a good image); far above 1, P says
+  "this image is defective" everywhere instead of "here";
+* E/P/S panels with colour bars for the first defective images.
+
+Choosing settings from these figures never looks at the tested images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib.pre_processing import PreProcessor
+from sklearn.metrics import roc_auc_score
+
+from isstad_plugin.fusion import ScoreAggregation, aggregate_score
+from isstad_plugin.lightning_model import Isstad
+from isstad_plugin.report import save_panels
+from isstad_plugin.runs import held_out_datamodule
+
+logger = logging.getLogger(__name__)
+
+MAPS = ("E", "P", "S")
+AGGREGATIONS: tuple[ScoreAggregation, ...] = ("mean", "max", "topk")
+EDGE_BAND = 16
+"""Width in pixels (at the model's input size) of the border band whose pixel AUROC is reported."""
+PANEL_ROWS = 6
+
+
+@dataclass
+class DiagnoseOptions:
+    """Options of ``isstad diagnose``.
+
+    Attributes:
+        checkpoint: An Isstad ``.ckpt``.
+        root: MVTec-layout root.
+        category: Category folder under ``root``.
+        output: Folder of ``diagnose.md``, ``diagnose.json`` and ``panels.png``.
+        val_split_ratio: Fraction of the test folder held out as the validation split (as ``isstad benchmark``).
+        seed: Seed of the split (as ``isstad benchmark``).
+        edge_band: Width of the border band in pixels at the model's input size.
+    """
+
+    checkpoint: Path
+    root: Path
+    category: str
+    output: Path = Path("reports/diagnose")
+    val_split_ratio: float = 0.3
+    seed: int = 0
+    edge_band: int = EDGE_BAND
+
+
+@dataclass
+class ScoredSplit:
+    """The validation split's maps at the model's input size, as numpy arrays.
+
+    Attributes:
+        maps: ``"E"``/``"P"``/``"S"`` -> ``(N, H, W)`` maps (absent when the variant has no such map).
+        scores: ``"S mean"`` ... -> ``(N,)`` image scores.
+        masks: ``(N, H, W)`` bool ground truth.
+        labels: ``(N,)`` image labels (1 = defective).
+        kinds: ``(N,)`` defect type of each image (``good`` for normal ones).
+    """
+
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    kinds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
+    """Score the validation split, write ``diagnose.md``/``diagnose.json``/``panels.png`` and return the figures."""
+    if not options.checkpoint.is_file():
+        msg = f"checkpoint not found: {options.checkpoint}; pass the .ckpt of a trained Isstad run"
+        raise FileNotFoundError(msg)
+    model = cast(Isstad, Isstad.load_from_checkpoint(options.checkpoint, strict=False, map_location="cpu")).eval()
+    split, images, masks, kinds = score_split(model, options)
+    figures = diagnose_figures(split, options.edge_band, model.model.fusion.aggregation)
+    options.output.mkdir(parents=True, exist_ok=True)
+    (options.output / "diagnose.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (options.output / "diagnose.md").write_text(markdown(figures, options) + "\n")
+    save_panels(model.model, images, masks, options.output / "panels.png", titles=kinds)
+    return figures
+
+
+@torch.no_grad()
+def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, torch.Tensor, torch.Tensor, list[str]]:
+    """Maps and image scores of the validation split; also the first defective images for the panels."""
+    datamodule = held_out_datamodule(options.root, options.category, options.seed, options.val_split_ratio)
+    datamodule.setup()
+    collected: dict[str, list[np.ndarray]] = defaultdict(list)
+    panel_images: list[torch.Tensor] = []
+    panel_masks: list[torch.Tensor] = []
+    panel_kinds: list[str] = []
+    fraction = model.model.fusion.topk_fraction
+    transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
+    for batch in datamodule.val_dataloader():
+        images = transform(batch.image)
+        maps = model.model.anomaly_maps(images)
+        size = images.shape[-2:]
+        gt = batch.gt_mask if batch.gt_mask is not None else torch.zeros(len(images), *size)
+        gt = F.interpolate(gt.float().reshape(len(images), 1, *gt.shape[-2:]), size=size, mode="nearest")[:, 0] > 0.5
+        for name, values in zip(MAPS, (maps.error, maps.probability, maps.score), strict=True):
+            if values is None:
+                continue
+            collected[name].append(values[:, 0].float().numpy())
+            for how in AGGREGATIONS:
+                collected[f"{name} {how}"].append(aggregate_score(values, how, fraction).float().numpy())
+        collected["masks"].append(gt.numpy())
+        collected["labels"].append(batch.gt_label.int().numpy())
+        batch_kinds = [Path(path).parent.name for path in batch.image_path]
+        collected["kinds"].append(np.array(batch_kinds))
+        for index, kind in enumerate(batch_kinds):
+            if kind != "good" and len(panel_images) < PANEL_ROWS:
+                panel_images.append(images[index])
+                panel_masks.append(gt[index])
+                panel_kinds.append(kind)
+    joined = {key: np.concatenate(values) for key, values in collected.items()}
+    split = ScoredSplit(
+        maps={name: joined[name] for name in MAPS if name in joined},
+        scores={key: joined[key] for key in joined if " " in key},
+        masks=joined["masks"],
+        labels=joined["labels"],
+        kinds=joined["kinds"],
+    )
+    return split, torch.stack(panel_images), torch.stack(panel_masks), panel_kinds
+
+
+def diagnose_figures(
+    split: ScoredSplit, edge_band: int = EDGE_BAND, aggregation: ScoreAggregation = "mean"
+) -> dict[str, object]:
+    """All figures of the diagnosis from a scored split (pure numpy; see the module docstring).
+
+    Per defect type, the image AUROC is given for the model's own ``aggregation`` only.
+    """
+    good = split.kinds == "good"
+    figures: dict[str, object] = {
+        "images": len(split.labels),
+        "defective": int(split.labels.sum()),
+        "image_auroc": {key: _auroc(split.labels, values) for key, values in split.scores.items()},
+        "pixel_auroc": {name: _auroc(split.masks, values) for name, values in split.maps.items()},
+    }
+    band = edge_mask(split.masks.shape[-2:], edge_band)
+    figures["edge_band_pixel_auroc"] = {
+        name: _auroc(split.masks[:, band], values[:, band]) for name, values in split.maps.items()
+    }
+    per_type: dict[str, dict[str, float | None]] = {}
+    for kind in sorted(set(split.kinds.tolist()) - {"good"}):
+        chosen = good | (split.kinds == kind)
+        row = {f"pixel {name}": _auroc(split.masks[chosen], values[chosen]) for name, values in split.maps.items()}
+        for name in split.maps:
+            key = f"{name} {aggregation}"
+            row[f"image {key}"] = _auroc(split.labels[chosen], split.scores[key][chosen])
+        per_type[kind] = row
+    figures["per_defect_type"] = per_type
+    if "P" in split.maps:
+        figures["background_lift"] = background_lift(split.maps["P"], split.masks, split.labels)
+    return figures
+
+
+def background_lift(probability: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean P outside the ground truth on defective images ÷ mean P on good images (``None`` without both)."""
+    defective, normal = labels == 1, labels == 0
+    if not defective.any() or not normal.any():
+        return None
+    outside = probability[defective][~masks[defective]]
+    reference = float(probability[normal].mean())
+    return float(outside.mean()) / reference if reference > 0 else None
+
+
+def edge_mask(size: tuple[int, ...], band: int) -> np.ndarray:
+    """``(H, W)`` bool: the pixels less than ``band`` pixels from the border."""
+    height, width = size
+    rows = np.minimum(np.arange(height), height - 1 - np.arange(height))
+    cols = np.minimum(np.arange(width), width - 1 - np.arange(width))
+    return np.minimum(rows[:, None], cols[None, :]) < band
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores).reshape(-1)
+    if labels.min(initial=0) == labels.max(initial=0):
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
+    """The figures as Markdown tables, under the protocol line."""
+    image_auroc: dict[str, float | None] = figures["image_auroc"]  # type: ignore[assignment]
+    pixel: dict[str, float | None] = figures["pixel_auroc"]  # type: ignore[assignment]
+    edge: dict[str, float | None] = figures["edge_band_pixel_auroc"]  # type: ignore[assignment]
+    lines = [
+        f"## ISSTAD diagnosis: {options.category}",
+        "",
+        f"Protocol: validation split only ({figures['images']} images, {figures['defective']} defective; "
+        f"{options.val_split_ratio:.0%} of the test folder, seed {options.seed}; never tested), checkpoint "
+        f"`{options.checkpoint}`.",
+        "",
+        f"| map | image AUROC mean | max | top-k | pixel AUROC | pixel AUROC, {options.edge_band}-px edge band |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in MAPS:
+        if name in pixel:
+            cells = [image_auroc.get(f"{name} {how}") for how in AGGREGATIONS]
+            lines.append(f"| {name} | " + " | ".join(_cell(v) for v in [*cells, pixel[name], edge[name]]) + " |")
+    lines += ["", f"P background lift: {_cell(figures.get('background_lift'))} (1.0: P is not an image-level cue)"]
+    per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
+    if per_type:
+        columns = list(next(iter(per_type.values())))
+        lines += ["", "| defect type | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {kind} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for kind, row in per_type.items()]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
