@@ -404,3 +404,12 @@ def test_checkpoint_options_are_checked_and_minutes_work(tmp_path, dataset_root)
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["last.ckpt", "stage1.ckpt"]
     assert not list((tmp_path / "run").rglob("last.ckpt")), "the model added a second IsstadCheckpoints"
     assert np.isfinite(float(torch.load(tmp_path / "mine" / "last.ckpt", weights_only=False)["epoch"]))
+
+
+def test_truncated_stage1_checkpoint_is_named(tmp_path):
+    from isstad_plugin.checkpointing import CheckpointError
+
+    broken = tmp_path / "stage1.ckpt"
+    broken.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(CheckpointError, match=r"^stage1_checkpoint .*stage1\.ckpt is not a readable checkpoint"):
+        load_stage1_checkpoint(tiny_isstad().model, broken)
