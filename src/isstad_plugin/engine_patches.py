@@ -107,7 +107,7 @@ def point_latest(version_dir: Path) -> None:
 
 def _finished(engine: Engine) -> None:
     trainer = engine.trainer
-    if trainer.state.status == TrainerStatus.FINISHED and not trainer.interrupted:
+    if trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED and not trainer.interrupted:
         point_latest(Path(trainer.default_root_dir))
 
 
