@@ -322,7 +322,9 @@ def test_predict_skips_corrupt_images_lists_them_last_and_keeps_the_run(cli, cli
 
 
 def test_diverging_stage1_names_stage1_blr_and_saves_nothing_non_finite(cli, tmp_path, dataset_root):
-    line = cli(*_fit_args(dataset_root), "--data.category", "tiles", "--model.stage1_blr", "1e6")
+    line = cli(
+        *_fit_args(dataset_root), "--data.category", "tiles", "--data.num_workers", "0", "--model.stage1_blr", "1e6"
+    )
     assert line.startswith("error: ")
     assert "stage 1" in line
     assert line.endswith("lower --model.stage1_blr or train with --trainer.precision 32-true")
