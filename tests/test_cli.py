@@ -36,7 +36,9 @@ TINY = [
 
 
 def _anomalib(*args, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRUST_REMOTE_CODE": "1"}
+    # this checkout's src/ (a relative PYTHONPATH=src would not reach the cwd of the run, and the editable install
+    # of the environment may point at another checkout)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRUST_REMOTE_CODE": "1", "PYTHONPATH": str(REPO / "src")}
     result = subprocess.run(
         [str(ANOMALIB), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
     )

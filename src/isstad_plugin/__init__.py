@@ -5,7 +5,9 @@ Anomaly Detection and Localization"): the network is :class:`IsstadModel`, the a
 """
 
 from isstad_plugin import data as data  # defines the `MVTec` datamodule alias, so `--data MVTec` resolves in the CLI
+from isstad_plugin import engine_patches
 from isstad_plugin.callbacks import IsstadStageSwitch
+from isstad_plugin.checkpointing import IsstadCheckpoints
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps
 from isstad_plugin.lightning_model import Isstad
@@ -18,6 +20,7 @@ __all__ = [
     "AnomalyFusion",
     "AnomalyMaps",
     "Isstad",
+    "IsstadCheckpoints",
     "IsstadModel",
     "IsstadOutput",
     "IsstadPostProcessor",
@@ -26,3 +29,5 @@ __all__ = [
     "Variant",
 ]
 __version__ = "0.1.0"
+
+engine_patches.install()  # resumed runs test the final model, runs are never overwritten, one-line CLI errors

@@ -37,8 +37,10 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from isstad_plugin.augmentation import mae_augmentation
 from isstad_plugin.callbacks import IsstadStageSwitch
+from isstad_plugin.checkpointing import IsstadCheckpoints
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.data.checks import check_datamodule, check_mvtec_layout
+from isstad_plugin.divergence import IsstadDivergenceGuard, TrainingDivergedError, advice, stage1_encoder_broken
 from isstad_plugin.fusion import ScoreAggregation
 from isstad_plugin.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
 from isstad_plugin.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
@@ -300,10 +302,17 @@ class Isstad(AnomalibModule):
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """Anomalib's component callbacks plus :class:`~isstad_plugin.IsstadStageSwitch`."""
+        """Anomalib's callbacks, the stage switch, the divergence guard and the checkpoints (unless given).
+
+        :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none, so the user's settings win.
+        """
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
-        return [*callbacks, IsstadStageSwitch()]
+        callbacks += [IsstadStageSwitch(), IsstadDivergenceGuard()]
+        trainer_callbacks = getattr(self._trainer, "callbacks", None) or []
+        if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
+            callbacks.append(IsstadCheckpoints())
+        return callbacks
 
     @property
     def learning_type(self) -> LearningType:
@@ -431,13 +440,18 @@ class Isstad(AnomalibModule):
         loss = self._stage1_step(images) if self.stage == 1 else self._stage2_step(images)
         if not torch.isfinite(loss):
             batch_index = args[0] if args else "?"
+            culprit = 1 if self.stage == 2 and stage1_encoder_broken(self, images) else self.stage
+            cause = (
+                " (the encoder trained in stage 1 gives inf/NaN features: stage 1 diverged)"
+                if culprit != self.stage
+                else ""
+            )
             msg = (
                 f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, stage {self.stage}, batch "
-                f"{batch_index}: the weights were not updated and the checkpoints already written are kept; lower "
-                f"--model.stage{self.stage}_{'blr' if self.stage == 1 else 'lr'} or train with "
-                "--trainer.precision 32-true"
+                f"{batch_index}{cause}: the weights were not updated and the checkpoints already written are kept; "
+                f"{advice(culprit)}"
             )
-            raise FloatingPointError(msg)
+            raise TrainingDivergedError(msg)
         return {"loss": loss}
 
     def _stage1_step(self, images: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ from anomalib.data import Batch
 from anomalib.post_processing import PostProcessor
 from lightning import LightningModule, Trainer
 
+from isstad_plugin.divergence import check_validation_statistics
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,7 +22,8 @@ class IsstadPostProcessor(PostProcessor):
     does, but only on batches that the model scored: during stage 1 the pixel classifier is not trained yet, so
     :class:`~isstad_plugin.Isstad` skips validation and the statistics come from the trained model. When validation
     holds no anomalous image, the thresholds fall back to the highest normal score (anomalib's rule) and a warning
-    says so, because F1 thresholds then only bound the false positives.
+    says so, because F1 thresholds then only bound the false positives. Non-finite statistics stop the fit
+    (:func:`~isstad_plugin.divergence.check_validation_statistics`) before a checkpoint stores them.
 
     Args:
         **kwargs: :class:`~anomalib.post_processing.PostProcessor` options (sensitivities, enable flags).
@@ -52,7 +55,22 @@ class IsstadPostProcessor(PostProcessor):
                 "Give the datamodule a validation split with defects (e.g. val_split_mode=from_test) for F1 thresholds."
             )
         self._saw_anomalous = False
+        computed = self._updated_statistics()
         super().on_validation_epoch_end(trainer, pl_module)
+        check_validation_statistics(
+            {name: getattr(self, name) for name in computed}, int(getattr(pl_module, "stage", 2)), trainer.current_epoch
+        )
+
+    def _updated_statistics(self) -> list[str]:
+        """Names of the buffers that this validation's ``super().on_validation_epoch_end`` will overwrite."""
+        names = []
+        if self.enable_thresholding:
+            names += ["_image_threshold"] if self._image_threshold_metric.update_called else []
+            names += ["_pixel_threshold"] if self._pixel_threshold_metric.update_called else []
+        if self.enable_normalization:
+            names += ["image_min", "image_max"] if self._image_min_max_metric.update_called else []
+            names += ["pixel_min", "pixel_max"] if self._pixel_min_max_metric.update_called else []
+        return names
 
 
 def _has_anomalous(batch: Batch) -> bool:

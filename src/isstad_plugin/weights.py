@@ -191,14 +191,18 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: The file is not an ISSTAD checkpoint, was written before stage 1 ended, or its architecture differs.
+        ValueError: The file is truncated or not an ISSTAD checkpoint, was written before stage 1 ended, or its
+            architecture differs.
     """
     from anomalib.utils.serialization import anomalib_safe_globals
+
+    from isstad_plugin.checkpointing import check_checkpoint_file
 
     file = Path(path).expanduser()
     if not file.is_file():
         msg = f"stage1_checkpoint file not found: {file}. Pass the model.ckpt of a finished stage-1 (or later) fit"
         raise FileNotFoundError(msg)
+    check_checkpoint_file(file, "stage1_checkpoint")  # a truncated copy: one line naming it, not torch's message
     with anomalib_safe_globals():
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}

@@ -5,7 +5,7 @@ from pathlib import Path
 from anomalib.data import MVTecAD
 
 from isstad_plugin.data import high_bit_depth
-from isstad_plugin.data.checks import DatasetError, check_datamodule
+from isstad_plugin.data.checks import DatasetError, check_datamodule, missing_root_message
 from isstad_plugin.data.synthetic import DEFECT_TYPES, generate_dataset
 
 high_bit_depth.install()  # 16-bit images are read scaled instead of clipped (see the module)
@@ -23,11 +23,7 @@ class MVTec(MVTecAD):
         """Refuse a missing or empty category folder (anomalib would try to download MVTec AD)."""
         category_dir = Path(self.root) / self.category
         if not (category_dir / "train").is_dir():
-            msg = (
-                f"dataset folder {category_dir} has no train/ folder: pass --data.root and --data.category of an "
-                "MVTec-layout dataset (<root>/<category>/train/good, test/, ground_truth/)"
-            )
-            raise DatasetError(msg)
+            raise DatasetError(missing_root_message(category_dir))
         super().prepare_data()
 
 

@@ -81,7 +81,11 @@ def check_masks(image_paths: Iterable[str], mask_paths: Iterable[str], labels: I
         check_image(Path(mask_path))
         with Image.open(image_path) as image, Image.open(mask_path) as mask:
             if image.size != mask.size:
-                msg = f"mask {mask_path} is {mask.size[0]}x{mask.size[1]}, its image {image.size[0]}x{image.size[1]}"
+                (width, height), (mask_width, mask_height) = image.size, mask.size
+                msg = (
+                    f"mask {mask_path} is {mask_width}x{mask_height} but its image {image_path} is {width}x{height}: "
+                    f"resize the mask to {width}x{height} (nearest neighbour, to keep it binary) or replace it"
+                )
                 raise DatasetError(msg)
 
 
@@ -123,6 +127,14 @@ def check_mvtec_layout(category_dir: Path) -> None:
     defects = [p for p in tests if p.parent.name != "good"]
     masks = [str(category_dir / "ground_truth" / p.parent.name / f"{p.stem}_mask.png") for p in defects]
     check_masks([str(p) for p in defects], masks, [1] * len(defects))
+
+
+def missing_root_message(category_dir: Path) -> str:
+    """The one-line message for an MVTec-layout category folder without ``train/`` (shared by the datamodules)."""
+    return (
+        f"dataset folder {category_dir} has no train/ folder: pass --data.root and --data.category of an "
+        "MVTec-layout dataset (<root>/<category>/train/good, test/, ground_truth/)"
+    )
 
 
 def _images(folder: Path) -> list[Path]:

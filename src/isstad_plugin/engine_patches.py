@@ -1,0 +1,418 @@
+"""Fixes to anomalib's ``Engine`` and CLI for ISSTAD runs, so that no run is lost or overwritten.
+
+anomalib 2.7, unpatched:
+
+* ``Engine.train(..., ckpt_path=...)`` resumes the fit, then tests ``ckpt_path`` (the model it resumed FROM);
+* ``anomalib test`` / ``predict`` write ``config.yaml`` and images into the latest training run's folder, overwriting
+  the training run's own ``config.yaml``;
+* every fit moves the ``latest`` link to its new version folder when it starts, also when it then fails;
+* ``MVTecAD`` starts a 5 GB download for a missing or misspelled root/category and ends in a raw ``URLError``;
+* ``anomalib predict --data DIR`` stops at the first unreadable image;
+* a truncated ``--ckpt_path`` fails with torch's message, without the path; every error comes after a rich traceback.
+
+:func:`install` (run when ``isstad_plugin`` is imported, which the CLI does when it reads ``isstad_plugin.Isstad``)
+changes this for :class:`~isstad_plugin.Isstad` models only; other models keep anomalib's behaviour, except that
+unreadable images in ``predict`` folders are skipped with a warning for every model:
+
+* a resumed ``train`` tests the final, resumed model;
+* ``test``/``predict``/``validate`` write into a folder of their own, ``<run>/<command>/v<N>`` (``<run>`` is the run
+  of ``--ckpt_path`` when it lies in ``<run>/weights/lightning/``, else the ``latest`` run);
+* ``latest`` moves to a new version folder only when its fit has finished;
+* a missing MVTecAD category folder stops in one line when the category is not an MVTec AD one or the download host
+  is unreachable (or ``ISSTAD_OFFLINE=1``); a failed download stops in one line;
+* ``seed_everything`` of the config is applied before the model is built (anomalib's CLI never applies it);
+* ``--ckpt_path`` is checked before Lightning reads it (:func:`~isstad_plugin.checkpointing.check_checkpoint_file`);
+* under the ``anomalib`` command, errors with a one-line message (raised by this package, or the constructor's reason
+  inside jsonargparse's "Does not validate against any of the Union subtypes") are printed as that one line, last,
+  without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import functools
+import inspect
+import logging
+import os
+import re
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlparse
+
+from anomalib.data import MVTecAD
+from anomalib.data import predict as anomalib_predict
+from anomalib.data.datamodules.image import mvtecad as mvtecad_module
+from anomalib.data.datasets.image.mvtecad import CATEGORIES as MVTEC_CATEGORIES
+from anomalib.engine import Engine
+from anomalib.engine import engine as engine_module
+from anomalib.utils.path import _highest_version_dir
+from lightning.pytorch.trainer.states import TrainerStatus
+
+from isstad_plugin.checkpointing import check_checkpoint_file
+from isstad_plugin.data.checks import DatasetError, check_image, missing_root_message
+
+logger = logging.getLogger(__name__)
+
+_ORIGINAL: dict[str, Any] = {}
+_KEEP_LATEST: contextvars.ContextVar[bool] = contextvars.ContextVar("isstad_keep_latest", default=False)
+_COMMAND: contextvars.ContextVar[tuple[str, str | Path | None] | None] = contextvars.ContextVar(
+    "isstad_command", default=None
+)
+_PACKAGE_DIR = str(Path(__file__).parent) + os.sep
+_UNION_ERROR = "Does not validate against any of the Union subtypes"
+
+
+def _is_isstad(model: object) -> bool:
+    from isstad_plugin.lightning_model import Isstad
+
+    return isinstance(model, Isstad)
+
+
+# ------------------------------------------------------------------------------------------------ version folders
+def _create_versioned_dir(root_dir: str | Path) -> Path:
+    """Anomalib's ``create_versioned_dir``, without moving ``latest`` during an ISSTAD fit (moved when it ends)."""
+    if not _KEEP_LATEST.get():
+        return _ORIGINAL["create_versioned_dir"](root_dir)
+    root = Path(root_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    highest = _highest_version_dir(root)
+    version = root / f"v{int(highest[1:]) + 1 if highest else 0}"
+    version.mkdir()
+    return version
+
+
+def point_latest(version_dir: Path) -> None:
+    """Point ``<version_dir>/../latest`` at ``version_dir`` (atomically: a new link renamed over the old one)."""
+    if not re.fullmatch(r"v\d+", version_dir.name) or not version_dir.is_dir():
+        return
+    link = version_dir.parent / "latest"
+    if link.exists() and not link.is_symlink():
+        logger.warning("ISSTAD: %s is not a link; it was left as it is", link)
+        return
+    temporary = version_dir.parent / f".latest.{os.getpid()}"
+    try:
+        if temporary.is_symlink():
+            temporary.unlink()
+        temporary.symlink_to(version_dir, target_is_directory=True)
+        temporary.replace(link)
+    except OSError as error:  # e.g. no symlinks on this file system
+        logger.warning("ISSTAD: could not point %s at %s (%s)", link, version_dir, error)
+
+
+def _finished(engine: Engine) -> None:
+    trainer = engine.trainer
+    if trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED and not trainer.interrupted:
+        point_latest(Path(trainer.default_root_dir))
+
+
+def _run_folder(ckpt_path: str | Path | None) -> Path | None:
+    """``<run>`` of ``<run>/weights/lightning/<file>.ckpt``, else ``None``."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path).expanduser().resolve()
+    if path.parent.name == "lightning" and path.parent.parent.name == "weights":
+        return path.parent.parent.parent
+    return None
+
+
+def _setup_workspace(self: Engine, model: Any, *args: Any, versioned_dir: bool = False, **kwargs: Any) -> None:
+    """Anomalib's workspace, but test/predict/validate of a fresh Engine get a new ``<run>/<command>/v<N>``."""
+    _ORIGINAL["_setup_workspace"](self, model, *args, versioned_dir=versioned_dir, **kwargs)
+    command = _COMMAND.get()
+    if versioned_dir or command is None or self._trainer is not None or not _is_isstad(model):
+        return
+    name, ckpt_path = command
+    resolved = Path(self._cache.args["default_root_dir"])
+    base = _run_folder(ckpt_path) or (resolved if resolved.is_dir() else resolved.parent)
+    self._cache.args["default_root_dir"] = _ORIGINAL["create_versioned_dir"](base / name)
+
+
+# ------------------------------------------------------------------------------------------------ Engine methods
+def _fit(
+    self: Engine,
+    model: Any,
+    train_dataloaders: Any = None,
+    val_dataloaders: Any = None,
+    datamodule: Any = None,
+    ckpt_path: str | Path | None = None,
+) -> None:
+    if not _is_isstad(model):
+        return _ORIGINAL["fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    if ckpt_path:
+        check_checkpoint_file(ckpt_path)
+    token = _KEEP_LATEST.set(True)
+    try:
+        _ORIGINAL["fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    finally:
+        _KEEP_LATEST.reset(token)
+    _finished(self)
+    return None
+
+
+def _train(
+    self: Engine,
+    model: Any,
+    train_dataloaders: Any = None,
+    val_dataloaders: Any = None,
+    test_dataloaders: Any = None,
+    datamodule: Any = None,
+    ckpt_path: str | Path | None = None,
+) -> Any:
+    """Anomalib's ``train`` (fit, then test), testing the model the fit ended with, also after resuming."""
+    if not _is_isstad(model):
+        return _ORIGINAL["train"](
+            self, model, train_dataloaders, val_dataloaders, test_dataloaders, datamodule, ckpt_path
+        )
+    if ckpt_path:
+        ckpt_path = check_checkpoint_file(ckpt_path).resolve()
+    token = _KEEP_LATEST.set(True)
+    try:
+        self._setup_workspace(
+            model, train_dataloaders, val_dataloaders, test_dataloaders, datamodule, versioned_dir=True
+        )
+    finally:
+        _KEEP_LATEST.reset(token)
+    self._setup_trainer(model)
+    self.trainer.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    _finished(self)
+    return self.trainer.test(model, test_dataloaders, datamodule=datamodule)  # the trained model, not ckpt_path
+
+
+def _evaluating(name: str) -> Callable[..., Any]:
+    """``test``/``predict``/``validate``: check ``ckpt_path``, write into a folder of their own."""
+    original = _ORIGINAL[name]
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def wrapper(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        model = arguments.get("model")
+        if model is None and self._trainer is not None:
+            model = self._trainer.lightning_module
+        if not _is_isstad(model):
+            return original(self, *args, **kwargs)
+        ckpt_path = arguments.get("ckpt_path")
+        if ckpt_path:
+            check_checkpoint_file(ckpt_path)
+        token = _COMMAND.set((name, ckpt_path))
+        try:
+            result = original(self, *args, **kwargs)
+        finally:
+            _COMMAND.reset(token)
+        if name == "predict":
+            _report_skipped(self)
+        return result
+
+    return wrapper
+
+
+def _export(self: Engine, *args: Any, **kwargs: Any) -> Any:
+    arguments = inspect.signature(_ORIGINAL["export"]).bind(self, *args, **kwargs).arguments
+    if _is_isstad(arguments.get("model")) and arguments.get("ckpt_path"):
+        check_checkpoint_file(arguments["ckpt_path"])
+    return _ORIGINAL["export"](self, *args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ MVTecAD download
+def download_host_reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the host of ``url`` opens within ``timeout`` (``ISSTAD_OFFLINE=1``: never)."""
+    if os.environ.get("ISSTAD_OFFLINE", "") not in ("", "0"):
+        return False
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_mvtecad_download(root: Path, category: str) -> None:
+    """Before anomalib downloads MVTec AD (its category folder is missing): refuse what cannot succeed, in one line.
+
+    Raises:
+        DatasetError: The category is not an MVTec AD one (misspelled, other case), or the download host is
+            unreachable.
+    """
+    category_dir = root / category
+    if category not in MVTEC_CATEGORIES:
+        close = difflib.get_close_matches(category.lower(), MVTEC_CATEGORIES, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        msg = (
+            f"{missing_root_message(category_dir)}; '{category}' is not an MVTec AD category{hint}, so it cannot be "
+            "downloaded either"
+        )
+        raise DatasetError(msg)
+    url = mvtecad_module.DOWNLOAD_INFO.url
+    if not download_host_reachable(url):
+        msg = (
+            f"{missing_root_message(category_dir)}; MVTec AD (about 5 GB) cannot be downloaded: "
+            f"{urlparse(url).hostname} is unreachable (offline?)"
+        )
+        raise DatasetError(msg)
+
+
+def _mvtecad_prepare_data(self: MVTecAD) -> None:
+    trainer = getattr(self, "trainer", None)
+    root, category = Path(self.root), self.category
+    if not _is_isstad(getattr(trainer, "lightning_module", None)) or (root / category).is_dir():
+        return _ORIGINAL["mvtecad_prepare_data"](self)
+    check_mvtecad_download(root, category)
+    created = not root.exists()
+    logger.warning("ISSTAD: %s not found: downloading MVTec AD (about 5 GB) into %s", root / category, root)
+    try:
+        return _ORIGINAL["mvtecad_prepare_data"](self)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash is a RuntimeError
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        msg = (
+            f"download of MVTec AD into {root} failed ({type(error).__name__}: {error}): download "
+            "mvtec_anomaly_detection.tar.xz by hand (www.mvtec.com), extract it and pass --data.root"
+        )
+        raise DatasetError(msg) from None
+
+
+# ------------------------------------------------------------------------------------------------ predict folders
+def _predict_dataset_init(self: Any, path: str | Path, *args: Any, **kwargs: Any) -> None:
+    _ORIGINAL["predict_dataset_init"](self, path, *args, **kwargs)
+    readable, skipped = [], []
+    for filename in self.image_filenames:
+        try:
+            check_image(Path(filename))
+            readable.append(filename)
+        except DatasetError:
+            skipped.append(str(filename))
+    self.skipped_images = skipped
+    if skipped and not readable:
+        msg = f"none of the {len(skipped)} image(s) in {path} can be read (first: {skipped[0]}): replace them"
+        raise DatasetError(msg)
+    self.image_filenames = readable
+    if skipped:
+        logger.warning(skipped_message(skipped))
+
+
+def skipped_message(skipped: list[str]) -> str:
+    """One line listing the unreadable images that ``predict`` skipped."""
+    return (
+        f"predict skipped {len(skipped)} unreadable image(s), replace or remove them and predict again: "
+        f"{', '.join(skipped)}"
+    )
+
+
+def _report_skipped(engine: Engine) -> None:
+    """Repeat the list of skipped images as the last line of ``predict`` (``warning: predict skipped ...``)."""
+    loaders = engine.trainer.predict_dataloaders or []
+    loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+    skipped = [path for loader in loaders for path in getattr(getattr(loader, "dataset", None), "skipped_images", [])]
+    if skipped:  # printed, not logged: anomalib's log handlers wrap long lines, and this must be the last line
+        sys.stdout.flush()
+        print(f"warning: {skipped_message(skipped)}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ CLI errors
+def format_cli_error(error: BaseException) -> str | None:
+    """The one-line message of an error the user can fix, or ``None`` (its traceback is then shown).
+
+    Such errors are ``ValueError``/``OSError``/``FloatingPointError``/``RuntimeError`` raised by this package (their
+    messages are one line naming the option or file and the fix), and jsonargparse's "Does not validate against any of
+    the Union subtypes" around an ``isstad_plugin.Isstad`` constructor error, whose reason is extracted.
+    """
+    text = str(error)
+    if isinstance(error, ValueError) and text.startswith(_UNION_ERROR) and "isstad_plugin" in text:
+        reasons = [
+            line.strip()[2:]
+            for line in text.splitlines()
+            if line.strip().startswith("- ")
+            and not line.strip().startswith("- Expected a")
+            and _UNION_ERROR not in line
+            and "Problem with given class_path" not in line
+        ]
+        return f"--model isstad_plugin.Isstad: {reasons[-1]}" if reasons else None
+    if not isinstance(error, ValueError | OSError | FloatingPointError | RuntimeError):
+        return None
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames or not frames[-1].filename.startswith(_PACKAGE_DIR) or "\n" in text.strip():
+        return None
+    return text.strip()
+
+
+def _excepthook(
+    previous: Callable[..., Any],
+    exc_type: type[BaseException],
+    exc: BaseException,
+    tb: TracebackType | None,
+) -> None:
+    line = format_cli_error(exc) if exc is not None else None
+    if line is None:
+        previous(exc_type, exc, tb)
+        return
+    if os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
+        previous(exc_type, exc, tb)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(f"error: {line}", file=sys.stderr, flush=True)
+
+
+def _running_anomalib_cli() -> bool:
+    return Path(sys.argv[0] if sys.argv else "").name in ("anomalib", "anomalib.exe", "anomalib-script.py")
+
+
+# ------------------------------------------------------------------------------------------------ install
+def install() -> None:
+    """Apply the changes listed in the module docstring (idempotent)."""
+    if _ORIGINAL:
+        return
+    _ORIGINAL.update(
+        create_versioned_dir=engine_module.create_versioned_dir,
+        _setup_workspace=Engine._setup_workspace,
+        fit=Engine.fit,
+        train=Engine.train,
+        test=Engine.test,
+        predict=Engine.predict,
+        validate=Engine.validate,
+        export=Engine.export,
+        mvtecad_prepare_data=MVTecAD.prepare_data,
+        predict_dataset_init=anomalib_predict.PredictDataset.__init__,
+    )
+    engine_module.create_versioned_dir = _create_versioned_dir
+    Engine._setup_workspace = functools.wraps(_ORIGINAL["_setup_workspace"])(_setup_workspace)  # type: ignore[method-assign]
+    Engine.fit = functools.wraps(_ORIGINAL["fit"])(_fit)  # type: ignore[method-assign]
+    Engine.train = functools.wraps(_ORIGINAL["train"])(_train)  # type: ignore[method-assign]
+    for name in ("test", "predict", "validate"):
+        setattr(Engine, name, _evaluating(name))
+    Engine.export = functools.wraps(_ORIGINAL["export"])(_export)  # type: ignore[method-assign]
+    MVTecAD.prepare_data = functools.wraps(_ORIGINAL["mvtecad_prepare_data"])(_mvtecad_prepare_data)  # type: ignore[method-assign]
+    anomalib_predict.PredictDataset.__init__ = functools.wraps(_ORIGINAL["predict_dataset_init"])(  # type: ignore[method-assign]
+        _predict_dataset_init
+    )
+    cli_module = sys.modules.get("anomalib.cli.cli")
+    if cli_module is not None:  # the CLI imported the plugin while reading --model / --config
+        cli_class = cli_module.AnomalibCLI
+        _ORIGINAL["before_instantiate_classes"] = cli_class.before_instantiate_classes
+        cli_class.before_instantiate_classes = functools.wraps(cli_class.before_instantiate_classes)(
+            _seed_before_instantiation
+        )
+    if _running_anomalib_cli():
+        sys.excepthook = functools.partial(_excepthook, sys.excepthook)
+
+
+def _seed_before_instantiation(self: Any) -> None:
+    """Apply ``seed_everything`` before the classes are built, as its help says (anomalib 2.7 never applies it).
+
+    Only for ``isstad_plugin`` models: without it, two runs of the same config start from different weights.
+    """
+    _ORIGINAL["before_instantiate_classes"](self)
+    config = self.config.get(str(self.config.get("subcommand")), None)
+    model = config.get("model") if config is not None else None
+    class_path = str(getattr(model, "class_path", "") or "")
+    seed = config.get("seed_everything") if config is not None else None
+    if not class_path.startswith("isstad_plugin") or seed is None or seed is False:
+        return
+    from lightning.pytorch import seed_everything
+
+    seed_everything(None if seed is True else int(seed), workers=True)
