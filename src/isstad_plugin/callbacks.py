@@ -36,10 +36,7 @@ class IsstadStageSwitch(Callback):
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Enter stage 2 once stage 1 has run its epochs (or, with ``stage1_steps``, its optimiser steps)."""
         model: Any = pl_module  # an isstad_plugin.Isstad (not imported: it imports this module)
-        if model.step_budget:
-            done = trainer.global_step >= model.stage1_steps
-        else:
-            done = trainer.current_epoch >= model.stage1_epochs
+        done = model.stage1_complete(trainer.current_epoch, trainer.global_step)
         if model.stage == 1 and model.variant.finetune and done:
             model.enter_stage2()
             trainer.strategy.setup_optimizers(trainer)

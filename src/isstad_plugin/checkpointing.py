@@ -112,11 +112,11 @@ class IsstadCheckpoints(Callback):
             self.stage1
             and getattr(model, "stage", None) == 1
             and model.variant.finetune
-            and epoch + 1 == model.stage1_epochs
+            and model.stage1_complete(epoch + 1, trainer.global_step)
         )
         if stage1_ends:
             self._write(trainer, STAGE1)
-        if self._due(trainer, epoch):
+        if self._due(trainer, epoch, model):
             self._write(trainer, LAST)
             self._last_write = time.monotonic()
 
@@ -135,8 +135,10 @@ class IsstadCheckpoints(Callback):
                 trainer.limit_val_batches,
             )
 
-    def _due(self, trainer: Trainer, epoch: int) -> bool:
-        if trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs:
+    def _due(self, trainer: Trainer, epoch: int, model: Any) -> bool:
+        if trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch + 1:
+            return True
+        if getattr(model, "step_budget", 0) and model.budget_spent():
             return True
         if self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0:
             return True

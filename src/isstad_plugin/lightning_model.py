@@ -391,6 +391,12 @@ class Isstad(AnomalibModule):
         """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
         return self.stage1_steps + self.stage2_steps
 
+    def stage1_complete(self, epochs_done: int, global_step: int) -> bool:
+        """Whether stage 1 has run its length after ``epochs_done`` epochs and ``global_step`` optimiser steps."""
+        if self.step_budget:
+            return global_step >= self.stage1_steps
+        return epochs_done >= self.stage1_epochs
+
     def budget_spent(self) -> bool:
         """Whether a step budget has run all its steps (always ``False`` for an epoch budget)."""
         return bool(self.step_budget) and self.trainer.global_step >= self.step_budget
