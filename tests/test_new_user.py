@@ -184,6 +184,18 @@ def test_predict_writes_a_table_of_scores_and_pictures(demo_on_jpgs, jpg_root, t
     for row in rows:
         assert 0.0 <= float(row["pred_score"]) <= 1.0
         assert int(row["pred_label"]) == int(float(row["pred_score"]) >= 0.5)
+    # The table holds the post-processed (normalised) scores: those of the model's own forward (the exported path).
+    from anomalib.data.utils import read_image
+    from torchvision.transforms.v2.functional import resize
+
+    from isstad_plugin import Isstad
+
+    model = Isstad.load_from_checkpoint(checkpoint, weights_only=True, map_location="cpu").eval()
+    files = [Path(r["image_path"]) for r in rows[:3]]
+    batch = torch.stack([resize(read_image(f, as_tensor=True), [64, 64], antialias=True) for f in files])
+    with torch.no_grad():
+        expected = model(batch).pred_score
+    assert [float(r["pred_score"]) for r in rows[:3]] == pytest.approx(expected.tolist(), abs=1e-3)
     payload = json.loads((output / "predictions.json").read_text())
     assert len(payload["predictions"]) == 14
     assert "0.5 is the threshold" in payload["score"]

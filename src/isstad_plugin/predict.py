@@ -15,7 +15,7 @@ import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -48,6 +48,10 @@ class PredictionTable(Callback):
     Works with ``Engine.predict`` and with the CLI: ``anomalib predict ... --trainer.callbacks+=isstad_plugin.predict.
     PredictionTable --trainer.callbacks.output_dir reports/predict``.
 
+    The model's post-processor is a callback too, and Lightning runs the model's callbacks after the trainer's: when a
+    batch ends, its scores may not be normalised yet. A batch is therefore read one hook later (when the next batch
+    ends, or when the epoch ends), by which time every callback has post-processed it; one batch is held at a time.
+
     Args:
         output_dir: Folder of the two files (created).
     """
@@ -55,24 +59,33 @@ class PredictionTable(Callback):
     def __init__(self, output_dir: str | Path = "predictions") -> None:
         self.output_dir = Path(output_dir)
         self.rows: list[Prediction] = []
+        self._pending: Any = None
 
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start an empty table."""
         del trainer, pl_module
         self.rows = []
+        self._pending = None
 
     def on_predict_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any, **kwargs: Any
     ) -> None:
-        """Add one row per image of the batch."""
+        """Read the previous batch (post-processed by now); keep this one for later."""
         del trainer, pl_module, args, kwargs
-        self.rows.extend(predictions_of(outputs))
+        self._flush()
+        self._pending = outputs
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Write the table."""
+        """Read the last batch and write the table."""
         del pl_module
+        self._flush()
         if trainer.is_global_zero:
             write_predictions(self.rows, self.output_dir)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self.rows.extend(predictions_of(self._pending))
+            self._pending = None
 
 
 def predictions_of(batch: Any) -> list[Prediction]:
@@ -156,8 +169,10 @@ def run_predict(options: PredictOptions) -> PredictResult:
     from anomalib.engine import Engine
     from anomalib.visualization import ImageVisualizer
     from torch.utils.data import DataLoader
+    from torchvision.transforms.v2 import Resize
 
     from isstad_plugin.lightning_model import Isstad
+    from isstad_plugin.torch_model import IsstadModel
 
     for name, path in (("--ckpt", options.ckpt), ("--images", options.images)):
         if not path.exists():
@@ -167,7 +182,9 @@ def run_predict(options: PredictOptions) -> PredictResult:
     model = Isstad.load_from_checkpoint(options.ckpt, weights_only=True, map_location="cpu")
     visualizer: Any = ImageVisualizer(output_dir=output / "images") if options.save_images else None
     model.visualizer = visualizer  # anomalib's pictures under output/images/, or none
-    dataset = PredictDataset(options.images)
+    # Images of any size: resized to the model's input, as its pre-processor would, so that they batch together.
+    network = cast(IsstadModel, model.model)
+    dataset = PredictDataset(options.images, transform=Resize(list(network.image_size), antialias=True))
     loader = DataLoader(dataset, batch_size=options.batch_size, collate_fn=dataset.collate_fn)
     table = PredictionTable(output)
     engine = Engine(
