@@ -52,7 +52,7 @@ def test_documents_and_classifiers_state_the_same_versions():
     assert classified and min(classified) == floor
     old = f"{floor.major}.{floor.minor - 1}"
     for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
-        assert not re.search(rf"\b{re.escape(old)}[–-]3\.", page.read_text()), f"{page} still names Python {old}"
+        assert not re.search(rf"\b{re.escape(old)}[\u2013-]3\.", page.read_text()), f"{page} still names Python {old}"
 
 
 def test_licence_and_citation():
