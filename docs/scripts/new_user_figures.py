@@ -80,7 +80,7 @@ def main() -> None:
     }
     figures["counts"] = {"good": sum("good" in r["image_path"] for r in rows), "all": len(rows)}
     example = "parts/test/hole/000.jpg"
-    shutil.copy(predictions / "images" / "hole" / "000.jpg", STATIC / "predict_picture.png")
+    Image.open(predictions / "images" / "hole" / "000.jpg").save(STATIC / "predict_picture.png")  # JPEG -> PNG
     figures.update(_onnx(checkpoint, data / example, work / "export", rows, example))
     print(json.dumps(figures, indent=2))
     (work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
