@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +21,7 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 
 def test_there_are_configs():
-    assert {p.name for p in CONFIGS} >= {"isstad.yaml", "isstad_cpu.yaml"}
+    assert {p.name for p in CONFIGS} >= {"isstad.yaml", "isstad_cpu.yaml", "isstad_cpu_folder.yaml"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -57,3 +58,40 @@ def test_load_run_config_errors(tmp_path):
     other.write_text("model:\n  class_path: anomalib.models.Padim\n")
     with pytest.raises(ValueError, match=r"isstad_plugin\.Isstad"):
         load_run_config(other)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_learns_thresholds_on_a_validation_split_that_is_not_tested(path, dataset_root, tmp_path):
+    """Every shipped config takes its validation split from the test images (never `same_as_test`)."""
+    content = yaml.safe_load(path.read_text())
+    data = content["data"]["init_args"]
+    assert data["val_split_mode"] == "from_test"
+    assert 0.0 < data["val_split_ratio"] < 1.0
+    if "max_epochs" in content["trainer"]:  # thresholds are learnt once, on the trained model
+        assert content["trainer"].get("check_val_every_n_epoch") == content["trainer"]["max_epochs"]
+    module_name, class_name = content["data"]["class_path"].rsplit(".", 1)
+    datamodule_class = getattr(importlib.import_module(module_name), class_name)
+    if class_name == "Folder":  # the config's own layout: good/ and defect/ under root
+        tiles = dataset_root / "tiles"
+        root = tmp_path / "parts"
+        shutil.copytree(tiles / "train" / "good", root / "good")
+        for image in (tiles / "test").rglob("*.png"):
+            folder = "good" if image.parent.name == "good" else "defect"
+            (root / folder).mkdir(exist_ok=True)
+            shutil.copy(image, root / folder / f"test_{image.parent.name}_{image.name}")
+        datamodule = datamodule_class(**{**data, "root": root})
+    else:
+        datamodule = datamodule_class(**{**data, "root": dataset_root, "category": "tiles"})
+    datamodule.setup()
+    val, test = datamodule.val_data.samples, datamodule.test_data.samples
+    assert set(val.label_index) == {0, 1}, "thresholds need normal and defect images"
+    assert not set(val.image_path) & set(test.image_path)
+
+
+def test_benchmark_splits_validation_from_the_test_folder(dataset_root):
+    from isstad_plugin.runs import held_out_datamodule
+
+    datamodule = held_out_datamodule(dataset_root, "tiles", seed=0, val_split_ratio=0.3)
+    datamodule.setup()
+    assert not set(datamodule.val_data.samples.image_path) & set(datamodule.test_data.samples.image_path)
+    assert len(datamodule.val_data.samples) > 0

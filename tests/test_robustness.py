@@ -14,7 +14,7 @@ from PIL import Image
 
 import isstad_plugin.lightning_model as lightning_model
 from isstad_plugin import Isstad
-from isstad_plugin.data import MVTec, generate_dataset
+from isstad_plugin.data import MVTec, generate_dataset, high_bit_depth
 from isstad_plugin.data.checks import DatasetError
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 
@@ -114,11 +114,14 @@ def test_grayscale_rgba_16bit_and_non_square_images_train(tmp_path):
     datamodule = small_datamodule(root)
     datamodule.setup()
     sixteen = next(i for i, p in enumerate(datamodule.train_data.samples.image_path) if Image.open(p).mode == "I;16")
-    image = datamodule.train_data[sixteen].image
-    assert image.shape[0] == 3
-    assert 0.05 < float(image.mean()) < 0.95, "a 16-bit image must not be read clipped to white"
-    engine, model = _fit(tmp_path / "run", root)
-    results = engine.test(model, datamodule=small_datamodule(root))[0]
+    assert float(datamodule.train_data[sixteen].image.mean()) > 0.95, "anomalib alone clips (the opt-in is off)"
+    with high_bit_depth.installed():
+        image = datamodule.train_data[sixteen].image
+        assert image.shape[0] == 3
+        assert 0.05 < float(image.mean()) < 0.95, "a 16-bit image must not be read clipped to white"
+        engine, model = _fit(tmp_path / "run", root)
+        results = engine.test(model, datamodule=small_datamodule(root))[0]
+    assert not high_bit_depth.is_installed()
     assert 0.0 <= results["image_AUROC"] <= 1.0
 
 
@@ -127,8 +130,30 @@ def test_predict_folder_reads_16bit_images_scaled(tmp_path):
 
     gray = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 8).astype(np.uint16)  # 0 ... 32760
     Image.fromarray(gray).save(tmp_path / "sixteen.png")
-    image = PredictDataset(tmp_path)[0].image
+    callback = high_bit_depth.HighBitDepthImages()
+    callback.setup(None, None, "predict")
+    try:
+        image = PredictDataset(tmp_path)[0].image
+    finally:
+        callback.teardown(None, None, "predict")
     assert float(image.max()) == pytest.approx(32760 / 65535, abs=1e-4), "clipped to 8 bits"
+    assert not high_bit_depth.is_installed(), "the callback restores anomalib's reader"
+    assert float(PredictDataset(tmp_path)[0].image.max()) == pytest.approx(1.0), "anomalib's own reader clips"
+
+
+def test_importing_the_plugin_patches_nothing():
+    import subprocess
+    import sys
+
+    code = (
+        "import anomalib.data.datasets.base.image as m, matplotlib; backend = matplotlib.get_backend(); "
+        "reader = m.read_image; import isstad_plugin; from isstad_plugin import Isstad; import isstad_plugin.report; "
+        "import isstad_plugin.demo; assert m.read_image is reader, 'read_image replaced'; "
+        "assert matplotlib.get_backend() == backend, 'backend switched'"
+    )
+    env = {**__import__("os").environ, "MPLBACKEND": "svg"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):

@@ -2,18 +2,40 @@
 
 Public names follow the paper (Jin et al., "ISSTAD: Incremental Self-Supervised Learning Based on Transformer for
 Anomaly Detection and Localization"): the network is :class:`IsstadModel`, the anomalib model is :class:`Isstad`.
+
+The names are imported on first use (PEP 562), so that ``import isstad_plugin`` and the ``isstad`` command start
+without loading torch and anomalib, and importing the package changes nothing in other libraries.
 """
 
-from isstad_plugin import data as data  # defines the `MVTec` datamodule alias, so `--data MVTec` resolves in the CLI
-from isstad_plugin import engine_patches
-from isstad_plugin.callbacks import IsstadStageSwitch
-from isstad_plugin.checkpointing import IsstadCheckpoints
-from isstad_plugin.corruption import PixelCorruption
-from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps
-from isstad_plugin.lightning_model import Isstad
-from isstad_plugin.post_processor import IsstadPostProcessor
-from isstad_plugin.torch_model import IsstadModel, IsstadOutput
-from isstad_plugin.variants import VARIANTS, Variant
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from isstad_plugin import data as data
+    from isstad_plugin.callbacks import IsstadStageSwitch
+    from isstad_plugin.checkpointing import IsstadCheckpoints
+    from isstad_plugin.corruption import PixelCorruption
+    from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps
+    from isstad_plugin.lightning_model import Isstad
+    from isstad_plugin.post_processor import IsstadPostProcessor
+    from isstad_plugin.torch_model import IsstadModel, IsstadOutput
+    from isstad_plugin.variants import VARIANTS, Variant
+
+_LAZY = {
+    "VARIANTS": "isstad_plugin.variants",
+    "AnomalyFusion": "isstad_plugin.fusion",
+    "AnomalyMaps": "isstad_plugin.fusion",
+    "Isstad": "isstad_plugin.lightning_model",
+    "IsstadCheckpoints": "isstad_plugin.checkpointing",
+    "IsstadModel": "isstad_plugin.torch_model",
+    "IsstadOutput": "isstad_plugin.torch_model",
+    "IsstadPostProcessor": "isstad_plugin.post_processor",
+    "IsstadStageSwitch": "isstad_plugin.callbacks",
+    "PixelCorruption": "isstad_plugin.corruption",
+    "Variant": "isstad_plugin.variants",
+}
 
 __all__ = [
     "VARIANTS",
@@ -30,4 +52,18 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-engine_patches.install()  # resumed runs test the final model, runs are never overwritten, one-line CLI errors
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (and, for ``Isstad``, the ``MVTec`` datamodule alias) when it is first used."""
+    if name == "data":
+        return importlib.import_module("isstad_plugin.data")
+    if name not in _LAZY:
+        msg = f"module 'isstad_plugin' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__, "data"])

@@ -24,6 +24,7 @@ from anomalib.models import Draem, Padim, Patchcore
 from anomalib.models.components import AnomalibModule
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
+from isstad_plugin.devices import device_args
 from isstad_plugin.lightning_model import Isstad
 from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.runs import fit_and_test, held_out_datamodule
@@ -57,6 +58,8 @@ class BenchmarkOptions:
         batch_size: Training batch size of every model.
         val_split_ratio: Fraction of the test folder held out for thresholds.
         limit_train_batches: Lightning's ``limit_train_batches`` for every model (smoke tests).
+        accelerator: Lightning accelerator; ``auto`` is a CUDA GPU when torch sees one, else the CPU.
+        devices: Device count or list; ``auto`` is one device.
     """
 
     root: Path
@@ -76,6 +79,8 @@ class BenchmarkOptions:
     batch_size: int = 16
     val_split_ratio: float = 0.3
     limit_train_batches: int | float = 1.0
+    accelerator: str = "auto"
+    devices: str | int = "auto"
 
 
 @dataclass
@@ -266,8 +271,7 @@ def _run_one(
         callbacks=[EpochLog(name)],
         enable_progress_bar=False,
         logger=False,
-        accelerator="cpu",
-        devices=1,
+        **device_args(options.accelerator, options.devices),
         **budget,
         **trainer_args,
     )

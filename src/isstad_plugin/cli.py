@@ -1,4 +1,8 @@
-"""The ``isstad`` command: ``isstad demo`` and ``isstad benchmark``."""
+"""The ``isstad`` command: ``isstad demo``, ``isstad benchmark`` and ``isstad predict``.
+
+Only the standard library is imported here: ``isstad --help`` and ``isstad --version`` answer without loading torch
+or anomalib, which each subcommand imports when it runs.
+"""
 
 from __future__ import annotations
 
@@ -21,17 +25,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from isstad_plugin import __version__
+
     parser = argparse.ArgumentParser(prog="isstad", description="ISSTAD anomaly detection (anomalib plugin).")
+    parser.add_argument("--version", action="version", version=f"isstad-plugin {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train and test a small ISSTAD on generated data, write a report")
     demo.add_argument("--output", type=Path, default=Path("reports/demo"), help="report folder (default: %(default)s)")
     demo.add_argument("--fast", action="store_true", help="smoke run in well under a minute (numbers mean nothing)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data generation and training")
-    demo.add_argument("--data-root", type=Path, default=None, help="MVTec-layout root to use instead of generated data")
+    demo.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="your data instead of generated data: <root>/<category>/train/good, test/good, test/<defect>, "
+        "optional ground_truth/<defect> masks; any image type (.png, .jpg, ...)",
+    )
     demo.add_argument(
         "--category", default="tiles", help="category folder (generated: tiles, metal, fabric, wood, parts)"
     )
     demo.add_argument("--config", type=Path, default=None, help="run config (default: configs/isstad_cpu.yaml)")
+    _add_device_options(demo)
     demo.set_defaults(run=_run_demo)
 
     bench = commands.add_parser("benchmark", help="ISSTAD and anomalib peers on MVTec-layout data, tables out")
@@ -61,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="Lightning's limit: a count of batches (1) or a fraction of the epoch (0.5); for smoke runs",
     )
+    _add_device_options(bench)
     bench.set_defaults(run=_run_benchmark)
 
     diagnose = commands.add_parser(
@@ -74,7 +89,31 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--seed", type=int, default=0, help="seed of the split, as isstad benchmark (default: 0)")
     diagnose.add_argument("--edge-band", type=int, default=16, help="border band width in px (default: 16)")
     diagnose.set_defaults(run=_run_diagnose)
+
+    predict = commands.add_parser("predict", help="score a folder of images with a trained checkpoint: CSV, JSON")
+    predict.add_argument("--ckpt", type=Path, required=True, help="Isstad checkpoint (.ckpt) of a finished fit")
+    predict.add_argument("--images", type=Path, required=True, help="an image file or a folder of images (searched)")
+    predict.add_argument(
+        "--output", type=Path, default=Path("reports/predict"), help="predictions.csv/.json and images"
+    )
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--no-images", action="store_true", help="write only the tables, not anomalib's images")
+    _add_device_options(predict)
+    predict.set_defaults(run=_run_predict)
     return parser
+
+
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accelerator",
+        default="auto",
+        help="cpu, gpu, mps ... (default: auto = a CUDA GPU when torch sees one, else the CPU)",
+    )
+    parser.add_argument(
+        "--devices",
+        default="auto",
+        help="how many devices (2) or which (0,1); default auto = one device",
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -88,14 +127,14 @@ def _run_demo(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             category=args.category,
             config=args.config,
+            accelerator=args.accelerator,
+            devices=args.devices,
         )
     )
     metrics = result.metrics
+    pixel = f"{metrics['pixel_AUROC']:.3f}" if "pixel_AUROC" in metrics else "n/a (no masks)"
     print()
-    print(
-        f"ISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, "
-        f"pixel AUROC {metrics.get('pixel_AUROC', float('nan')):.3f}"
-    )
+    print(f"ISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, pixel AUROC {pixel}")
     print(
         f"  fit {result.fit_seconds:.0f} s, test {result.test_seconds:.0f} s, peak memory {result.peak_rss_mb:.0f} MB"
     )
@@ -103,6 +142,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         f"  report: {result.report}/metrics.md, panels: {result.report}/panels.png, "
         f"anomalib images: {result.report}/anomalib/"
     )
+    if result.loss_curve is not None:
+        print(f"  loss curve: {result.loss_curve} (values: {result.loss_curve.parent}/logs/)")
     return 0
 
 
@@ -131,6 +172,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         draem_minutes=args.draem_minutes,
         batch_size=args.batch_size,
         limit_train_batches=args.limit_train_batches,
+        accelerator=args.accelerator,
+        devices=args.devices,
     )
     run_benchmark(options)  # writes the tables after every model
     table = options.output / "results.md"
@@ -155,6 +198,27 @@ def _run_diagnose(args: argparse.Namespace) -> int:
     figures = run_diagnose(options)
     print(markdown(figures, options))
     print(f"\nreport: {options.output}/diagnose.md (+ diagnose.json, panels.png)")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from isstad_plugin.predict import PredictOptions, run_predict
+
+    table = run_predict(
+        PredictOptions(
+            ckpt=args.ckpt,
+            images=args.images,
+            output=args.output,
+            batch_size=args.batch_size,
+            save_images=not args.no_images,
+            accelerator=args.accelerator,
+            devices=args.devices,
+        )
+    )
+    anomalous = sum(row.pred_label for row in table.rows)
+    print()
+    print(f"{len(table.rows)} images scored: {anomalous} anomalous, {len(table.rows) - anomalous} normal")
+    print(f"  table: {table.csv} (+ {table.json.name})" + (f", pictures: {table.images}/" if table.images else ""))
     return 0
 
 

@@ -1,7 +1,9 @@
 """``isstad demo``: generate a dataset, train both stages of a small ISSTAD on the CPU, test it, write a report.
 
 Everything is offline: the data is generated procedurally (:mod:`isstad_plugin.data.synthetic`) unless
-``--data-root`` points at an MVTec-layout folder of the user's.
+``--data-root`` points at an MVTec-layout folder of the user's, which is read with anomalib's ``Folder`` (any image
+type; masks optional, without them only image metrics are computed). The loss per epoch is logged with Lightning's
+``CSVLogger`` and plotted to ``loss_curve.png``.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from anomalib.data import MVTecAD
+from anomalib.data import AnomalibDataModule, MVTecAD
 from anomalib.engine import Engine
 from anomalib.pre_processing import PreProcessor
 from lightning.pytorch import seed_everything
+from lightning.pytorch.loggers import CSVLogger
 
+from isstad_plugin.data import high_bit_depth
+from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
+from isstad_plugin.devices import device_args
 from isstad_plugin.lightning_model import Isstad
-from isstad_plugin.report import save_panels, write_metrics
+from isstad_plugin.report import save_loss_curve, save_panels, write_metrics
 from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.runs import fit_and_test
 
@@ -48,6 +54,8 @@ class DemoOptions:
         data_root: MVTec-layout root of the user's instead of generated data (``<root>/<category>/train/good`` ...).
         category: Category folder under ``data_root`` (generated data: the surface, default ``tiles``).
         config: Run config (anomalib CLI format); default ``configs/isstad_cpu.yaml``.
+        accelerator: Lightning accelerator; ``auto`` is a CUDA GPU when torch sees one, else the CPU.
+        devices: Device count or list; ``auto`` is one device.
     """
 
     output: Path = Path("reports/demo")
@@ -57,6 +65,8 @@ class DemoOptions:
     category: str = "tiles"
     config: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    accelerator: str = "auto"
+    devices: str | int = "auto"
 
 
 @dataclass
@@ -68,6 +78,7 @@ class DemoResult:
     fit_seconds: float
     test_seconds: float
     peak_rss_mb: float
+    loss_curve: Path | None = None
 
 
 def run_demo(options: DemoOptions) -> DemoResult:
@@ -89,11 +100,12 @@ def run_demo(options: DemoOptions) -> DemoResult:
         default_root_dir=output / "anomalib",
         **budget_trainer_args(stage1, stage2, unit),
         precision=config.trainer.get("precision", "32-true"),
-        logger=False,
-        accelerator="cpu",
-        devices=1,
+        logger=CSVLogger(save_dir=output, name="logs", version=""),  # output/logs/metrics.csv
+        log_every_n_steps=1,
+        **device_args(options.accelerator, options.devices),
     )
-    result = fit_and_test(engine, model, datamodule)
+    with high_bit_depth.installed():  # the user's 16-bit images are read scaled, for this run only
+        result = fit_and_test(engine, model, datamodule)
     metrics, fit_seconds, test_seconds = result.metrics, result.fit_seconds, result.test_seconds
 
     protocol = (
@@ -107,9 +119,11 @@ def run_demo(options: DemoOptions) -> DemoResult:
         f"ISSTAD demo on {root.name}/{options.category}",
         protocol,
     )
-    _write_panels(model, datamodule, output / "panels.png")
+    with high_bit_depth.installed():
+        _write_panels(model, datamodule, output / "panels.png")
+    curve = save_loss_curve(output / "logs" / "metrics.csv", output / "loss_curve.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return DemoResult(metrics, output, fit_seconds, test_seconds, peak)
+    return DemoResult(metrics, output, fit_seconds, test_seconds, peak, curve)
 
 
 def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, str]:
@@ -128,8 +142,8 @@ def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
         category_dir = options.data_root / options.category
         if not (category_dir / "train" / "good").is_dir():
             msg = (
-                f"--data-root {options.data_root}: no {options.category}/train/good folder; pass an MVTec-layout root "
-                "and its category with --category"
+                f"--data-root {options.data_root}: no {options.category}/train/good folder; pass a root laid out as "
+                "<root>/<category>/train/good, test/good, test/<defect> and its category with --category"
             )
             raise FileNotFoundError(msg)
         return options.data_root
@@ -147,14 +161,24 @@ def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
     return root
 
 
-def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> MVTecAD:
-    data_args = {key: value for key, value in config.data.items() if key not in ("root", "category")}
-    data_args.setdefault("val_split_mode", "from_test")
+SHARED_DATA_ARGS = ("train_batch_size", "eval_batch_size", "num_workers", "val_split_ratio", "test_split_ratio")
+"""Datamodule settings the demo takes from its config, whichever datamodule the config names."""
+
+
+def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> AnomalibDataModule:
+    """Generated data: ``MVTecAD``; the user's ``--data-root``: ``Folder`` over the same layout (any image type).
+
+    Thresholds are always learnt on a validation split taken from the test folder and never tested.
+    """
+    data_args: dict[str, Any] = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
     data_args.setdefault("val_split_ratio", 0.3)
-    return MVTecAD(root=root, category=options.category, seed=options.seed, **data_args)
+    data_args.update(val_split_mode="from_test", seed=options.seed)
+    if options.data_root is not None:
+        return mvtec_layout_folder(root, options.category, **data_args)
+    return MVTecAD(root=root, category=options.category, **data_args)
 
 
-def _write_panels(model: Isstad, datamodule: MVTecAD, path: Path) -> None:
+def _write_panels(model: Isstad, datamodule: AnomalibDataModule, path: Path) -> None:
     """Fig.-5-style panels for one test image of every defect type (and one good one)."""
     dataset = datamodule.test_data
     chosen: dict[str, int] = {}
@@ -164,7 +188,9 @@ def _write_panels(model: Isstad, datamodule: MVTecAD, path: Path) -> None:
     items = [dataset[i] for i in chosen.values()]
     transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     images = torch.stack([transform(cast(torch.Tensor, item.image)) for item in items])
-    masks = torch.stack([_resized_mask(item.gt_mask, images.shape[-2:]) for item in items])
+    masks = None  # image-level labels only: the GT column says "no GT"
+    if any(item.gt_mask is not None for item in items):
+        masks = torch.stack([_resized_mask(item.gt_mask, images.shape[-2:]) for item in items])
     save_panels(model.model, images, masks, path, titles=list(chosen))
 
 

@@ -10,7 +10,8 @@ anomalib 2.7, unpatched:
 * ``anomalib predict --data DIR`` stops at the first unreadable image;
 * a truncated ``--ckpt_path`` fails with torch's message, without the path; every error comes after a rich traceback.
 
-:func:`install` (run when ``isstad_plugin`` is imported, which the CLI does when it reads ``isstad_plugin.Isstad``)
+:func:`install` (run when :mod:`isstad_plugin.lightning_model` is first imported, i.e. when ``Isstad`` is first used,
+which the CLI does when it reads ``isstad_plugin.Isstad``; ``import isstad_plugin`` alone patches nothing)
 changes this for :class:`~isstad_plugin.Isstad` models only; other models keep anomalib's behaviour, except that
 unreadable images in ``predict`` folders are skipped with a warning for every model:
 

@@ -35,6 +35,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from isstad_plugin import engine_patches
 from isstad_plugin.augmentation import mae_augmentation
 from isstad_plugin.callbacks import IsstadStageSwitch
 from isstad_plugin.checkpointing import IsstadCheckpoints
@@ -58,6 +59,10 @@ from isstad_plugin.variants import Variant, get_variant
 from isstad_plugin.weights import load_mae_weights, load_stage1_checkpoint
 
 logger = logging.getLogger(__name__)
+
+# Engine behaviours for ISSTAD runs (resumed fits test the final model, test/predict write their own folders,
+# one-line CLI errors): installed once, when the model is first used, not when the package is imported.
+engine_patches.install()
 
 DEFAULT_MAX_EPOCHS = 1000
 """Lightning's ``max_epochs`` when none is given (a step budget stops the fit long before)."""

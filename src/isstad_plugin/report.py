@@ -7,12 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-
-mpl.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from isstad_plugin.torch_model import IsstadModel
 
@@ -53,7 +50,8 @@ def save_panels(
 ) -> Path:
     """Save one row per image: input, E, P, S and ground truth (the paper's Fig. 5).
 
-    E, P and S are drawn with one colour scale per column (0 to the 99.9th percentile over all rows).
+    E, P and S are drawn with one colour scale per column (0 to the 99.9th percentile over all rows), shown by a colour
+    bar under each column. The figure is drawn without pyplot, so the caller's matplotlib backend is left alone.
 
     Args:
         model: A trained network (put in eval mode here).
@@ -65,6 +63,17 @@ def save_panels(
     Returns:
         ``path``.
     """
+    fig = panel_figure(model, images, masks, titles)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+@torch.no_grad()
+def panel_figure(
+    model: IsstadModel, images: torch.Tensor, masks: torch.Tensor | None, titles: Sequence[str] | None = None
+) -> Figure:
+    """The figure :func:`save_panels` saves: five columns per image, a colour bar under E, P and S."""
     model.eval()
     maps = model.anomaly_maps(images)
     pixels = model.normalization.to_unit(images).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
@@ -74,23 +83,64 @@ def save_panels(
         ("S = E ⊙ P", _maps_or_none(maps.score)),
     ]
     rows = len(images)
-    fig, axes = plt.subplots(rows, 5, figsize=(10, 2.1 * rows), squeeze=False)
+    fig = Figure(figsize=(10, 2.1 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, 5, squeeze=False)
+    for col, (name, values) in enumerate(columns, start=1):
+        # One colour scale per column, shared by all rows, so that a normal image looks normal.
+        vmax = None if values is None else float(np.quantile(values, 0.999)) or 1.0
+        shown = None
+        for row in range(rows):
+            shown = _show(axes[row, col], None if values is None else values[row], name, cmap="inferno", vmax=vmax)
+        if shown is not None:
+            fig.colorbar(shown, ax=axes[:, col].tolist(), location="bottom", shrink=0.8, aspect=25, pad=0.01)
     for row in range(rows):
         _show(axes[row, 0], pixels[row].squeeze(), "input", cmap="gray")
-        for col, (name, values) in enumerate(columns, start=1):
-            # One colour scale per column, shared by all rows, so that a normal image looks normal.
-            vmax = None if values is None else float(np.quantile(values, 0.999)) or 1.0
-            _show(axes[row, col], None if values is None else values[row], name, cmap="inferno", vmax=vmax)
         gt = None if masks is None else masks[row].float().cpu().numpy()
         _show(axes[row, 4], gt, "GT", cmap="gray", vmax=1.0)
         if titles is not None:
             axes[row, 0].set_ylabel(titles[row], fontsize=9)
     for col, name in enumerate(["input", *(name for name, _ in columns), "GT"]):
         axes[0, col].set_title(name, fontsize=9)
-    fig.tight_layout()
+    return fig
+
+
+def save_loss_curve(metrics_csv: Path, path: Path, title: str = "ISSTAD training loss") -> Path:
+    """Plot ``train_loss`` per epoch from a Lightning ``CSVLogger`` file, with the stage-2 start marked.
+
+    Args:
+        metrics_csv: ``metrics.csv`` written by :class:`lightning.pytorch.loggers.CSVLogger`.
+        path: Output PNG path.
+        title: Figure title.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: The file has no ``train_loss`` values.
+    """
+    import csv
+
+    with metrics_csv.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train_loss")]
+    if not rows:
+        msg = f"{metrics_csv} has no train_loss column values: was the run logged with a CSVLogger?"
+        raise ValueError(msg)
+    epochs = [int(float(r["epoch"])) + 1 for r in rows]
+    losses = [float(r["train_loss"]) for r in rows]
+    stages = [int(float(r.get("stage") or 1)) for r in rows]
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    axis = fig.subplots()
+    for stage, colour in ((1, "tab:blue"), (2, "tab:orange")):
+        points = [(e, v) for e, v, s in zip(epochs, losses, stages, strict=True) if s == stage]
+        if points:
+            axis.plot(*zip(*points, strict=True), marker=".", color=colour, label=f"stage {stage}")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("train_loss (per-epoch mean)")
+    axis.set_title(title, fontsize=10)
+    axis.legend()
+    axis.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -98,13 +148,13 @@ def _maps_or_none(maps: torch.Tensor | None) -> np.ndarray | None:
     return None if maps is None else maps[:, 0].float().cpu().numpy()
 
 
-def _show(axis: Any, image: np.ndarray | None, name: str, cmap: str, vmax: float | None = None) -> None:
+def _show(axis: Any, image: np.ndarray | None, name: str, cmap: str, vmax: float | None = None) -> Any:
+    """Draw one cell; return the image artist (``None`` for an empty cell)."""
     axis.set_xticks([])
     axis.set_yticks([])
     if image is None:
         axis.text(0.5, 0.5, f"no {name.split()[0]}", ha="center", va="center", fontsize=8)
-        return
+        return None
     if image.ndim == 3:
-        axis.imshow(image)
-    else:
-        axis.imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)
+        return axis.imshow(image)
+    return axis.imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)

@@ -4,11 +4,9 @@ from pathlib import Path
 
 from anomalib.data import MVTecAD
 
-from isstad_plugin.data import high_bit_depth
 from isstad_plugin.data.checks import DatasetError, check_datamodule, missing_root_message
+from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import DEFECT_TYPES, generate_dataset
-
-high_bit_depth.install()  # 16-bit images are read scaled instead of clipped (see the module)
 
 
 class MVTec(MVTecAD):
@@ -27,4 +25,4 @@ class MVTec(MVTecAD):
         super().prepare_data()
 
 
-__all__ = ["DEFECT_TYPES", "DatasetError", "MVTec", "check_datamodule", "generate_dataset"]
+__all__ = ["DEFECT_TYPES", "DatasetError", "MVTec", "check_datamodule", "generate_dataset", "mvtec_layout_folder"]

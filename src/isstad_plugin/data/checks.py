@@ -7,11 +7,18 @@ masks are missing, and clip 16-bit images to 8 bits. :func:`check_mvtec_layout` 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 from anomalib.data.datasets.image.mvtecad import IMG_EXTENSIONS
 from PIL import Image, UnidentifiedImageError
+from torchvision.datasets.folder import IMG_EXTENSIONS as FOLDER_EXTENSIONS_LOWER
+
+logger = logging.getLogger(__name__)
+
+FOLDER_EXTENSIONS = tuple(sorted({*FOLDER_EXTENSIONS_LOWER, *(e.upper() for e in FOLDER_EXTENSIONS_LOWER)}))
+"""What anomalib's ``Folder`` reads by default (torchvision's image extensions, any case)."""
 
 
 class DatasetError(ValueError):
@@ -93,10 +100,13 @@ def check_datamodule(datamodule: object) -> None:
     """Check the train, validation and test splits of an anomalib datamodule that has been set up.
 
     Datamodules without anomalib's ``train_data`` / ``test_data`` (or dataloaders passed directly) are not checked.
+    A split without any mask (image-level labels only, e.g. ``Folder`` without ``mask_dir``) is tested with image
+    metrics only: one log line says so. Once one defect image of a split has a mask, every one needs one.
 
     Raises:
         DatasetError: An empty split, an unreadable image or a missing or mis-sized mask (one line naming it).
     """
+    without_masks: list[str] = []
     for split in ("train", "val", "test"):
         try:
             samples = getattr(datamodule, f"{split}_data").samples
@@ -104,7 +114,18 @@ def check_datamodule(datamodule: object) -> None:
             continue
         check_images(samples.image_path, split)
         if split != "train" and "mask_path" in samples and "label_index" in samples:
-            check_masks(samples.image_path, samples.mask_path.fillna(""), samples.label_index)
+            masks = samples.mask_path.fillna("").astype(str)
+            defects = samples.label_index.astype(int) == 1
+            if defects.any() and (masks[defects] == "").all():
+                without_masks.append(split)
+                continue
+            check_masks(samples.image_path, masks, samples.label_index)
+    if without_masks:
+        logger.info(
+            "no masks in the %s split(s) (image-level labels only): pixel metrics are skipped and image metrics "
+            "computed; give the datamodule masks (Folder: mask_dir) for pixel metrics",
+            " and ".join(without_masks),
+        )
 
 
 def check_mvtec_layout(category_dir: Path) -> None:
@@ -119,12 +140,26 @@ def check_mvtec_layout(category_dir: Path) -> None:
     """
     train = sorted(_images(category_dir / "train" / "good"))
     if not train:
-        msg = f"no training images in {category_dir / 'train' / 'good'}: put the normal images there"
+        others = sorted({p.suffix for p in _images(category_dir / "train" / "good", FOLDER_EXTENSIONS)})
+        if others:
+            msg = (
+                f"{category_dir / 'train' / 'good'} holds {', '.join(others)} images but anomalib's MVTecAD reads only "
+                ".png: use anomalib.data.Folder (configs/isstad_cpu_folder.yaml) or `isstad demo --data-root`"
+            )
+        else:
+            msg = f"no training images in {category_dir / 'train' / 'good'}: put the normal images there"
         raise DatasetError(msg)
     check_images(train, "train")
     tests = sorted(_images(category_dir / "test"))
     check_images(tests, "test")
     defects = [p for p in tests if p.parent.name != "good"]
+    if defects and not (category_dir / "ground_truth").is_dir():
+        msg = (
+            f"{category_dir} has defect images but no ground_truth/ folder: anomalib's MVTecAD needs a mask per defect "
+            "image; for image-level labels only use anomalib.data.Folder (configs/isstad_cpu_folder.yaml) or "
+            "`isstad demo --data-root`"
+        )
+        raise DatasetError(msg)
     masks = [str(category_dir / "ground_truth" / p.parent.name / f"{p.stem}_mask.png") for p in defects]
     check_masks([str(p) for p in defects], masks, [1] * len(defects))
 
@@ -137,5 +172,6 @@ def missing_root_message(category_dir: Path) -> str:
     )
 
 
-def _images(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.suffix in IMG_EXTENSIONS] if folder.is_dir() else []
+def _images(folder: Path, extensions: Iterable[str] = IMG_EXTENSIONS) -> list[Path]:
+    suffixes = tuple(extensions)
+    return [p for p in folder.rglob("*") if p.suffix in suffixes] if folder.is_dir() else []

@@ -1,16 +1,27 @@
-"""16-bit (and 32-bit integer or float) grayscale images in anomalib's image datasets.
+"""16-bit (and 32-bit integer or float) grayscale images in anomalib's image datasets: an explicit opt-in.
 
 anomalib 2.7 reads every dataset image with ``PIL.Image.open(path).convert("RGB")``, which clips 16-bit values to
 255: a 16-bit image becomes almost white. :func:`install` makes the image datasets (``anomalib.data.datasets.base.
 image``, used by MVTecAD, Folder and the other image datamodules) read such images scaled by their bit depth to
 ``[0, 1]`` and repeated over three channels; 8-bit images keep anomalib's own reader. It also covers
 ``anomalib predict --data DIR`` (``anomalib.data.predict``) and the synthetic validation split
-(``anomalib.data.utils.synthetic``). It is installed when ``isstad_plugin`` is imported. Exported models are fed
-by anomalib's inferencers, which still read 8-bit images: convert 16-bit images before inference there.
+(``anomalib.data.utils.synthetic``).
+
+Importing ``isstad_plugin`` changes nothing in anomalib. Opt in with one of:
+
+* Python, for the whole process: ``high_bit_depth.install()`` (``uninstall()`` restores anomalib's reader);
+* Python, for a block: ``with high_bit_depth.installed(): engine.fit(...)``;
+* anomalib's CLI, for one run: ``--trainer.callbacks+=isstad_plugin.data.high_bit_depth.HighBitDepthImages`` (the
+  callback installs the reader when the run is set up and restores anomalib's at its end).
+
+``isstad demo`` uses it for the data it reads. Exported models are fed by anomalib's inferencers, which still read
+8-bit images: convert 16-bit images before inference there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +31,7 @@ from anomalib.data import predict as anomalib_predict
 from anomalib.data.datasets.base import image as anomalib_image_dataset
 from anomalib.data.utils import synthetic as anomalib_synthetic
 from anomalib.data.utils.image import read_image as anomalib_read_image
+from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -64,7 +76,58 @@ def read_image(path: str | Path, as_tensor: bool = False) -> Any:
     return rgb
 
 
+_MODULES = (anomalib_image_dataset, anomalib_predict, anomalib_synthetic)
+
+
 def install() -> None:
     """Make anomalib's image datasets, predict folders and synthetic splits use :func:`read_image` (idempotent)."""
-    for module in (anomalib_image_dataset, anomalib_predict, anomalib_synthetic):
+    for module in _MODULES:
         module.read_image = read_image  # type: ignore[attr-defined]
+
+
+def uninstall() -> None:
+    """Give anomalib its own reader back (idempotent)."""
+    for module in _MODULES:
+        module.read_image = anomalib_read_image  # type: ignore[attr-defined]
+
+
+def is_installed() -> bool:
+    """Whether anomalib's image datasets currently use :func:`read_image`."""
+    return all(getattr(module, "read_image", None) is read_image for module in _MODULES)
+
+
+@contextmanager
+def installed() -> Iterator[None]:
+    """Use :func:`read_image` inside the ``with`` block; the previous reader is restored after it."""
+    was_installed = is_installed()
+    install()
+    try:
+        yield
+    finally:
+        if not was_installed:
+            uninstall()
+
+
+class HighBitDepthImages(Callback):
+    """A Lightning callback that reads 16-bit images scaled during one run (for ``--trainer.callbacks``).
+
+    The reader is installed when the trainer sets up (before the datamodule reads an image) and anomalib's reader is
+    restored at teardown, unless it was installed before the run.
+    """
+
+    def __init__(self) -> None:
+        self._restore = False
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Install the reader for this run."""
+        del trainer, pl_module, stage
+        if not is_installed():
+            install()
+            self._restore = True
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Restore anomalib's reader if this callback installed ours."""
+        del trainer, pl_module, stage
+        if self._restore:
+            uninstall()
+            self._restore = False

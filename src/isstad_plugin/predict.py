@@ -1,0 +1,199 @@
+"""``isstad predict`` and :class:`PredictionTable`: a per-image table of scores and labels for a folder of images.
+
+anomalib's ``predict`` writes one picture per image (input, anomaly map, predicted mask) but no table. The
+:class:`PredictionTable` callback collects, for every predicted image, its path, the normalised score, the label and
+the share of its pixels in the predicted mask, and writes ``predictions.csv`` and ``predictions.json``.
+
+Scores are anomalib's normalised scores: the post-processor maps the threshold learnt on the validation split to
+0.5 and the validation minimum and maximum to about 0 and 1 (clamped to ``[0, 1]``); an image is labelled anomalous
+when its score is at least 0.5.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from isstad_plugin.devices import device_args
+
+FIELDS = ("image_path", "pred_score", "pred_label", "anomalous_area")
+
+
+@dataclass
+class Prediction:
+    """One predicted image.
+
+    Attributes:
+        image_path: The image file.
+        pred_score: Normalised anomaly score in ``[0, 1]``; 0.5 is the threshold learnt on validation.
+        pred_label: 1 for anomalous (``pred_score >= 0.5``), 0 for normal.
+        anomalous_area: Fraction of the image's pixels in the predicted anomaly mask (``nan`` without a mask).
+    """
+
+    image_path: str
+    pred_score: float
+    pred_label: int
+    anomalous_area: float
+
+
+class PredictionTable(Callback):
+    """Collect every predicted image's score and label; write ``predictions.csv`` and ``predictions.json``.
+
+    Works with ``Engine.predict`` and with the CLI: ``anomalib predict ... --trainer.callbacks+=isstad_plugin.predict.
+    PredictionTable --trainer.callbacks.output_dir reports/predict``.
+
+    The model's post-processor is a callback too, and Lightning runs the model's callbacks after the trainer's: when a
+    batch ends, its scores may not be normalised yet. A batch is therefore read one hook later (when the next batch
+    ends, or when the epoch ends), by which time every callback has post-processed it; one batch is held at a time.
+
+    Args:
+        output_dir: Folder of the two files (created).
+    """
+
+    def __init__(self, output_dir: str | Path = "predictions") -> None:
+        self.output_dir = Path(output_dir)
+        self.rows: list[Prediction] = []
+        self._pending: Any = None
+
+    def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start an empty table."""
+        del trainer, pl_module
+        self.rows = []
+        self._pending = None
+
+    def on_predict_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        """Read the previous batch (post-processed by now); keep this one for later."""
+        del trainer, pl_module, args, kwargs
+        self._flush()
+        self._pending = outputs
+
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Read the last batch and write the table."""
+        del pl_module
+        self._flush()
+        if trainer.is_global_zero:
+            write_predictions(self.rows, self.output_dir)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self.rows.extend(predictions_of(self._pending))
+            self._pending = None
+
+
+def predictions_of(batch: Any) -> list[Prediction]:
+    """The rows of one predicted batch (an anomalib ``ImageBatch`` after post-processing)."""
+    scores = torch.as_tensor(batch.pred_score).detach().float().cpu().reshape(-1)
+    labels = torch.as_tensor(batch.pred_label).detach().cpu().reshape(-1) if batch.pred_label is not None else None
+    masks = getattr(batch, "pred_mask", None)
+    areas = (
+        torch.as_tensor(masks).detach().float().cpu().reshape(len(scores), -1).mean(dim=1)
+        if masks is not None
+        else torch.full_like(scores, float("nan"))
+    )
+    rows = []
+    for index, path in enumerate(batch.image_path):
+        label = int(labels[index]) if labels is not None else int(float(scores[index]) >= 0.5)
+        rows.append(Prediction(str(path), float(scores[index]), label, float(areas[index])))
+    return rows
+
+
+def write_predictions(rows: list[Prediction], folder: Path) -> tuple[Path, Path]:
+    """Write ``predictions.csv`` (one line per image) and ``predictions.json``; return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = folder / "predictions.csv", folder / "predictions.json"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**asdict(row), "pred_score": f"{row.pred_score:.4f}", "anomalous_area": _area(row)})
+    payload = {
+        "score": "normalised: 0.5 is the threshold learnt on the validation split; pred_label 1 = anomalous",
+        "predictions": [asdict(row) for row in rows],
+    }
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    return csv_path, json_path
+
+
+def _area(row: Prediction) -> str:
+    return "" if row.anomalous_area != row.anomalous_area else f"{row.anomalous_area:.4f}"  # nan: no mask
+
+
+@dataclass
+class PredictOptions:
+    """Options of ``isstad predict``.
+
+    Attributes:
+        ckpt: An ``Isstad`` checkpoint of a finished fit (thresholds learnt).
+        images: An image file or a folder (searched recursively; every image type anomalib reads).
+        output: Folder of ``predictions.csv``/``.json`` and (``save_images``) anomalib's pictures under ``images/``.
+        batch_size: Images per forward pass.
+        save_images: Write anomalib's picture of every image (input, anomaly map, predicted mask).
+        accelerator: Lightning accelerator (``auto``: a CUDA GPU when torch sees one, else the CPU).
+        devices: Device count or list (``auto``: one).
+    """
+
+    ckpt: Path
+    images: Path
+    output: Path = Path("reports/predict")
+    batch_size: int = 8
+    save_images: bool = True
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+
+
+@dataclass
+class PredictResult:
+    """The table's rows and files, and the folder of anomalib's pictures (``None`` when not written)."""
+
+    rows: list[Prediction]
+    csv: Path
+    json: Path
+    images: Path | None = None
+
+
+def run_predict(options: PredictOptions) -> PredictResult:
+    """Score every image under ``options.images`` with the checkpoint; write the table (and pictures).
+
+    Raises:
+        FileNotFoundError: The checkpoint or the images do not exist.
+    """
+    from anomalib.data import PredictDataset
+    from anomalib.engine import Engine
+    from anomalib.visualization import ImageVisualizer
+    from torch.utils.data import DataLoader
+    from torchvision.transforms.v2 import Resize
+
+    from isstad_plugin.lightning_model import Isstad
+    from isstad_plugin.torch_model import IsstadModel
+
+    for name, path in (("--ckpt", options.ckpt), ("--images", options.images)):
+        if not path.exists():
+            msg = f"{name} {path} does not exist"
+            raise FileNotFoundError(msg)
+    output = options.output.resolve()
+    model = Isstad.load_from_checkpoint(options.ckpt, weights_only=True, map_location="cpu")
+    visualizer: Any = ImageVisualizer(output_dir=output / "images") if options.save_images else None
+    model.visualizer = visualizer  # anomalib's pictures under output/images/, or none
+    # Images of any size: resized to the model's input, as its pre-processor would, so that they batch together.
+    network = cast(IsstadModel, model.model)
+    dataset = PredictDataset(options.images, transform=Resize(list(network.image_size), antialias=True))
+    loader = DataLoader(dataset, batch_size=options.batch_size, collate_fn=dataset.collate_fn)
+    table = PredictionTable(output)
+    engine = Engine(
+        default_root_dir=output / "anomalib",
+        callbacks=[table],
+        logger=False,
+        enable_progress_bar=False,
+        **device_args(options.accelerator, options.devices),
+    )
+    engine.predict(model, dataloaders=loader, return_predictions=False, ckpt_path=options.ckpt)
+    images = output / "images" if options.save_images else None
+    return PredictResult(table.rows, output / "predictions.csv", output / "predictions.json", images)
