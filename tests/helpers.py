@@ -23,6 +23,23 @@ TINY_NETWORK: dict[str, Any] = {
 """Patch 8, 2 encoder and 2 decoder blocks of width 32: small enough for CPU tests."""
 
 
+TINY_CLI_NETWORK = [
+    "--model.image_size",
+    "64",
+    "--model.encoder",
+    "vit_micro_patch8",
+    "--model.encoder_depth",
+    "1",
+    "--model.decoder_dim",
+    "32",
+    "--model.decoder_depth",
+    "1",
+    "--model.decoder_heads",
+    "2",
+]
+"""Command-line options of a 64-px network small enough for CLI tests on a CPU."""
+
+
 def tiny_model(**overrides: Any) -> IsstadModel:
     """A 32-px IsstadModel of :data:`TINY_NETWORK` size."""
     return IsstadModel(**{"image_size": 32, **TINY_NETWORK, **overrides})

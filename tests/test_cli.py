@@ -9,21 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_CLI_NETWORK
+
 REPO = Path(__file__).parents[1]
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 TINY = [
-    "--model.image_size",
-    "64",
-    "--model.encoder",
-    "vit_micro_patch8",
-    "--model.encoder_depth",
-    "1",
-    "--model.decoder_dim",
-    "32",
-    "--model.decoder_depth",
-    "1",
-    "--model.decoder_heads",
-    "2",
+    *TINY_CLI_NETWORK,
     "--model.stage1_steps",
     "2",
     "--model.stage2_steps",
