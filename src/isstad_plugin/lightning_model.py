@@ -37,6 +37,7 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from isstad_plugin.callbacks import IsstadStageSwitch
 from isstad_plugin.corruption import PixelCorruption
+from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_datamodule, check_mvtec_layout
 from isstad_plugin.fusion import ScoreAggregation
 from isstad_plugin.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
@@ -129,6 +130,8 @@ class Isstad(AnomalibModule):
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
+        train_cache_gb: Memory limit (GiB) of the training-image cache: the decoded, resized training images are kept
+            in memory for the whole fit (:class:`~isstad_plugin.data.cache.TrainDataCache`); ``0`` turns it off.
         pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` + ImageNet normalisation.
         post_processor: anomalib post-processor, ``True`` for :class:`~isstad_plugin.IsstadPostProcessor`.
         evaluator: anomalib evaluator, ``True`` for image/pixel AUROC and F1.
@@ -176,6 +179,7 @@ class Isstad(AnomalibModule):
         smoothing_sigma: float = 4.0,
         score_aggregation: ScoreAggregation = "mean",
         topk_fraction: float = 0.01,
+        train_cache_gb: float = 4.0,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -246,6 +250,7 @@ class Isstad(AnomalibModule):
         self.encoder_weights = o["encoder_weights"]
         self.load_decoder_weights = o["load_decoder_weights"]
         self.stage1_checkpoint = o["stage1_checkpoint"]
+        self.train_cache_gb = float(o["train_cache_gb"])
         self.stage = 1 if (self.stage1_epochs > 0 or not self.variant.finetune) else 2
         if self.stage == 2:
             self.enter_stage2()
@@ -265,10 +270,10 @@ class Isstad(AnomalibModule):
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """Anomalib's component callbacks plus :class:`~isstad_plugin.IsstadStageSwitch`."""
+        """Anomalib's component callbacks, :class:`~isstad_plugin.IsstadStageSwitch` and the train-data cache."""
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
-        return [*callbacks, IsstadStageSwitch()]
+        return [*callbacks, IsstadStageSwitch(), TrainDataCache(self.train_cache_gb)]
 
     @property
     def learning_type(self) -> LearningType:
