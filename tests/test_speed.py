@@ -106,3 +106,59 @@ def test_cache_callback_ignores_fits_without_datamodule():
 
     callback.setup(_Trainer(), None, "fit")  # type: ignore[arg-type]
     assert callback._wrapped is None
+
+
+# ---------------------------------------------------------------------------------------------------- precision
+def test_cpu_flags_and_bf16_detection(tmp_path):
+    from isstad_plugin.precision import bf16_is_fast, cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") is None
+    assert bf16_is_fast("cpu", {"avx512f", "avx512_bf16"})[0]
+    assert bf16_is_fast("cpu", {"amx_bf16"})[0]
+    fast, reason = bf16_is_fast("cpu", {"avx2", "avx512f"})
+    assert not fast and "no avx512_bf16" in reason
+    assert not bf16_is_fast("mps")[0]
+
+
+def test_bf16_on_cuda_follows_compute_capability(monkeypatch):
+    from isstad_plugin import precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert precision.bf16_is_fast("cuda")[0]
+    assert precision.default_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert not precision.bf16_is_fast("cuda:0")[0]
+
+
+def test_resolve_precision_keeps_a_forced_choice(monkeypatch, caplog):
+    from isstad_plugin import precision
+
+    assert precision.resolve_precision("32-true") == "32-true"
+    assert precision.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    precision.hardware_precision.cache_clear()
+    monkeypatch.setattr(precision, "bf16_is_fast", lambda device: (False, "test"))
+    with caplog.at_level(logging.INFO, logger="isstad_plugin.precision"):
+        assert precision.resolve_precision("auto", "cpu") == "32-true"
+        assert precision.resolve_precision(None, "cpu") == "32-true"
+    assert sum("ISSTAD precision on cpu: 32-true" in r.message for r in caplog.records) == 1  # logged once
+    precision.hardware_precision.cache_clear()
+
+
+@pytest.mark.parametrize("forced", ["bf16-mixed", "32-true"])
+def test_hardware_precision_plugin_drives_autocast(forced):
+    from lightning.pytorch import Trainer
+
+    from isstad_plugin import HardwarePrecision
+
+    plugin = HardwarePrecision(device="cpu", precision=forced)
+    trainer = Trainer(plugins=[plugin], accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+    assert trainer.precision == forced
+    with trainer.strategy.precision_plugin.forward_context():
+        dtype = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    assert dtype == (torch.bfloat16 if forced == "bf16-mixed" else torch.float32)
+    with pytest.raises(ValueError, match="HardwarePrecision precision"):
+        HardwarePrecision(device="cpu", precision="16-mixed")  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps
 from isstad_plugin.lightning_model import Isstad
 from isstad_plugin.post_processor import IsstadPostProcessor
+from isstad_plugin.precision import HardwarePrecision
 from isstad_plugin.torch_model import IsstadModel, IsstadOutput
 from isstad_plugin.variants import VARIANTS, Variant
 
@@ -17,6 +18,7 @@ __all__ = [
     "VARIANTS",
     "AnomalyFusion",
     "AnomalyMaps",
+    "HardwarePrecision",
     "Isstad",
     "IsstadModel",
     "IsstadOutput",

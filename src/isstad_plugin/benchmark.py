@@ -25,6 +25,7 @@ from anomalib.models.components import AnomalibModule
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from isstad_plugin.lightning_model import Isstad
+from isstad_plugin.precision import resolve_precision
 from isstad_plugin.run_config import load_run_config, packaged_config
 from isstad_plugin.runs import fit_and_test, held_out_datamodule
 from isstad_plugin.variants import get_variant
@@ -186,7 +187,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     if stage1 < 1 or stage2 < 1:
         msg = f"--stage1-epochs ({stage1}) and --stage2-epochs ({stage2}) must both be at least 1"
         raise ValueError(msg)
-    precision = {"precision": config.trainer["precision"]} if "precision" in config.trainer else {}
+    precision = {"precision": resolve_precision(config.trainer.get("precision"))}  # unset: from the hardware
     specs: list[ModelSpec] = []
     for name in options.variants:
         variant = get_variant(name)

@@ -21,6 +21,7 @@ from lightning.pytorch import seed_everything
 
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.lightning_model import Isstad
+from isstad_plugin.precision import resolve_precision
 from isstad_plugin.report import save_panels, write_metrics
 from isstad_plugin.run_config import RunConfig, load_run_config, packaged_config
 from isstad_plugin.runs import fit_and_test
@@ -82,7 +83,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         default_root_dir=output / "anomalib",
         max_epochs=max_epochs,
         check_val_every_n_epoch=max_epochs,
-        precision=config.trainer.get("precision", "32-true"),
+        precision=resolve_precision(config.trainer.get("precision")),  # "auto" when unset: from the hardware
         logger=False,
         accelerator="cpu",
         devices=1,
