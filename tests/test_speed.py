@@ -162,3 +162,93 @@ def test_hardware_precision_plugin_drives_autocast(forced):
     assert dtype == (torch.bfloat16 if forced == "bf16-mixed" else torch.float32)
     with pytest.raises(ValueError, match="HardwarePrecision precision"):
         HardwarePrecision(device="cpu", precision="16-mixed")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------- the step
+def _attention_pair():
+    from timm.layers import Attention
+
+    from isstad_plugin.attention import IsstadAttention
+
+    torch.manual_seed(0)
+    ours, timm_attention = IsstadAttention(64, num_heads=2), Attention(64, num_heads=2)
+    timm_attention.load_state_dict(ours.state_dict())
+    return ours, timm_attention, torch.randn(3, 17, 64)
+
+
+def test_attention_explicit_path_equals_sdpa_in_float32(monkeypatch):
+    from isstad_plugin import attention
+
+    ours, reference, x = _attention_pair()
+    assert torch.equal(ours(x), reference(x))  # float32: timm's own SDPA path
+    monkeypatch.setattr(attention, "explicit_attention_wins", lambda x: True)
+    explicit = ours(x)
+    torch.testing.assert_close(explicit, reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_takes_explicit_matmuls_under_cpu_bf16_autocast():
+    from isstad_plugin.attention import explicit_attention_wins
+
+    ours, reference, x = _attention_pair()
+    assert not explicit_attention_wins(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert explicit_attention_wins(x)
+        fast, fused = ours(x), reference(x)
+    assert explicit_attention_wins(x.bfloat16())
+    torch.testing.assert_close(fast.float(), fused.float(), rtol=0.05, atol=0.02)  # bf16 rounding only
+
+
+def test_network_keeps_state_dict_keys_of_timm_blocks():
+    from timm.layers import Attention
+
+    from isstad_plugin.attention import IsstadAttention
+    from tests.helpers import tiny_model
+
+    model = tiny_model()
+    attentions = [m for m in model.modules() if isinstance(m, Attention)]
+    assert attentions and all(isinstance(m, IsstadAttention) for m in attentions)
+    assert "encoder.blocks.0.attn.qkv.weight" in model.state_dict()
+    assert "decoder.blocks.0.attn.proj.bias" in model.state_dict()
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_fused_adamw_matches_the_loop(stage):
+    from isstad_plugin.optimizers import OptimizerSettings, can_fuse, stage1_optimizer, stage2_optimizer
+    from tests.helpers import tiny_model
+
+    settings = OptimizerSettings(stage1_blr=0.05, stage1_warmup_epochs=0)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = tiny_model()
+        if stage == 2:
+            model.freeze_encoder()
+        if stage == 1:
+            optimizer, _ = stage1_optimizer(model, settings, 4, 10, 1, fused=fused)
+        else:
+            optimizer, _ = stage2_optimizer(model, settings, fused=fused)
+        assert bool(optimizer.defaults["fused"]) == fused
+        images = torch.randn(4, 3, 32, 32)
+        for _ in range(3):
+            out = model.decode(images)
+            loss = out.reconstruction.pow(2).mean() + out.level_logits.mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            out = model.decode(torch.ones(2, 3, 32, 32))
+        results.append((loss.detach(), out.reconstruction, out.level_logits))
+    # Outputs, not raw weights: the key bias of attention has a zero gradient in exact arithmetic (softmax ignores
+    # it), so Adam turns rounding noise into +-lr steps that differ between the two kernels without effect.
+    for fused_result, loop_result in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(fused_result, loop_result, rtol=1e-4, atol=1e-5)
+    assert not can_fuse([torch.zeros(2, dtype=torch.long)])
+
+
+@pytest.mark.parametrize(("clip", "fused"), [(None, True), (1.0, None)])
+def test_fit_uses_fused_adamw_unless_gradients_are_clipped(dataset_root, tmp_path, clip, fused):
+    model = tiny_isstad(stage1_epochs=1)
+    engine = engine_for(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=1, gradient_clip_val=clip)
+    engine.fit(model, datamodule=small_datamodule(dataset_root))
+    assert model.stage == 2
+    assert engine.trainer.optimizers[0].defaults["fused"] is fused

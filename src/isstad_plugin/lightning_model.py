@@ -425,15 +425,16 @@ class Isstad(AnomalibModule):
     # ------------------------------------------------------------------------------------------------ optimisers
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """The current stage's AdamW and schedule (stage 1 per step, stage 2 per epoch)."""
+        fused = not self.trainer.gradient_clip_val  # Lightning refuses to clip the gradients of fused optimisers
         if self.stage == 2:
-            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings)
+            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings, fused=fused)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         trainer = self.trainer
         max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
         steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
         epochs = self.stage1_epochs if self.variant.finetune else max_epochs
         optimizer, scheduler = stage1_optimizer(
-            self.model, self.optimizer_settings, self._effective_batch_size(), steps_per_epoch, epochs
+            self.model, self.optimizer_settings, self._effective_batch_size(), steps_per_epoch, epochs, fused=fused
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
