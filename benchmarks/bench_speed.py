@@ -7,7 +7,8 @@ Prints Markdown tables:
 
 1. the square matmul rate (``--matmul-size``, fp32 and bf16) in GFLOP/s;
 2. the bare network step (forward + backward + AdamW of the config's network, batch ``--batch``) in img/s, its
-   FLOP/img (``torch.utils.flop_counter``, forward + backward) and its share of the matmul rate of the same
+   FLOP/img (``torch.utils.flop_counter``, forward + backward of the float32 step, used for both precisions: the bf16
+   step's explicit attention counts its matmuls differently) and its share of the matmul rate of the same
    precision, for both stages and both precisions; stage 1 with the MAE loss, stage 2 (frozen encoder) with an MSE +
    logit loss;
 3. the whole stage-2 ``training_step`` (corruption, SSIM and classification losses; no optimiser) and the
@@ -16,12 +17,14 @@ Prints Markdown tables:
    batches) in the precision the config picks, img/s per stage over the batches after the first two, and its ratio
    to the bare step of that stage and precision.
 
-Times are medians over ``--repeats`` timed steps after two warm-up steps; on a shared machine run it when idle.
+Times are medians over ``--repeats`` timed steps after two warm-up steps; on a shared machine run it when idle, or
+with ``--threads 1 --clock cpu``: the process's CPU time instead of wall time, which other processes do not inflate.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import statistics
 import tempfile
@@ -36,9 +39,28 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from isstad_plugin import Isstad
 from isstad_plugin.loss import masked_patch_mse
-from isstad_plugin.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
-from isstad_plugin.precision import bf16_is_fast, resolve_precision
+from isstad_plugin.optimizers import stage1_optimizer, stage2_optimizer
+
+try:
+    from isstad_plugin.precision import bf16_is_fast, resolve_precision
+except ImportError:  # an older isstad_plugin (to measure the "before" of a change): bf16 as its CPU config had
+
+    def bf16_is_fast(device: str = "cpu") -> tuple[bool, str]:
+        return True, "not detected (older isstad_plugin)"
+
+    def resolve_precision(value: str | None, device: str | None = None) -> str:
+        return "bf16-mixed" if value in (None, "auto") else str(value)
+
+
 from isstad_plugin.run_config import RunConfig, load_run_config, packaged_config
+
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = [time.perf_counter]
+
+
+def clock() -> float:
+    """The clock chosen by ``--clock``: wall time, or this process's CPU time (robust on a shared machine)."""
+    return _clock[0]()
 
 
 def median_seconds(call: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -47,9 +69,9 @@ def median_seconds(call: Callable[[], object], repeats: int, warmup: int = 2) ->
         call()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         call()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -59,22 +81,28 @@ def matmul_gflops(size: int, dtype: torch.dtype, repeats: int) -> float:
     return 2 * size**3 / median_seconds(lambda: a @ b, repeats) / 1e9
 
 
-def build_model(config: RunConfig, stage: int) -> Isstad:
-    """The config's Isstad in training mode, in ``stage`` (the encoder frozen in stage 2)."""
+def build_model(config: RunConfig, stage: int, compile_blocks: bool = False) -> Isstad:
+    """The config's Isstad in training mode, in ``stage`` (the encoder frozen in stage 2), optionally compiled."""
     torch.manual_seed(0)
     model = Isstad(**{**config.model, "visualizer": False, "evaluator": False})
     if stage == 2:
         model.enter_stage2()
+    if compile_blocks:
+        model.model.compile_blocks()
     return model.train()
+
+
+def _fused(function: Callable[..., Any]) -> dict[str, bool]:
+    return {"fused": True} if "fused" in inspect.signature(function).parameters else {}
 
 
 def network_step(model: Isstad, images: torch.Tensor, bf16: bool) -> Callable[[], None]:
     """One forward + backward + AdamW step of the bare network (no corruption, no SSIM) as a closure."""
     net, settings = model.model, model.optimizer_settings
     if model.stage == 1:
-        optimizer, _ = stage1_optimizer(net, settings, len(images), 100, 10, fused=True)
+        optimizer, _ = stage1_optimizer(net, settings, len(images), 100, 10, **_fused(stage1_optimizer))
     else:
-        optimizer, _ = stage2_optimizer(net, settings, fused=True)
+        optimizer, _ = stage2_optimizer(net, settings, **_fused(stage2_optimizer))
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -119,8 +147,8 @@ def stage2_training_step(
     return train, corrupt
 
 
-def fit_rates(args: argparse.Namespace, config: RunConfig, precision: str) -> dict[int, float]:
-    """img/s of each stage in a real ``Engine.fit`` (one epoch per stage), batches after the first two."""
+def fit_rates(args: argparse.Namespace, config: RunConfig, precision: str) -> dict[int, tuple[float, float]]:
+    """Per stage of a real ``Engine.fit`` (one epoch each): img/s after the first two batches, and epoch seconds."""
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
     from lightning.pytorch import Callback
@@ -128,9 +156,13 @@ def fit_rates(args: argparse.Namespace, config: RunConfig, precision: str) -> di
     class Clock(Callback):
         def __init__(self) -> None:
             self.marks: dict[int, list[tuple[float, int]]] = {}
+            self.starts: dict[int, float] = {}
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.starts[trainer.current_epoch + 1] = clock()  # stage1_epochs=1: epoch 0 is stage 1
 
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-            self.marks.setdefault(pl_module.stage, []).append((time.perf_counter(), len(batch.image)))
+            self.marks.setdefault(pl_module.stage, []).append((clock(), len(batch.image)))
 
     clock = Clock()
     data = {**config.data, "root": args.data_root, "category": args.category, "train_batch_size": args.batch}
@@ -158,7 +190,7 @@ def fit_rates(args: argparse.Namespace, config: RunConfig, precision: str) -> di
     for stage, marks in clock.marks.items():
         (start, _), rest = marks[1], marks[2:]  # from the end of the second batch: steady state
         if rest:
-            rates[stage] = sum(n for _, n in rest) / (rest[-1][0] - start)
+            rates[stage] = (sum(n for _, n in rest) / (rest[-1][0] - start), marks[-1][0] - clock.starts[stage])
     return rates
 
 
@@ -175,18 +207,27 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="train loader worker processes of the real fit")
     parser.add_argument("--precision", default="auto", help="real fit: auto, bf16-mixed or 32-true")
     parser.add_argument("--train-cache-gb", type=float, default=None, help="real fit: cache limit (0: off)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(_CLOCKS),
+        default="wall",
+        help="wall time, or process CPU time (use with --threads 1 on a busy machine: contention-free figures)",
+    )
+    parser.add_argument("--compile", action="store_true", help="network steps with torch.compile'd blocks")
     parser.add_argument("--skip-network", action="store_true", help="only the real fit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("isstad_plugin").setLevel(logging.INFO)  # the cache and precision lines
     if args.threads:
         torch.set_num_threads(args.threads)
+    _clock[0] = _CLOCKS[args.clock]
     config = load_run_config(args.config or packaged_config("isstad_cpu.yaml"))
     size = int(config.model.get("image_size", 224))
     fast, reason = bf16_is_fast("cpu")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}, bf16 fast: {fast} ({reason}); {config.model.get('encoder')} "
-        f"{size} px, batch {args.batch}, medians of {args.repeats}"
+        f"{size} px, batch {args.batch}, medians of {args.repeats}, {args.clock} clock"
     )
     step_rates: dict[tuple[int, bool], float] = {}
     if not args.skip_network:
@@ -201,9 +242,10 @@ def main() -> None:
         images = torch.randn(args.batch, 3, size, size)
         for stage in (1, 2):
             for bf16 in (False, True):
-                step = network_step(build_model(config, stage), images, bf16)
+                step = network_step(build_model(config, stage, args.compile), images, bf16)
                 rate = args.batch / median_seconds(step, args.repeats)
-                flops = flops_per_image(step, args.batch)
+                if not bf16:  # the work of the float32 step (fused attention) for both: the kernels differ in bf16
+                    flops = flops_per_image(step, args.batch)
                 step_rates[(stage, bf16)] = rate
                 print(
                     f"| stage {stage} | {'bf16' if bf16 else 'fp32'} | {rate:.1f} | {flops / 1e9:.2f} | "
@@ -228,12 +270,12 @@ def main() -> None:
         bf16 = precision == "bf16-mixed"
         print(
             f"\n| real fit ({args.category}, {precision}, {args.limit_train_batches} batches/epoch, "
-            f"{args.num_workers} workers) | img/s | % of bare step |\n|---|---|---|"
+            f"{args.num_workers} workers) | img/s | % of bare step | epoch s |\n|---|---|---|---|"
         )
-        for stage, rate in sorted(rates.items()):
+        for stage, (rate, seconds) in sorted(rates.items()):
             bare = step_rates.get((stage, bf16))
             share = f"{100 * rate / bare:.0f} %" if bare else "-"
-            print(f"| stage {stage} | {rate:.1f} | {share} |")
+            print(f"| stage {stage} | {rate:.1f} | {share} | {seconds:.1f} |")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -252,3 +253,47 @@ def test_fit_uses_fused_adamw_unless_gradients_are_clipped(dataset_root, tmp_pat
     engine.fit(model, datamodule=small_datamodule(dataset_root))
     assert model.stage == 2
     assert engine.trainer.optimizers[0].defaults["fused"] is fused
+
+
+# ---------------------------------------------------------------------------------------------------- GPU check
+def _gpu_check(*args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(repo / "scripts" / "gpu_check.py"), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
+def test_gpu_check_says_when_there_is_no_gpu():
+    result = _gpu_check()
+    assert result.returncode == 2 and "no CUDA device" in result.stdout
+
+
+def test_gpu_check_dry_run_on_cpu():
+    result = _gpu_check("--device", "cpu", "--tiny", "--steps", "1", "--batch", "4")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "GPU check passed" in result.stdout and "short fit OK" in result.stdout
+    assert "| 1 |" in result.stdout and "| 2 |" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")
+def test_compiled_blocks_give_the_same_step():
+    from tests.helpers import tiny_model
+
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = tiny_model().train()
+        if compiled:
+            model.compile_blocks()
+        out = model.decode(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+        loss = out.reconstruction.pow(2).mean() + out.level_logits.mean()
+        loss.backward()
+        results.append((loss.detach(), model.decoder.blocks[0].attn.qkv.weight.grad.clone()))
+        assert "encoder.blocks.0.attn.qkv.weight" in model.state_dict()  # keys unchanged by compiling
+    torch.testing.assert_close(results[1], results[0], rtol=1e-4, atol=1e-5)

@@ -132,6 +132,8 @@ class Isstad(AnomalibModule):
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
         train_cache_gb: Memory limit (GiB) of the training-image cache: the decoded, resized training images are kept
             in memory for the whole fit (:class:`~isstad_plugin.data.cache.TrainDataCache`); ``0`` turns it off.
+        compile_network: ``torch.compile`` the Transformer blocks (inductor, CPU or CUDA) when the Trainer sets the
+            model up; off by default (see ``docs/how-to/speed.md``).
         pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` + ImageNet normalisation.
         post_processor: anomalib post-processor, ``True`` for :class:`~isstad_plugin.IsstadPostProcessor`.
         evaluator: anomalib evaluator, ``True`` for image/pixel AUROC and F1.
@@ -180,6 +182,7 @@ class Isstad(AnomalibModule):
         score_aggregation: ScoreAggregation = "mean",
         topk_fraction: float = 0.01,
         train_cache_gb: float = 4.0,
+        compile_network: bool = False,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -251,6 +254,8 @@ class Isstad(AnomalibModule):
         self.load_decoder_weights = o["load_decoder_weights"]
         self.stage1_checkpoint = o["stage1_checkpoint"]
         self.train_cache_gb = float(o["train_cache_gb"])
+        self.compile_network = bool(o["compile_network"])
+        self._compiled = False
         self.stage = 1 if (self.stage1_epochs > 0 or not self.variant.finetune) else 2
         if self.stage == 2:
             self.enter_stage2()
@@ -299,7 +304,13 @@ class Isstad(AnomalibModule):
             check_mvtec_layout(Path(datamodule.root) / datamodule.category)
 
     def setup(self, stage: str) -> None:
-        """Check the epoch budget and load initial weights before a fresh fit (not when resuming)."""
+        """Check the epoch budget and load initial weights before a fresh fit (not when resuming).
+
+        With ``compile_network`` the Transformer blocks are compiled here, once, for every stage.
+        """
+        if self.compile_network and not self._compiled:
+            self.model.compile_blocks()
+            self._compiled = True
         if stage != "fit":
             return
         if "configure_optimizers" in self.__dict__:  # replaced by the CLI's --optimizer / --lr_scheduler

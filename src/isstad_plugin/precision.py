@@ -135,7 +135,9 @@ class HardwarePrecision(MixedPrecision):
 
     def autocast_context_manager(self) -> torch.autocast:
         """bf16 autocast, turned off when float32 was chosen."""
-        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed", cache_enabled=False)
+        return torch.autocast(
+            self.device, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed", cache_enabled=False
+        )
 
     @contextmanager
     def forward_context(self) -> Generator[None, None, None]:

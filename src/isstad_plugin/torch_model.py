@@ -303,6 +303,16 @@ class IsstadModel(nn.Module):
             self.encoder.eval()
         return self
 
+    def compile_blocks(self, **options: object) -> None:
+        """``torch.compile`` every encoder and decoder block in place (inductor; state-dict keys unchanged).
+
+        Args:
+            **options: Keyword arguments of :func:`torch.compile` (``mode``, ``dynamic``, ...).
+        """
+        blocks = [*cast(nn.Sequential, self.encoder.blocks), *self.decoder.blocks]
+        for block in blocks:
+            block.compile(**options)
+
     # ----------------------------------------------------------------------------------------------- forward
     def encode(
         self,

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -127,7 +128,7 @@ class CachedTrainDataset(Dataset):
         )
 
     def fill(self, max_bytes: int) -> str:
-        """Read every item through the deterministic head of the augmentations and keep it.
+        """Read every item through the deterministic head of the augmentations and keep it (in threads).
 
         Args:
             max_bytes: Do nothing when the items would need more memory than this.
@@ -151,7 +152,8 @@ class CachedTrainDataset(Dataset):
                     f"{max_bytes / GIB:.2f} GiB; raise --model.train_cache_gb to cache them (images are read and "
                     "resized every epoch meanwhile)"
                 )
-            items = [first, *(self.dataset[i] for i in range(1, count))]
+            with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:  # decoding frees the GIL
+                items = [first, *pool.map(self.dataset.__getitem__, range(1, count))]
         finally:
             self.dataset.augmentations = augmentations
         self.items, self.rest = items, _compose(rest)
