@@ -209,7 +209,9 @@ class TrainDataCache(Callback):
         """Give the datamodule its own training set back and free the cache."""
         del pl_module
         datamodule = getattr(trainer, "datamodule", None)
-        if stage == "fit" and self._wrapped is not None:
-            if datamodule is not None and getattr(datamodule, "train_data", None) is self._wrapped:
-                datamodule.train_data = self._wrapped.dataset
+        wrapped = self._wrapped
+        if stage == "fit" and wrapped is not None:
+            original = wrapped.dataset
+            if datamodule is not None and getattr(datamodule, "train_data", None) is wrapped:
+                datamodule.train_data = original
             self._wrapped = None
