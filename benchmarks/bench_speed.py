@@ -164,7 +164,7 @@ def fit_rates(args: argparse.Namespace, config: RunConfig, precision: str) -> di
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             self.marks.setdefault(pl_module.stage, []).append((clock(), len(batch.image)))
 
-    clock = Clock()
+    epochs = Clock()
     data = {**config.data, "root": args.data_root, "category": args.category, "train_batch_size": args.batch}
     data["num_workers"] = args.num_workers
     datamodule = MVTecAD(**{k: v for k, v in data.items() if k != "seed"})
@@ -183,14 +183,14 @@ def fit_rates(args: argparse.Namespace, config: RunConfig, precision: str) -> di
             enable_model_summary=False,
             accelerator="cpu",
             devices=1,
-            callbacks=[clock],
+            callbacks=[epochs],
         )
         engine.fit(model, datamodule=datamodule)
     rates = {}
-    for stage, marks in clock.marks.items():
+    for stage, marks in epochs.marks.items():
         (start, _), rest = marks[1], marks[2:]  # from the end of the second batch: steady state
         if rest:
-            rates[stage] = (sum(n for _, n in rest) / (rest[-1][0] - start), marks[-1][0] - clock.starts[stage])
+            rates[stage] = (sum(n for _, n in rest) / (rest[-1][0] - start), marks[-1][0] - epochs.starts[stage])
     return rates
 
 

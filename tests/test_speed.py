@@ -297,3 +297,19 @@ def test_compiled_blocks_give_the_same_step():
         results.append((loss.detach(), model.decoder.blocks[0].attn.qkv.weight.grad.clone()))
         assert "encoder.blocks.0.attn.qkv.weight" in model.state_dict()  # keys unchanged by compiling
     torch.testing.assert_close(results[1], results[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 64, 64), (2, 1, 40, 23), (2, 3, 8, 30)])
+def test_fast_ssim_equals_pytorch_msssim(shape):
+    from pytorch_msssim import ssim
+
+    from isstad_plugin.loss import fast_ssim
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(shape, generator=generator, requires_grad=True)
+    y = (x.detach() + 0.1 * torch.randn(shape, generator=generator)).clamp(0, 1)
+    ours, reference = fast_ssim(x, y), ssim(x, y, data_range=1.0)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    (grad_ours,) = torch.autograd.grad(ours, x)
+    (grad_reference,) = torch.autograd.grad(reference, x)
+    torch.testing.assert_close(grad_ours, grad_reference, rtol=1e-4, atol=1e-7)
