@@ -108,6 +108,7 @@ def main() -> None:
                 outputs = {port.get_any_name(): result[port] for port in compiled.outputs}
                 rate = args.batch / median_seconds(lambda c=compiled: c(images.numpy()), args.repeats)
                 hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+                hint = hint.get_type_name() if hasattr(hint, "get_type_name") else hint
                 rows.append((f"{label} ({hint})", rate, _diff(outputs, expected)))
         except ImportError as error:
             rows.append(("OpenVINO", float("nan"), f"not installed ({error.name})"))
