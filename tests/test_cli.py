@@ -51,7 +51,7 @@ def trained_with_config(tmp_path_factory, dataset_root):
         "tiles",
         "--data.train_batch_size",
         "8",
-        "--trainer.precision",
+        "--trainer.plugins.precision",  # the config picks it from the hardware; forced here
         "32-true",
         *TINY,
         cwd=work,

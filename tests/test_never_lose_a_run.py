@@ -45,7 +45,7 @@ TINY = [
     "false",
     "--trainer.enable_progress_bar",
     "false",
-    "--trainer.precision",
+    "--trainer.plugins.precision",
     "32-true",
 ]
 
@@ -241,7 +241,7 @@ def cli(tmp_path, monkeypatch, capsys):
 
 
 def _fit_args(root, category="tiles", data="MVTecAD"):
-    options = [a for a in TINY if a != "--trainer.precision" and a != "32-true"]
+    options = [a for a in TINY if a != "--trainer.plugins.precision" and a != "32-true"]
     return ["fit", "--model", "isstad_plugin.Isstad", *options, "--data", data, "--data.root", root]
 
 
@@ -319,7 +319,7 @@ def test_diverging_stage1_names_stage1_blr_and_saves_nothing_non_finite(cli, tmp
     )
     assert line.startswith("error: ")
     assert "stage 1" in line
-    assert line.endswith("lower --model.stage1_blr or train with --trainer.precision 32-true")
+    assert line.endswith("lower --model.stage1_blr or train in float32 (--trainer.plugins.precision 32-true)")
     for checkpoint in tmp_path.rglob("*.ckpt"):
         state = torch.load(checkpoint, weights_only=False, map_location="cpu")["state_dict"]
         assert all(torch.isfinite(v).all() for k, v in state.items() if k.startswith("model."))

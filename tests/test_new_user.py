@@ -113,13 +113,14 @@ def test_mvtec_layout_errors_point_to_folder(tmp_path, jpg_root):
 
 @pytest.mark.slow
 def test_maskless_jpg_folder_trains_and_tests_with_the_cpu_recipe(tmp_path, jpg_root, caplog):
-    """configs/isstad_cpu_folder.yaml (model, precision, datamodule) on good/ + defect/ JPEGs, two epochs."""
+    """configs/isstad_cpu_folder.yaml (model, precision, datamodule) on good/ + defect/ JPEGs, 2 + 2 steps."""
     from anomalib.data import Folder
     from anomalib.engine import Engine
     from lightning.pytorch.loggers import CSVLogger
 
     from isstad_plugin import Isstad
-    from isstad_plugin.run_config import load_run_config
+    from isstad_plugin.precision import resolve_precision
+    from isstad_plugin.run_config import budget_trainer_args, load_run_config
 
     parts = tmp_path / "my_parts"
     for split, folder in (("train/good", "good"), ("test/good", "good"), ("test", "defect")):
@@ -130,12 +131,11 @@ def test_maskless_jpg_folder_trains_and_tests_with_the_cpu_recipe(tmp_path, jpg_
             shutil.copy(image, parts / folder / f"{image.parent.name}_{image.name}")
     config = load_run_config(REPO / "configs" / "isstad_cpu_folder.yaml")
     datamodule = Folder(**{**config.data, "root": parts})
-    model = Isstad(**{**config.model, "stage1_epochs": 1})
+    model = Isstad(**{**config.model, "stage1_steps": 2, "stage2_steps": 2})  # the recipe's step budget, shortened
     engine = Engine(
         default_root_dir=tmp_path / "run",
-        max_epochs=2,
-        check_val_every_n_epoch=2,
-        precision=config.trainer["precision"],
+        **budget_trainer_args(2, 2, "steps"),
+        precision=resolve_precision(config.trainer.get("precision")),
         logger=CSVLogger(tmp_path, name="logs", version=""),
         accelerator="cpu",
         devices=1,

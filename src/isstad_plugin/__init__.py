@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps
     from isstad_plugin.lightning_model import Isstad
     from isstad_plugin.post_processor import IsstadPostProcessor
+    from isstad_plugin.precision import HardwarePrecision
     from isstad_plugin.torch_model import IsstadModel, IsstadOutput
     from isstad_plugin.variants import VARIANTS, Variant
 
@@ -27,6 +28,7 @@ _LAZY = {
     "VARIANTS": "isstad_plugin.variants",
     "AnomalyFusion": "isstad_plugin.fusion",
     "AnomalyMaps": "isstad_plugin.fusion",
+    "HardwarePrecision": "isstad_plugin.precision",
     "Isstad": "isstad_plugin.lightning_model",
     "IsstadCheckpoints": "isstad_plugin.checkpointing",
     "IsstadModel": "isstad_plugin.torch_model",
@@ -41,6 +43,7 @@ __all__ = [
     "VARIANTS",
     "AnomalyFusion",
     "AnomalyMaps",
+    "HardwarePrecision",
     "Isstad",
     "IsstadCheckpoints",
     "IsstadModel",

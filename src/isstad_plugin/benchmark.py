@@ -26,6 +26,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 
 from isstad_plugin.devices import device_args
 from isstad_plugin.lightning_model import Isstad
+from isstad_plugin.precision import resolve_precision
 from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.runs import fit_and_test, held_out_datamodule
 from isstad_plugin.variants import get_variant
@@ -189,7 +190,7 @@ def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
     stage1, stage2, unit = _isstad_budget(options, config)
-    precision = {"precision": config.trainer["precision"]} if "precision" in config.trainer else {}
+    precision = {"precision": resolve_precision(config.trainer.get("precision"))}  # unset: from the hardware
     specs: list[ModelSpec] = []
     for name in options.variants:
         variant = get_variant(name)

@@ -27,6 +27,7 @@ from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.devices import device_args
 from isstad_plugin.lightning_model import Isstad
+from isstad_plugin.precision import resolve_precision
 from isstad_plugin.report import save_loss_curve, save_panels, write_metrics
 from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.runs import fit_and_test
@@ -99,7 +100,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     engine = Engine(
         default_root_dir=output / "anomalib",
         **budget_trainer_args(stage1, stage2, unit),
-        precision=config.trainer.get("precision", "32-true"),
+        precision=resolve_precision(config.trainer.get("precision")),  # "auto" when unset: from the hardware
         logger=CSVLogger(save_dir=output, name="logs", version=""),  # output/logs/metrics.csv
         log_every_n_steps=1,
         **device_args(options.accelerator, options.devices),

@@ -28,7 +28,7 @@ def stage_option(stage: int) -> str:
 
 def advice(stage: int) -> str:
     """What to do when ``stage`` diverged."""
-    return f"lower {stage_option(stage)} or train with --trainer.precision 32-true"
+    return f"lower {stage_option(stage)} or train in float32 (--trainer.plugins.precision 32-true)"
 
 
 class IsstadDivergenceGuard(Callback):

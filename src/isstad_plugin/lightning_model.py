@@ -40,6 +40,7 @@ from isstad_plugin.augmentation import mae_augmentation
 from isstad_plugin.callbacks import IsstadStageSwitch
 from isstad_plugin.checkpointing import IsstadCheckpoints
 from isstad_plugin.corruption import PixelCorruption
+from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_datamodule, check_mvtec_layout
 from isstad_plugin.divergence import IsstadDivergenceGuard, TrainingDivergedError, advice, stage1_encoder_broken
 from isstad_plugin.fusion import ScoreAggregation
@@ -153,6 +154,10 @@ class Isstad(AnomalibModule):
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
+        train_cache_gb: Memory limit (GiB) of the training-image cache: the decoded, resized training images are kept
+            in memory for the whole fit (:class:`~isstad_plugin.data.cache.TrainDataCache`); ``0`` turns it off.
+        compile_network: ``torch.compile`` the Transformer blocks (inductor, CPU or CUDA) when the Trainer sets the
+            model up; off by default (see ``docs/how-to/speed.md``).
         pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` + ImageNet normalisation.
         post_processor: anomalib post-processor, ``True`` for :class:`~isstad_plugin.IsstadPostProcessor`.
         evaluator: anomalib evaluator, ``True`` for image/pixel AUROC and F1.
@@ -205,6 +210,8 @@ class Isstad(AnomalibModule):
         smoothing_sigma: float = 4.0,
         score_aggregation: ScoreAggregation = "mean",
         topk_fraction: float = 0.01,
+        train_cache_gb: float = 4.0,
+        compile_network: bool = False,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -287,6 +294,9 @@ class Isstad(AnomalibModule):
         self.encoder_weights = o["encoder_weights"]
         self.load_decoder_weights = o["load_decoder_weights"]
         self.stage1_checkpoint = o["stage1_checkpoint"]
+        self.train_cache_gb = float(o["train_cache_gb"])
+        self.compile_network = bool(o["compile_network"])
+        self._compiled = False
         pretraining = self.stage1_epochs > 0 or self.stage1_steps > 0
         self.stage = 1 if (pretraining or not self.variant.finetune) else 2
         if self.stage == 2:
@@ -307,13 +317,13 @@ class Isstad(AnomalibModule):
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """Anomalib's callbacks, the stage switch, the divergence guard and the checkpoints (unless given).
+        """Anomalib's callbacks, the stage switch, the divergence guard, the train-data cache and the checkpoints.
 
         :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none, so the user's settings win.
         """
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
-        callbacks += [IsstadStageSwitch(), IsstadDivergenceGuard()]
+        callbacks += [IsstadStageSwitch(), IsstadDivergenceGuard(), TrainDataCache(self.train_cache_gb)]
         trainer_callbacks = getattr(self._trainer, "callbacks", None) or []
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
             callbacks.append(IsstadCheckpoints())
@@ -343,7 +353,13 @@ class Isstad(AnomalibModule):
             check_mvtec_layout(Path(datamodule.root) / datamodule.category)
 
     def setup(self, stage: str) -> None:
-        """Check the epoch budget and load initial weights before a fresh fit (not when resuming)."""
+        """Check the epoch budget and load initial weights before a fresh fit (not when resuming).
+
+        With ``compile_network`` the Transformer blocks are compiled here, once, for every stage.
+        """
+        if self.compile_network and not self._compiled:
+            self.model.compile_blocks()
+            self._compiled = True
         if stage != "fit":
             return
         if "configure_optimizers" in self.__dict__:  # replaced by the CLI's --optimizer / --lr_scheduler
@@ -514,9 +530,10 @@ class Isstad(AnomalibModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """The current stage's AdamW and schedule: stage 1 per step, stage 2 per epoch (per step with a step budget)."""
         trainer = self.trainer
+        fused = not trainer.gradient_clip_val  # Lightning refuses to clip the gradients of fused optimisers
         if self.stage == 2:
             stage2_steps = self.stage2_steps or None
-            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings, stage2_steps)
+            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings, stage2_steps, fused=fused)
             interval = "step" if stage2_steps else "epoch"
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
         if self.step_budget:
@@ -526,7 +543,12 @@ class Isstad(AnomalibModule):
             steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
             stage1_total = steps_per_epoch * (self.stage1_epochs if self.variant.finetune else max_epochs)
         optimizer, scheduler = stage1_optimizer(
-            self.model, self.optimizer_settings, self._effective_batch_size(), steps_per_epoch, stage1_total
+            self.model,
+            self.optimizer_settings,
+            self._effective_batch_size(),
+            steps_per_epoch,
+            stage1_total,
+            fused=fused,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

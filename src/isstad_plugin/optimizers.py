@@ -3,11 +3,15 @@
 Stage 1: AdamW, ``lr = blr * batch / 256``, betas (0.9, 0.95), weight decay 0.05 (not on biases and norms, as MAE),
 linear warm-up then half-cycle cosine decay, stepped every iteration. Stage 2: AdamW on the trainable parameters,
 cosine annealing stepped every epoch with ``T_max = 30`` (a 60-epoch period) between ``min_lr`` and ``lr``.
+
+``fused=True`` runs AdamW as one fused kernel per step where torch has one (CPU and CUDA, floating-point
+parameters): same update rule, 2.4x faster than the per-parameter loop on a CPU (``docs/speed.md``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +50,7 @@ def stage1_optimizer(
     effective_batch: int,
     steps_per_epoch: int,
     total_steps: int,
+    fused: bool = False,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW with MAE's linear scaling, warm-up and half-cycle cosine decay to 0, stepped per iteration.
 
@@ -55,13 +60,15 @@ def stage1_optimizer(
         effective_batch: Images per optimiser step over all devices.
         steps_per_epoch: Optimiser steps per epoch (to convert ``stage1_warmup_epochs``).
         total_steps: Stage-1 length in optimiser steps.
+        fused: Use torch's fused AdamW where the parameters allow it (:func:`can_fuse`).
 
     Returns:
         ``(optimizer, scheduler)``.
     """
     lr = settings.stage1_blr * effective_batch / 256
     groups = param_groups_weight_decay(model, settings.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=settings.betas)
+    fuse = fused and can_fuse(model.parameters())
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=settings.betas, fused=True if fuse else None)
     if settings.stage1_warmup_steps is not None:
         warmup: float = settings.stage1_warmup_steps
     else:
@@ -75,20 +82,36 @@ def stage2_optimizer(
     model: nn.Module,
     settings: OptimizerSettings,
     total_steps: int | None = None,
+    fused: bool = False,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW over the trainable parameters with cosine annealing.
 
     Without ``total_steps`` the schedule is the paper's: ``T_max = stage2_t_max`` epochs, stepped per epoch. With it
-    (a step budget), one half-cycle over ``total_steps`` optimiser steps, stepped per step.
+    (a step budget), one half-cycle over ``total_steps`` optimiser steps, stepped per step. ``fused`` uses torch's
+    fused AdamW where the parameters allow it (:func:`can_fuse`).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        params, lr=settings.stage2_lr, betas=settings.betas, weight_decay=settings.weight_decay
+        params,
+        lr=settings.stage2_lr,
+        betas=settings.betas,
+        weight_decay=settings.weight_decay,
+        fused=True if fused and can_fuse(params) else None,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=total_steps or settings.stage2_t_max, eta_min=settings.stage2_min_lr
     )
     return optimizer, scheduler
+
+
+def can_fuse(params: Iterable[torch.Tensor]) -> bool:
+    """Whether torch's fused AdamW takes these parameters: floating point, all on the CPU or all on one CUDA device."""
+    devices = set()
+    for param in params:
+        if not param.is_floating_point():
+            return False
+        devices.add(param.device)
+    return len(devices) == 1 and next(iter(devices)).type in ("cpu", "cuda")
 
 
 def warmup_cosine(step: float, warmup_steps: float, total_steps: float) -> float:

@@ -17,6 +17,7 @@ from anomalib.data import InferenceBatch
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
+from isstad_plugin.attention import IsstadAttention
 from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps, MapSource, ScoreAggregation, level_probability
 from isstad_plugin.fusion import reconstruction_error as squared_error
 from isstad_plugin.normalization import PixelNormalization
@@ -90,7 +91,14 @@ class IsstadDecoder(nn.Module):
         self.register_buffer("pos_embed", sincos_pos_embed(dim, grid_size), persistent=False)
         self.pos_embed: torch.Tensor
         self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=cast(type[nn.Module], _layer_norm))
+            Block(
+                dim,
+                heads,
+                mlp_ratio,
+                qkv_bias=True,
+                norm_layer=cast(type[nn.Module], _layer_norm),
+                attn_layer=IsstadAttention,
+            )
             for _ in range(depth)
         )
 
@@ -295,6 +303,16 @@ class IsstadModel(nn.Module):
             self.encoder.eval()
         return self
 
+    def compile_blocks(self, **options: object) -> None:
+        """``torch.compile`` every encoder and decoder block in place (inductor; state-dict keys unchanged).
+
+        Args:
+            **options: Keyword arguments of :func:`torch.compile` (``mode``, ``dynamic``, ...).
+        """
+        blocks = [*cast(nn.Sequential, self.encoder.blocks), *self.decoder.blocks]
+        for block in blocks:
+            block.compile(**options)
+
     # ----------------------------------------------------------------------------------------------- forward
     def encode(
         self,
@@ -442,6 +460,7 @@ def _build_encoder(
         class_token=True,
         global_pool="token",
         norm_layer=_layer_norm,
+        attn_layer=IsstadAttention,
     )
     grid = (image_size[0] // patch_size, image_size[1] // patch_size)
     pos_embed, cls_token = cast(nn.Parameter, encoder.pos_embed), cast(nn.Parameter, encoder.cls_token)
