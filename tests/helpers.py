@@ -40,6 +40,23 @@ TINY_CLI_NETWORK = [
 """Command-line options of a 64-px network small enough for CLI tests on a CPU."""
 
 
+def cli_train_args(dataset_root: Path, *extra: object) -> list[object]:
+    """``anomalib train`` with ``configs/isstad_cpu.yaml`` on the generated ``tiles`` set, batch 8, then ``extra``."""
+    config = Path(__file__).parents[1] / "configs" / "isstad_cpu.yaml"
+    return [
+        "train",
+        "--config",
+        config,
+        "--data.root",
+        dataset_root,
+        "--data.category",
+        "tiles",
+        "--data.train_batch_size",
+        "8",
+        *extra,
+    ]
+
+
 def tiny_model(**overrides: Any) -> IsstadModel:
     """A 32-px IsstadModel of :data:`TINY_NETWORK` size."""
     return IsstadModel(**{"image_size": 32, **TINY_NETWORK, **overrides})

@@ -104,3 +104,13 @@ def test_bad_step_budget_is_one_line(tmp_path, dataset_root, overrides, message)
 def test_contradicting_step_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         tiny_isstad(**options)
+
+
+def test_a_separate_validation_of_a_step_budget_model_learns_thresholds(tmp_path, dataset_root, step_run):
+    _, checkpoints, _, _, _ = step_run
+    checkpoint = next(c for c in checkpoints if c.name == "epoch=2.ckpt")  # stage 2, budget not yet spent
+    state = torch.load(checkpoint, weights_only=False)["state_dict"]
+    assert torch.isnan(state["post_processor._image_threshold"]), "no thresholds before the last epoch"
+    model = tiny_isstad(stage1_steps=STAGE1_STEPS, stage2_steps=STAGE2_STEPS)
+    engine_for(tmp_path).validate(model, datamodule=small_datamodule(dataset_root), ckpt_path=checkpoint)
+    assert torch.isfinite(model.post_processor.image_threshold)

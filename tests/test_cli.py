@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_CLI_NETWORK
+from tests.helpers import TINY_CLI_NETWORK, cli_train_args
 
 REPO = Path(__file__).parents[1]
 ANOMALIB = Path(sys.executable).parent / "anomalib"
@@ -41,21 +41,8 @@ def _anomalib(*args, cwd):
 def trained_with_config(tmp_path_factory, dataset_root):
     """`anomalib train --config configs/isstad_cpu.yaml` on the generated data, tiny settings."""
     work = tmp_path_factory.mktemp("cli")
-    result = _anomalib(
-        "train",
-        "--config",
-        REPO / "configs" / "isstad_cpu.yaml",
-        "--data.root",
-        dataset_root,
-        "--data.category",
-        "tiles",
-        "--data.train_batch_size",
-        "8",
-        "--trainer.plugins.precision",  # the config picks it from the hardware; forced here
-        "32-true",
-        *TINY,
-        cwd=work,
-    )
+    # the config picks the precision from the hardware; forced here
+    result = _anomalib(*cli_train_args(dataset_root, "--trainer.plugins.precision", "32-true", *TINY), cwd=work)
     checkpoint = next(work.glob("results/Isstad/MVTecAD/tiles/v0/weights/lightning/model.ckpt"))
     return work, checkpoint, result.stdout
 

@@ -67,8 +67,11 @@ def test_config_learns_thresholds_on_a_validation_split_that_is_not_tested(path,
     data = content["data"]["init_args"]
     assert data["val_split_mode"] == "from_test"
     assert 0.0 < data["val_split_ratio"] < 1.0
-    if "max_epochs" in content["trainer"]:  # thresholds are learnt once, on the trained model
-        assert content["trainer"].get("check_val_every_n_epoch") == content["trainer"]["max_epochs"]
+    trainer = content["trainer"]
+    if content["model"]["init_args"].get("stage1_steps"):  # a step budget: the model validates only at its end
+        assert trainer.get("check_val_every_n_epoch") == 1 and trainer.get("max_epochs") == -1
+    elif "max_epochs" in trainer:  # thresholds are learnt once, on the trained model
+        assert trainer.get("check_val_every_n_epoch") == trainer["max_epochs"]
     module_name, class_name = content["data"]["class_path"].rsplit(".", 1)
     datamodule_class = getattr(importlib.import_module(module_name), class_name)
     if class_name == "Folder":  # the config's own layout: good/ and defect/ under root

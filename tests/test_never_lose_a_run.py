@@ -28,7 +28,7 @@ from isstad_plugin import Isstad, engine_patches
 from isstad_plugin.checkpointing import IsstadCheckpoints
 from isstad_plugin.divergence import TrainingDivergedError
 from isstad_plugin.weights import load_stage1_checkpoint
-from tests.helpers import TINY_CLI_NETWORK, engine_for, small_datamodule, tiny_isstad
+from tests.helpers import TINY_CLI_NETWORK, cli_train_args, engine_for, small_datamodule, tiny_isstad
 
 REPO = Path(__file__).parents[1]
 ANOMALIB = Path(sys.executable).parent / "anomalib"
@@ -94,19 +94,7 @@ class Cli:
 
 
 def _train(dataset_root):
-    return [
-        "train",
-        "--config",
-        REPO / "configs" / "isstad_cpu.yaml",
-        "--data.root",
-        dataset_root,
-        "--data.category",
-        "tiles",
-        "--data.train_batch_size",
-        "8",
-        "--trainer.callbacks+=tests.cli_probe.CliProbe",
-        *TINY,
-    ]
+    return cli_train_args(dataset_root, "--trainer.callbacks+=tests.cli_probe.CliProbe", *TINY)
 
 
 def _snapshot(folder):
@@ -347,8 +335,8 @@ def test_parameters_that_become_non_finite_stop_the_step_that_made_them(tmp_path
 
     real = optimizers.stage2_optimizer
 
-    def poisoned(*args):
-        optimizer, scheduler = real(*args)
+    def poisoned(*args, **kwargs):
+        optimizer, scheduler = real(*args, **kwargs)
         step = optimizer.step
 
         def nan_step(*a, **k):

@@ -54,7 +54,7 @@ def test_help_and_version_answer_fast_without_torch():
     start = time.perf_counter()
     result = subprocess.run([str(ISSTAD), "--help"], capture_output=True, text=True, check=True)
     assert time.perf_counter() - start < 2.0
-    assert "{demo,benchmark,predict}" in result.stdout
+    assert "{demo,benchmark,diagnose,predict}" in result.stdout
     version = subprocess.run([str(ISSTAD), "--version"], capture_output=True, text=True, check=True).stdout
     assert version.strip() == "isstad-plugin 0.1.0"
 
@@ -86,6 +86,7 @@ def test_demo_and_benchmark_train_on_the_gpu_auto_finds(monkeypatch, tmp_path, d
     import isstad_plugin.demo as demo
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # bf16-capable, for precision
     seen: dict = {}
     monkeypatch.setattr(demo, "Engine", _recording_engine(seen))
     with pytest.raises(_StopError):

@@ -1,4 +1,4 @@
-"""The ``isstad`` command: ``isstad demo``, ``isstad benchmark`` and ``isstad predict``.
+"""The ``isstad`` command: ``isstad demo``, ``isstad benchmark``, ``isstad diagnose`` and ``isstad predict``.
 
 Only the standard library is imported here: ``isstad --help`` and ``isstad --version`` answer without loading torch
 or anomalib, which each subcommand imports when it runs.
@@ -7,9 +7,13 @@ or anomalib, which each subcommand imports when it runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +151,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(options_class: type[T], args: argparse.Namespace) -> T:
+    """Build an options dataclass from the parsed arguments of the same names."""
+    names = [field.name for field in dataclasses.fields(options_class)]  # type: ignore[arg-type]
+    return options_class(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+
+
 def _batches(text: str) -> int | float:
     """Lightning's meaning: an integer is a number of batches, a number with a point a fraction of the epoch."""
     return float(text) if "." in text else int(text)
@@ -155,26 +165,7 @@ def _batches(text: str) -> int | float:
 def _run_benchmark(args: argparse.Namespace) -> int:
     from isstad_plugin.benchmark import BenchmarkOptions, run_benchmark
 
-    options = BenchmarkOptions(
-        root=args.root,
-        categories=args.categories,
-        models=args.models,
-        variants=args.variants,
-        output=args.output,
-        image_size=args.image_size,
-        seed=args.seed,
-        config=args.config,
-        stage1_epochs=args.stage1_epochs,
-        stage2_epochs=args.stage2_epochs,
-        stage1_steps=args.stage1_steps,
-        stage2_steps=args.stage2_steps,
-        draem_epochs=args.draem_epochs,
-        draem_minutes=args.draem_minutes,
-        batch_size=args.batch_size,
-        limit_train_batches=args.limit_train_batches,
-        accelerator=args.accelerator,
-        devices=args.devices,
-    )
+    options = _options(BenchmarkOptions, args)
     run_benchmark(options)  # writes the tables after every model
     table = options.output / "results.md"
     print()
@@ -186,15 +177,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 def _run_diagnose(args: argparse.Namespace) -> int:
     from isstad_plugin.diagnose import DiagnoseOptions, markdown, run_diagnose
 
-    options = DiagnoseOptions(
-        checkpoint=args.checkpoint,
-        root=args.root,
-        category=args.category,
-        output=args.output,
-        val_split_ratio=args.val_split_ratio,
-        seed=args.seed,
-        edge_band=args.edge_band,
-    )
+    options = _options(DiagnoseOptions, args)
     figures = run_diagnose(options)
     print(markdown(figures, options))
     print(f"\nreport: {options.output}/diagnose.md (+ diagnose.json, panels.png)")

@@ -519,10 +519,12 @@ class Isstad(AnomalibModule):
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Score the batch for the post-processor's statistics.
 
-        Skipped during stage 1 of a two-stage fit and, under a step budget, before the epoch that spends it.
+        Skipped during stage 1 of a two-stage fit and, in a fit with a step budget, before the epoch that spends it
+        (a separate ``validate`` always scores).
         """
         del args, kwargs
-        if (self.stage == 1 and self.variant.finetune) or (self.step_budget and not self.budget_spent()):
+        fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if (self.stage == 1 and self.variant.finetune) or (fitting and self.step_budget and not self.budget_spent()):
             return None
         return batch.update(**self.model(batch.image)._asdict())
 
