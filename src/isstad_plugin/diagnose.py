@@ -179,6 +179,7 @@ def diagnose_figures(
         figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = background_lift(
             split.maps["P"], dilate(split.masks, LIFT_MARGIN), split.labels
         )
+        figures["mean_P"] = mean_probabilities(split.maps["P"], split.masks, split.labels)
     return figures
 
 
@@ -190,6 +191,18 @@ def background_lift(probability: np.ndarray, masks: np.ndarray, labels: np.ndarr
     outside = probability[defective][~masks[defective]]
     reference = float(probability[normal].mean())
     return float(outside.mean()) / reference if reference > 0 else None
+
+
+def mean_probabilities(probability: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
+    """Mean P on good images, and on defective ones off the defect, off it by :data:`LIFT_MARGIN` px and inside it."""
+    defective, normal = labels == 1, labels == 0
+    regions = {
+        "good images": probability[normal],
+        "off the defect": probability[defective][~masks[defective]],
+        f"off the defect + {LIFT_MARGIN} px": probability[defective][~dilate(masks, LIFT_MARGIN)[defective]],
+        "inside the defect": probability[defective][masks[defective]],
+    }
+    return {name: float(values.mean()) if values.size else None for name, values in regions.items()}
 
 
 def dilate(masks: np.ndarray, margin: int) -> np.ndarray:
@@ -240,6 +253,9 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         f"P background lift: {_cell(figures.get('background_lift'))} (1.0: P is not an image-level cue); "
         f"outside the ground truth grown by {LIFT_MARGIN} px: {beyond}",
     ]
+    means: dict[str, float | None] = figures.get("mean_P", {})  # type: ignore[assignment]
+    if means:
+        lines.append("Mean P: " + ", ".join(f"{name} {_cell(value)}" for name, value in means.items()))
     per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
     if per_type:
         columns = list(next(iter(per_type.values())))
@@ -249,4 +265,4 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
 
 
 def _cell(value: object) -> str:
-    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+    return "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
