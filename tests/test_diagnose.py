@@ -38,6 +38,8 @@ def test_figures_from_known_maps():
     assert localising["pixel_auroc"]["P"] == pytest.approx(1.0)
     assert localising["edge_band_pixel_auroc"]["P"] == pytest.approx(1.0)
     assert set(localising["per_defect_type"]) == {"hole", "edge"}
+    shares = [row["share of defect pixels"] for row in localising["per_defect_type"].values()]
+    assert shares == pytest.approx([12 / 28, 16 / 28])  # "edge" (3 x 4 px) sorts before "hole" (4 x 4 px)
     image_level = diagnose_figures(_split(0.4), edge_band=3)
     assert image_level["background_lift"] == pytest.approx(4.0), "P raised over the whole defective image"
     assert image_level["background_lift_beyond_8px"] == pytest.approx(4.0)

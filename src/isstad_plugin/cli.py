@@ -123,18 +123,7 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from isstad_plugin.demo import DemoOptions, run_demo
 
-    result = run_demo(
-        DemoOptions(
-            output=args.output,
-            fast=args.fast,
-            seed=args.seed,
-            data_root=args.data_root,
-            category=args.category,
-            config=args.config,
-            accelerator=args.accelerator,
-            devices=args.devices,
-        )
-    )
+    result = run_demo(_options(DemoOptions, args))
     metrics = result.metrics
     pixel = f"{metrics['pixel_AUROC']:.3f}" if "pixel_AUROC" in metrics else "n/a (no masks)"
     print()

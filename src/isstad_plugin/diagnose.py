@@ -166,9 +166,13 @@ def diagnose_figures(
         name: _auroc(split.masks[:, band], values[:, band]) for name, values in split.maps.items()
     }
     per_type: dict[str, dict[str, float | None]] = {}
+    total = max(1, int(split.masks.sum()))
     for kind in sorted(set(split.kinds.tolist()) - {"good"}):
         chosen = good | (split.kinds == kind)
-        row = {f"pixel {name}": _auroc(split.masks[chosen], values[chosen]) for name, values in split.maps.items()}
+        row: dict[str, float | None] = {"share of defect pixels": float(split.masks[split.kinds == kind].sum() / total)}
+        row.update(
+            {f"pixel {name}": _auroc(split.masks[chosen], values[chosen]) for name, values in split.maps.items()}
+        )
         for name in split.maps:
             key = f"{name} {aggregation}"
             row[f"image {key}"] = _auroc(split.labels[chosen], split.scores[key][chosen])
