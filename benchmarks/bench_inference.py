@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from isstad_plugin import Isstad
-from isstad_plugin.run_config import load_run_config, packaged_config
+from isstad_plugin.tools.run_config import load_run_config, packaged_config
 
 
 def median_seconds(call: Callable[[], object], repeats: int) -> float:

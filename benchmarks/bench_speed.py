@@ -38,11 +38,11 @@ import torch.nn.functional as F  # noqa: N812
 from torch.utils.flop_counter import FlopCounterMode
 
 from isstad_plugin import Isstad
-from isstad_plugin.loss import masked_patch_mse
-from isstad_plugin.optimizers import stage1_optimizer, stage2_optimizer
+from isstad_plugin.model.loss import masked_patch_mse
+from isstad_plugin.model.optimizers import stage1_optimizer, stage2_optimizer
 
 try:
-    from isstad_plugin.precision import bf16_is_fast, resolve_precision
+    from isstad_plugin.training.precision import bf16_is_fast, resolve_precision
 except ImportError:  # an older isstad_plugin (to measure the "before" of a change): bf16 as its CPU config had
 
     def bf16_is_fast(device: str = "cpu") -> tuple[bool, str]:
@@ -52,7 +52,7 @@ except ImportError:  # an older isstad_plugin (to measure the "before" of a chan
         return "bf16-mixed" if value in (None, "auto") else str(value)
 
 
-from isstad_plugin.run_config import RunConfig, load_run_config, packaged_config
+from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config
 
 _CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 _clock = [time.perf_counter]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, seed_everything
 
-from isstad_plugin.run_config import budget_trainer_args
+from isstad_plugin.tools.run_config import budget_trainer_args
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 from tests.test_lightning import EveryEpoch
 

@@ -15,7 +15,7 @@ import yaml
 from lightning.pytorch import Trainer
 
 from isstad_plugin import Isstad
-from isstad_plugin.run_config import load_run_config
+from isstad_plugin.tools.run_config import load_run_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -92,7 +92,7 @@ def test_config_learns_thresholds_on_a_validation_split_that_is_not_tested(path,
 
 
 def test_benchmark_splits_validation_from_the_test_folder(dataset_root):
-    from isstad_plugin.runs import held_out_datamodule
+    from isstad_plugin.tools.runs import held_out_datamodule
 
     datamodule = held_out_datamodule(dataset_root, "tiles", seed=0, val_split_ratio=0.3)
     datamodule.setup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from isstad_plugin.cli import main
+from isstad_plugin.tools.cli import main
 
 
 def test_demo_fast_writes_the_report(tmp_path, capsys):
@@ -82,7 +82,7 @@ def test_benchmark_rejects_unknown_model(tmp_path, dataset_root, capsys):
 
 
 def test_benchmark_reports_a_failed_model_and_runs_the_others(tmp_path, dataset_root, monkeypatch):
-    import isstad_plugin.benchmark as benchmark
+    import isstad_plugin.tools.benchmark as benchmark
 
     def fake_run(options, category, name, build, budget, settings, trainer_args):
         if name == "DRAEM":
@@ -100,7 +100,7 @@ def test_benchmark_reports_a_failed_model_and_runs_the_others(tmp_path, dataset_
 
 
 def test_auroc_table_has_the_papers_layout():
-    from isstad_plugin.benchmark import Row, auroc_table
+    from isstad_plugin.tools.benchmark import Row, auroc_table
 
     rows = [
         Row("tile", "ISSTAD Model I", {"image_AUROC": 0.6}, 1.0, 1.0, 2, ""),
@@ -116,7 +116,7 @@ def test_auroc_table_has_the_papers_layout():
 
 
 def test_benchmark_epoch_options(tmp_path, dataset_root, capsys):
-    from isstad_plugin.cli import _batches
+    from isstad_plugin.tools.cli import _batches
 
     assert _batches("1") == 1 and isinstance(_batches("1"), int)  # one batch, not 100 % of the epoch
     assert _batches("0.5") == 0.5
@@ -130,7 +130,7 @@ def test_benchmark_epoch_options(tmp_path, dataset_root, capsys):
 def test_benchmark_stage2_default_comes_from_the_config():
     from pathlib import Path
 
-    from isstad_plugin.benchmark import BenchmarkOptions, _isstad_specs
+    from isstad_plugin.tools.benchmark import BenchmarkOptions, _isstad_specs
 
     (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_steps=100))
     model = spec[1]()

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from isstad_plugin.cli import main
-from isstad_plugin.diagnose import ScoredSplit, diagnose_figures, edge_mask
+from isstad_plugin.tools.cli import main
+from isstad_plugin.tools.diagnose import ScoredSplit, diagnose_figures, edge_mask
 from tests.test_budget import step_run  # noqa: F401  (the trained step-budget run, a fixture)
 
 

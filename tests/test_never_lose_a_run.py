@@ -25,9 +25,9 @@ from lightning.pytorch import Callback, seed_everything
 from PIL import Image
 
 from isstad_plugin import Isstad, engine_patches
-from isstad_plugin.checkpointing import IsstadCheckpoints
-from isstad_plugin.divergence import TrainingDivergedError
-from isstad_plugin.weights import load_stage1_checkpoint
+from isstad_plugin.model.weights import load_stage1_checkpoint
+from isstad_plugin.training.checkpointing import IsstadCheckpoints
+from isstad_plugin.training.divergence import TrainingDivergedError
 from tests.helpers import TINY_CLI_NETWORK, cli_train_args, engine_for, small_datamodule, tiny_isstad
 
 REPO = Path(__file__).parents[1]
@@ -331,7 +331,7 @@ def test_stage2_failure_caused_by_stage1_blames_stage1(tmp_path, dataset_root):
 
 
 def test_parameters_that_become_non_finite_stop_the_step_that_made_them(tmp_path, dataset_root, monkeypatch):
-    from isstad_plugin import optimizers
+    from isstad_plugin.model import optimizers
 
     real = optimizers.stage2_optimizer
 
@@ -348,7 +348,7 @@ def test_parameters_that_become_non_finite_stop_the_step_that_made_them(tmp_path
         optimizer.step = nan_step
         return optimizer, scheduler
 
-    monkeypatch.setattr("isstad_plugin.lightning_model.stage2_optimizer", poisoned)
+    monkeypatch.setattr("isstad_plugin.model.lightning_model.stage2_optimizer", poisoned)
     seed_everything(0)
     engine = engine_for(tmp_path, max_epochs=3)
     with pytest.raises(TrainingDivergedError, match=r"diverged in stage 2 at epoch 1, batch 0.*--model\.stage2_lr"):
@@ -389,7 +389,7 @@ def test_checkpoint_options_are_checked_and_minutes_work(tmp_path, dataset_root)
 
 
 def test_truncated_stage1_checkpoint_is_named(tmp_path):
-    from isstad_plugin.checkpointing import CheckpointError
+    from isstad_plugin.training.checkpointing import CheckpointError
 
     broken = tmp_path / "stage1.ckpt"
     broken.write_bytes(b"PK\x03\x04" + bytes(100))

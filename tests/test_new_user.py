@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from isstad_plugin.cli import main
 from isstad_plugin.data import generate_dataset
 from isstad_plugin.data.checks import DatasetError, check_mvtec_layout
-from isstad_plugin.devices import device_args
+from isstad_plugin.tools.cli import main
+from isstad_plugin.tools.devices import device_args
 
 REPO = Path(__file__).parents[1]
 ISSTAD = Path(sys.executable).parent / "isstad"
@@ -46,7 +46,7 @@ def jpg_root(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------ start-up
 def test_help_and_version_answer_fast_without_torch():
     code = (
-        "import sys; from isstad_plugin.cli import _parser; _parser().format_help(); "
+        "import sys; from isstad_plugin.tools.cli import _parser; _parser().format_help(); "
         "heavy = [m for m in ('torch', 'anomalib', 'lightning', 'matplotlib') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -82,8 +82,8 @@ def _recording_engine(seen):
 
 
 def test_demo_and_benchmark_train_on_the_gpu_auto_finds(monkeypatch, tmp_path, dataset_root):
-    import isstad_plugin.benchmark as benchmark
-    import isstad_plugin.demo as demo
+    import isstad_plugin.tools.benchmark as benchmark
+    import isstad_plugin.tools.demo as demo
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # bf16-capable, for precision
@@ -120,8 +120,8 @@ def test_maskless_jpg_folder_trains_and_tests_with_the_cpu_recipe(tmp_path, jpg_
     from lightning.pytorch.loggers import CSVLogger
 
     from isstad_plugin import Isstad
-    from isstad_plugin.precision import resolve_precision
-    from isstad_plugin.run_config import budget_trainer_args, load_run_config
+    from isstad_plugin.tools.run_config import budget_trainer_args, load_run_config
+    from isstad_plugin.training.precision import resolve_precision
 
     parts = tmp_path / "my_parts"
     for split, folder in (("train/good", "good"), ("test/good", "good"), ("test", "defect")):
@@ -205,7 +205,7 @@ def test_predict_writes_a_table_of_scores_and_pictures(demo_on_jpgs, jpg_root, t
 
 
 def test_panels_have_a_colour_bar_under_each_map_column():
-    from isstad_plugin.report import panel_figure
+    from isstad_plugin.tools.report import panel_figure
     from tests.helpers import tiny_model
 
     model = tiny_model()

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch import Callback, seed_everything
 from PIL import Image
 
-import isstad_plugin.lightning_model as lightning_model
+import isstad_plugin.model.lightning_model as lightning_model
 from isstad_plugin import Isstad
 from isstad_plugin.data import MVTec, generate_dataset, high_bit_depth
 from isstad_plugin.data.checks import DatasetError
@@ -147,8 +147,9 @@ def test_importing_the_plugin_patches_nothing():
 
     code = (
         "import anomalib.data.datasets.base.image as m, matplotlib; backend = matplotlib.get_backend(); "
-        "reader = m.read_image; import isstad_plugin; from isstad_plugin import Isstad; import isstad_plugin.report; "
-        "import isstad_plugin.demo; assert m.read_image is reader, 'read_image replaced'; "
+        "reader = m.read_image; import isstad_plugin; from isstad_plugin import Isstad; "
+        "import isstad_plugin.tools.report; "
+        "import isstad_plugin.tools.demo; assert m.read_image is reader, 'read_image replaced'; "
         "assert matplotlib.get_backend() == backend, 'backend switched'"
     )
     env = {**__import__("os").environ, "MPLBACKEND": "svg"}

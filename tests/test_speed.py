@@ -111,7 +111,7 @@ def test_cache_callback_ignores_fits_without_datamodule():
 
 # ---------------------------------------------------------------------------------------------------- precision
 def test_cpu_flags_and_bf16_detection(tmp_path):
-    from isstad_plugin.precision import bf16_is_fast, cpu_flags
+    from isstad_plugin.training.precision import bf16_is_fast, cpu_flags
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
@@ -125,7 +125,7 @@ def test_cpu_flags_and_bf16_detection(tmp_path):
 
 
 def test_bf16_on_cuda_follows_compute_capability(monkeypatch):
-    from isstad_plugin import precision
+    from isstad_plugin.training import precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
@@ -136,13 +136,13 @@ def test_bf16_on_cuda_follows_compute_capability(monkeypatch):
 
 
 def test_resolve_precision_keeps_a_forced_choice(monkeypatch, caplog):
-    from isstad_plugin import precision
+    from isstad_plugin.training import precision
 
     assert precision.resolve_precision("32-true") == "32-true"
     assert precision.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
     precision.hardware_precision.cache_clear()
     monkeypatch.setattr(precision, "bf16_is_fast", lambda device: (False, "test"))
-    with caplog.at_level(logging.INFO, logger="isstad_plugin.precision"):
+    with caplog.at_level(logging.INFO, logger="isstad_plugin.training.precision"):
         assert precision.resolve_precision("auto", "cpu") == "32-true"
         assert precision.resolve_precision(None, "cpu") == "32-true"
     assert sum("ISSTAD precision on cpu: 32-true" in r.message for r in caplog.records) == 1  # logged once
@@ -169,7 +169,7 @@ def test_hardware_precision_plugin_drives_autocast(forced):
 def _attention_pair():
     from timm.layers import Attention
 
-    from isstad_plugin.attention import IsstadAttention
+    from isstad_plugin.model.attention import IsstadAttention
 
     torch.manual_seed(0)
     ours, timm_attention = IsstadAttention(64, num_heads=2), Attention(64, num_heads=2)
@@ -178,7 +178,7 @@ def _attention_pair():
 
 
 def test_attention_explicit_path_equals_sdpa_in_float32(monkeypatch):
-    from isstad_plugin import attention
+    from isstad_plugin.model import attention
 
     ours, reference, x = _attention_pair()
     assert torch.equal(ours(x), reference(x))  # float32: timm's own SDPA path
@@ -188,7 +188,7 @@ def test_attention_explicit_path_equals_sdpa_in_float32(monkeypatch):
 
 
 def test_attention_takes_explicit_matmuls_under_cpu_bf16_autocast():
-    from isstad_plugin.attention import explicit_attention_wins
+    from isstad_plugin.model.attention import explicit_attention_wins
 
     ours, reference, x = _attention_pair()
     assert not explicit_attention_wins(x)
@@ -202,7 +202,7 @@ def test_attention_takes_explicit_matmuls_under_cpu_bf16_autocast():
 def test_network_keeps_state_dict_keys_of_timm_blocks():
     from timm.layers import Attention
 
-    from isstad_plugin.attention import IsstadAttention
+    from isstad_plugin.model.attention import IsstadAttention
     from tests.helpers import tiny_model
 
     model = tiny_model()
@@ -214,7 +214,7 @@ def test_network_keeps_state_dict_keys_of_timm_blocks():
 
 @pytest.mark.parametrize("stage", [1, 2])
 def test_fused_adamw_matches_the_loop(stage):
-    from isstad_plugin.optimizers import OptimizerSettings, can_fuse, stage1_optimizer, stage2_optimizer
+    from isstad_plugin.model.optimizers import OptimizerSettings, can_fuse, stage1_optimizer, stage2_optimizer
     from tests.helpers import tiny_model
 
     settings = OptimizerSettings(stage1_blr=0.05, stage1_warmup_epochs=0)

@@ -8,8 +8,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from isstad_plugin import IsstadModel
-from isstad_plugin.fusion import AnomalyFusion, aggregate_score
-from isstad_plugin.patching import patchify, random_masking, restore_order, unpatchify
+from isstad_plugin.model.fusion import AnomalyFusion, aggregate_score
+from isstad_plugin.model.patching import patchify, random_masking, restore_order, unpatchify
 from tests.helpers import tiny_model
 
 
@@ -153,7 +153,7 @@ def test_bad_configuration_names_the_option(kwargs, option):
 
 
 def test_ssim_loss_stays_finite_under_bf16_autocast():
-    from isstad_plugin.loss import ssim_loss_fp32
+    from isstad_plugin.model.loss import ssim_loss_fp32
 
     generator = torch.Generator().manual_seed(0)
     target = 0.5 + 0.01 * torch.rand(4, 3, 64, 64, generator=generator)  # flat images: tiny variances

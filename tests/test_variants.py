@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning.pytorch import seed_everything
 
-from isstad_plugin.variants import VARIANTS
+from isstad_plugin.model.variants import VARIANTS
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 
 
@@ -62,7 +62,7 @@ def test_model_one_scores_masked_inputs_deterministically(tmp_path, dataset_root
 
 
 def test_model_one_masks_partition_the_patches():
-    from isstad_plugin.patching import complementary_noise, random_masking
+    from isstad_plugin.model.patching import complementary_noise, random_masking
 
     tokens = torch.zeros(3, 64, 4)
     hidden_count = torch.zeros(3, 64)

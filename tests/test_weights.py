@@ -9,8 +9,8 @@ import torch
 from timm.models.vision_transformer import Block, PatchEmbed
 from torch import nn
 
-from isstad_plugin.patching import sincos_pos_embed
-from isstad_plugin.weights import load_mae_weights
+from isstad_plugin.model.patching import sincos_pos_embed
+from isstad_plugin.model.weights import load_mae_weights
 from tests.helpers import tiny_model
 
 

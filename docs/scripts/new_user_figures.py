@@ -38,8 +38,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     figures: dict = {}
 
-    from isstad_plugin.cli import main as isstad
     from isstad_plugin.data import generate_dataset
+    from isstad_plugin.tools.cli import main as isstad
 
     data = work / "my_data"
     generate_dataset(data, "parts", n_train=32, n_test_good=10, n_test_defect=4, image_size=128, seed=0)

@@ -15,8 +15,8 @@ from pathlib import Path
 import matplotlib as mpl
 
 mpl.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 OUTPUT = Path(__file__).resolve().parents[1] / "_static" / "stages.png"
 
@@ -32,7 +32,7 @@ EDGE = "#343a40"
 BOX_H = 7.0
 
 
-def box(ax, x, y, w, text, colour, h=BOX_H, bold=False):  # noqa: ANN001, ANN201, PLR0913
+def box(ax, x, y, w, text, colour, h=BOX_H, bold=False):
     """A rounded box centred at (x, y); returns its (left, right, bottom, top) edges."""
     patch = FancyBboxPatch(
         (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.25,rounding_size=0.8",
@@ -43,7 +43,7 @@ def box(ax, x, y, w, text, colour, h=BOX_H, bold=False):  # noqa: ANN001, ANN201
     return (x - w / 2, x + w / 2, y - h / 2, y + h / 2)
 
 
-def arrow(ax, start, end, text=None, style="-|>", dashed=False, rad=0.0):  # noqa: ANN001, ANN201, PLR0913
+def arrow(ax, start, end, text=None, style="-|>", dashed=False, rad=0.0):
     """An arrow between two points, with an optional label above its middle."""
     patch = FancyArrowPatch(
         start, end, arrowstyle=style, mutation_scale=12, linewidth=1.3, color=EDGE,
@@ -55,29 +55,29 @@ def arrow(ax, start, end, text=None, style="-|>", dashed=False, rad=0.0):  # noq
                 fontsize=8, color="#495057")
 
 
-def right(edges):  # noqa: ANN001, ANN201
+def right(edges):
     return (edges[1], (edges[2] + edges[3]) / 2)
 
 
-def left(edges):  # noqa: ANN001, ANN201
+def left(edges):
     return (edges[0], (edges[2] + edges[3]) / 2)
 
 
-def top(edges):  # noqa: ANN001, ANN201
+def top(edges):
     return ((edges[0] + edges[1]) / 2, edges[3])
 
 
-def bottom(edges):  # noqa: ANN001, ANN201
+def bottom(edges):
     return ((edges[0] + edges[1]) / 2, edges[2])
 
 
-def row_title(ax, y, title, subtitle):  # noqa: ANN001, ANN201
+def row_title(ax, y, title, subtitle):
     """A row title with its subtitle on the same line, above the row."""
     ax.text(1, y, title, ha="left", va="center", fontsize=13.5, weight="bold")
     ax.text(15, y, subtitle, ha="left", va="center", fontsize=10.5, color="#495057")
 
 
-def separator(ax, y):  # noqa: ANN001, ANN201
+def separator(ax, y):
     ax.plot([0.5, 129.5], [y, y], color="#adb5bd", linewidth=0.8, linestyle=":")
 
 

@@ -14,29 +14,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from isstad_plugin import data as data
-    from isstad_plugin.callbacks import IsstadStageSwitch
-    from isstad_plugin.checkpointing import IsstadCheckpoints
     from isstad_plugin.corruption import PixelCorruption
-    from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps
-    from isstad_plugin.lightning_model import Isstad
-    from isstad_plugin.post_processor import IsstadPostProcessor
-    from isstad_plugin.precision import HardwarePrecision
-    from isstad_plugin.torch_model import IsstadModel, IsstadOutput
-    from isstad_plugin.variants import VARIANTS, Variant
+    from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps
+    from isstad_plugin.model.lightning_model import Isstad
+    from isstad_plugin.model.post_processor import IsstadPostProcessor
+    from isstad_plugin.model.stage_switch import IsstadStageSwitch
+    from isstad_plugin.model.torch_model import IsstadModel, IsstadOutput
+    from isstad_plugin.model.variants import VARIANTS, Variant
+    from isstad_plugin.training.checkpointing import IsstadCheckpoints
+    from isstad_plugin.training.precision import HardwarePrecision
 
 _LAZY = {
-    "VARIANTS": "isstad_plugin.variants",
-    "AnomalyFusion": "isstad_plugin.fusion",
-    "AnomalyMaps": "isstad_plugin.fusion",
-    "HardwarePrecision": "isstad_plugin.precision",
-    "Isstad": "isstad_plugin.lightning_model",
-    "IsstadCheckpoints": "isstad_plugin.checkpointing",
-    "IsstadModel": "isstad_plugin.torch_model",
-    "IsstadOutput": "isstad_plugin.torch_model",
-    "IsstadPostProcessor": "isstad_plugin.post_processor",
-    "IsstadStageSwitch": "isstad_plugin.callbacks",
+    "VARIANTS": "isstad_plugin.model.variants",
+    "AnomalyFusion": "isstad_plugin.model.fusion",
+    "AnomalyMaps": "isstad_plugin.model.fusion",
+    "HardwarePrecision": "isstad_plugin.training.precision",
+    "Isstad": "isstad_plugin.model.lightning_model",
+    "IsstadCheckpoints": "isstad_plugin.training.checkpointing",
+    "IsstadModel": "isstad_plugin.model.torch_model",
+    "IsstadOutput": "isstad_plugin.model.torch_model",
+    "IsstadPostProcessor": "isstad_plugin.model.post_processor",
+    "IsstadStageSwitch": "isstad_plugin.model.stage_switch",
     "PixelCorruption": "isstad_plugin.corruption",
-    "Variant": "isstad_plugin.variants",
+    "Variant": "isstad_plugin.model.variants",
 }
 
 __all__ = [

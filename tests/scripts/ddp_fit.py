@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import seed_everything
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 
-from isstad_plugin.run_config import budget_trainer_args
+from isstad_plugin.tools.run_config import budget_trainer_args
 
 
 def main() -> None:

@@ -30,10 +30,10 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.pre_processing import PreProcessor
 from sklearn.metrics import roc_auc_score
 
-from isstad_plugin.fusion import ScoreAggregation, aggregate_score
-from isstad_plugin.lightning_model import Isstad
-from isstad_plugin.report import save_panels
-from isstad_plugin.runs import held_out_datamodule
+from isstad_plugin.model.fusion import ScoreAggregation, aggregate_score
+from isstad_plugin.model.lightning_model import Isstad
+from isstad_plugin.tools.report import save_panels
+from isstad_plugin.tools.runs import held_out_datamodule
 
 logger = logging.getLogger(__name__)
 

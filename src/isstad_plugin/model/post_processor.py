@@ -10,7 +10,7 @@ from anomalib.data import Batch
 from anomalib.post_processing import PostProcessor
 from lightning import LightningModule, Trainer
 
-from isstad_plugin.divergence import check_validation_statistics
+from isstad_plugin.training.divergence import check_validation_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class IsstadPostProcessor(PostProcessor):
     :class:`~isstad_plugin.Isstad` skips validation and the statistics come from the trained model. When validation
     holds no anomalous image, the thresholds fall back to the highest normal score (anomalib's rule) and a warning
     says so, because F1 thresholds then only bound the false positives. Non-finite statistics stop the fit
-    (:func:`~isstad_plugin.divergence.check_validation_statistics`) before a checkpoint stores them.
+    (:func:`~isstad_plugin.training.divergence.check_validation_statistics`) before a checkpoint stores them.
 
     Args:
         **kwargs: :class:`~anomalib.post_processing.PostProcessor` options (sensitivities, enable flags).

@@ -10,8 +10,8 @@ anomalib 2.7, unpatched:
 * ``anomalib predict --data DIR`` stops at the first unreadable image;
 * a truncated ``--ckpt_path`` fails with torch's message, without the path; every error comes after a rich traceback.
 
-:func:`install` (run when :mod:`isstad_plugin.lightning_model` is first imported, i.e. when ``Isstad`` is first used,
-which the CLI does when it reads ``isstad_plugin.Isstad``; ``import isstad_plugin`` alone patches nothing)
+:func:`install` (run when :mod:`isstad_plugin.model.lightning_model` is first imported, i.e. when ``Isstad`` is
+first used, which the CLI does when it reads ``isstad_plugin.Isstad``; ``import isstad_plugin`` alone patches nothing)
 changes this for :class:`~isstad_plugin.Isstad` models only; other models keep anomalib's behaviour, except that
 unreadable images in ``predict`` folders are skipped with a warning for every model:
 
@@ -22,7 +22,8 @@ unreadable images in ``predict`` folders are skipped with a warning for every mo
 * a missing MVTecAD category folder stops in one line when the category is not an MVTec AD one or the download host
   is unreachable (or ``ISSTAD_OFFLINE=1``); a failed download stops in one line;
 * ``seed_everything`` of the config is applied before the model is built (anomalib's CLI never applies it);
-* ``--ckpt_path`` is checked before Lightning reads it (:func:`~isstad_plugin.checkpointing.check_checkpoint_file`);
+* ``--ckpt_path`` is checked before Lightning reads it
+  (:func:`~isstad_plugin.training.checkpointing.check_checkpoint_file`);
 * under the ``anomalib`` command, errors with a one-line message (raised by this package, or the constructor's reason
   inside jsonargparse's "Does not validate against any of the Union subtypes") are printed as that one line, last,
   without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it).
@@ -55,8 +56,8 @@ from anomalib.engine import engine as engine_module
 from anomalib.utils.path import _highest_version_dir
 from lightning.pytorch.trainer.states import TrainerStatus
 
-from isstad_plugin.checkpointing import check_checkpoint_file
 from isstad_plugin.data.checks import DatasetError, check_image, missing_root_message
+from isstad_plugin.training.checkpointing import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +66,12 @@ _KEEP_LATEST: contextvars.ContextVar[bool] = contextvars.ContextVar("isstad_keep
 _COMMAND: contextvars.ContextVar[tuple[str, str | Path | None] | None] = contextvars.ContextVar(
     "isstad_command", default=None
 )
-_PACKAGE_DIR = str(Path(__file__).parent) + os.sep
+_PACKAGE_DIR = str(Path(__file__).parents[1]) + os.sep  # src/isstad_plugin/
 _UNION_ERROR = "Does not validate against any of the Union subtypes"
 
 
 def _is_isstad(model: object) -> bool:
-    from isstad_plugin.lightning_model import Isstad
+    from isstad_plugin.model.lightning_model import Isstad
 
     return isinstance(model, Isstad)
 

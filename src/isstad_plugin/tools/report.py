@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from isstad_plugin.torch_model import IsstadModel
+from isstad_plugin.model.torch_model import IsstadModel
 
 
 def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol: str) -> tuple[Path, Path]:

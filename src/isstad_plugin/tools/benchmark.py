@@ -24,12 +24,18 @@ from anomalib.models import Draem, Padim, Patchcore
 from anomalib.models.components import AnomalibModule
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
-from isstad_plugin.devices import device_args
-from isstad_plugin.lightning_model import Isstad
-from isstad_plugin.precision import resolve_precision
-from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
-from isstad_plugin.runs import fit_and_test, held_out_datamodule
-from isstad_plugin.variants import get_variant
+from isstad_plugin.model.lightning_model import Isstad
+from isstad_plugin.model.variants import get_variant
+from isstad_plugin.tools.devices import device_args
+from isstad_plugin.tools.run_config import (
+    RunConfig,
+    budget_trainer_args,
+    load_run_config,
+    packaged_config,
+    stage_lengths,
+)
+from isstad_plugin.tools.runs import fit_and_test, held_out_datamodule
+from isstad_plugin.training.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 

@@ -121,7 +121,7 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from isstad_plugin.demo import DemoOptions, run_demo
+    from isstad_plugin.tools.demo import DemoOptions, run_demo
 
     result = run_demo(_options(DemoOptions, args))
     metrics = result.metrics
@@ -152,7 +152,7 @@ def _batches(text: str) -> int | float:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from isstad_plugin.benchmark import BenchmarkOptions, run_benchmark
+    from isstad_plugin.tools.benchmark import BenchmarkOptions, run_benchmark
 
     options = _options(BenchmarkOptions, args)
     run_benchmark(options)  # writes the tables after every model
@@ -164,7 +164,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
 
 def _run_diagnose(args: argparse.Namespace) -> int:
-    from isstad_plugin.diagnose import DiagnoseOptions, markdown, run_diagnose
+    from isstad_plugin.tools.diagnose import DiagnoseOptions, markdown, run_diagnose
 
     options = _options(DiagnoseOptions, args)
     figures = run_diagnose(options)
@@ -174,7 +174,7 @@ def _run_diagnose(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from isstad_plugin.predict import PredictOptions, run_predict
+    from isstad_plugin.tools.predict import PredictOptions, run_predict
 
     table = run_predict(
         PredictOptions(

@@ -3,7 +3,7 @@
 A timm ViT encoder, a Transformer decoder (MAE's), a reconstruction head (LayerNorm + linear -> pixels) and a
 pixel classifier head fed by every decoder block. In training mode :class:`IsstadModel` returns an
 :class:`IsstadOutput`; in eval mode it returns anomalib's ``InferenceBatch(pred_score, anomaly_map)`` computed by the
-paper's fusion of E and P (:mod:`isstad_plugin.fusion`).
+paper's fusion of E and P (:mod:`isstad_plugin.model.fusion`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from anomalib.data import InferenceBatch
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from isstad_plugin.attention import IsstadAttention
-from isstad_plugin.fusion import AnomalyFusion, AnomalyMaps, MapSource, ScoreAggregation, level_probability
-from isstad_plugin.fusion import reconstruction_error as squared_error
-from isstad_plugin.normalization import PixelNormalization
-from isstad_plugin.patching import (
+from isstad_plugin.model.attention import IsstadAttention
+from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps, MapSource, ScoreAggregation, level_probability
+from isstad_plugin.model.fusion import reconstruction_error as squared_error
+from isstad_plugin.model.normalization import PixelNormalization
+from isstad_plugin.model.patching import (
     complementary_noise,
     patchify,
     random_masking,
@@ -29,7 +29,7 @@ from isstad_plugin.patching import (
     sincos_pos_embed,
     unpatchify,
 )
-from isstad_plugin.presets import (
+from isstad_plugin.model.presets import (
     ENCODER_PRESETS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -107,7 +107,7 @@ class IsstadDecoder(nn.Module):
 
         Args:
             tokens: ``(B, 1 + K, encoder_dim)`` encoder output, class token first.
-            ids_restore: From :func:`~isstad_plugin.patching.random_masking` when patches were dropped; ``None``
+            ids_restore: From :func:`~isstad_plugin.model.patching.random_masking` when patches were dropped; ``None``
                 when the encoder saw every patch in order.
 
         Returns:
@@ -205,7 +205,7 @@ class IsstadModel(nn.Module):
 
     Args:
         image_size: Input side, or ``(height, width)``; both must be multiples of the patch size.
-        encoder: Name of an encoder preset in :data:`~isstad_plugin.presets.ENCODER_PRESETS`.
+        encoder: Name of an encoder preset in :data:`~isstad_plugin.model.presets.ENCODER_PRESETS`.
         patch_size: Patch side; ``None`` takes the preset's.
         encoder_dim: Encoder width; ``None`` takes the preset's.
         encoder_depth: Encoder blocks; ``None`` takes the preset's.
@@ -331,7 +331,8 @@ class IsstadModel(nn.Module):
 
         Returns:
             ``(tokens, mask, ids_restore)``: ``(B, 1 + K, D)`` encoder tokens with the class token first; ``mask`` and
-            ``ids_restore`` as in :func:`~isstad_plugin.patching.random_masking`, or ``None`` when nothing is masked.
+            ``ids_restore`` as in :func:`~isstad_plugin.model.patching.random_masking`, or ``None`` when nothing is
+            masked.
         """
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             enc = self.encoder

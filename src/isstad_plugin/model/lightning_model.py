@@ -35,29 +35,34 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from isstad_plugin import engine_patches
-from isstad_plugin.augmentation import mae_augmentation
-from isstad_plugin.callbacks import IsstadStageSwitch
-from isstad_plugin.checkpointing import IsstadCheckpoints
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_datamodule, check_mvtec_layout
-from isstad_plugin.divergence import IsstadDivergenceGuard, TrainingDivergedError, advice, stage1_encoder_broken
-from isstad_plugin.fusion import ScoreAggregation
-from isstad_plugin.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
-from isstad_plugin.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
-from isstad_plugin.post_processor import IsstadPostProcessor
-from isstad_plugin.presets import (
+from isstad_plugin.model.augmentation import mae_augmentation
+from isstad_plugin.model.fusion import ScoreAggregation
+from isstad_plugin.model.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
+from isstad_plugin.model.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
+from isstad_plugin.model.post_processor import IsstadPostProcessor
+from isstad_plugin.model.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PAPER_IMAGE_SIZE,
     PAPER_MASK_RATIO,
     PAPER_STAGE1_EPOCHS,
 )
-from isstad_plugin.rng import capture_rng_state, restore_rng_state
-from isstad_plugin.torch_model import ClassifierOutput, ClassifierSharing, IsstadModel
-from isstad_plugin.variants import Variant, get_variant
-from isstad_plugin.weights import load_mae_weights, load_stage1_checkpoint
+from isstad_plugin.model.stage_switch import IsstadStageSwitch
+from isstad_plugin.model.torch_model import ClassifierOutput, ClassifierSharing, IsstadModel
+from isstad_plugin.model.variants import Variant, get_variant
+from isstad_plugin.model.weights import load_mae_weights, load_stage1_checkpoint
+from isstad_plugin.training import engine_patches
+from isstad_plugin.training.checkpointing import IsstadCheckpoints
+from isstad_plugin.training.divergence import (
+    IsstadDivergenceGuard,
+    TrainingDivergedError,
+    advice,
+    stage1_encoder_broken,
+)
+from isstad_plugin.training.rng import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from isstad_plugin.presets import IMAGENET_MEAN, IMAGENET_STD
+from isstad_plugin.model.presets import IMAGENET_MEAN, IMAGENET_STD
 
 
 class PixelNormalization(nn.Module):

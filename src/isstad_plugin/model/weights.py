@@ -196,7 +196,7 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
     """
     from anomalib.utils.serialization import anomalib_safe_globals
 
-    from isstad_plugin.checkpointing import check_checkpoint_file
+    from isstad_plugin.training.checkpointing import check_checkpoint_file
 
     file = Path(path).expanduser()
     if not file.is_file():

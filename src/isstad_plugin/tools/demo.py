@@ -25,12 +25,18 @@ from lightning.pytorch.loggers import CSVLogger
 from isstad_plugin.data import high_bit_depth
 from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
-from isstad_plugin.devices import device_args
-from isstad_plugin.lightning_model import Isstad
-from isstad_plugin.precision import resolve_precision
-from isstad_plugin.report import save_loss_curve, save_panels, write_metrics
-from isstad_plugin.run_config import RunConfig, budget_trainer_args, load_run_config, packaged_config, stage_lengths
-from isstad_plugin.runs import fit_and_test
+from isstad_plugin.model.lightning_model import Isstad
+from isstad_plugin.tools.devices import device_args
+from isstad_plugin.tools.report import save_loss_curve, save_panels, write_metrics
+from isstad_plugin.tools.run_config import (
+    RunConfig,
+    budget_trainer_args,
+    load_run_config,
+    packaged_config,
+    stage_lengths,
+)
+from isstad_plugin.tools.runs import fit_and_test
+from isstad_plugin.training.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 

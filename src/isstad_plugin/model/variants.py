@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from isstad_plugin.fusion import MapSource
+from isstad_plugin.model.fusion import MapSource
 
 
 @dataclass(frozen=True)

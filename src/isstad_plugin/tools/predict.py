@@ -20,7 +20,7 @@ from typing import Any, cast
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from isstad_plugin.devices import device_args
+from isstad_plugin.tools.devices import device_args
 
 FIELDS = ("image_path", "pred_score", "pred_label", "anomalous_area")
 
@@ -45,8 +45,8 @@ class Prediction:
 class PredictionTable(Callback):
     """Collect every predicted image's score and label; write ``predictions.csv`` and ``predictions.json``.
 
-    Works with ``Engine.predict`` and with the CLI: ``anomalib predict ... --trainer.callbacks+=isstad_plugin.predict.
-    PredictionTable --trainer.callbacks.output_dir reports/predict``.
+    Works with ``Engine.predict`` and with the CLI: ``anomalib predict ...
+    --trainer.callbacks+=isstad_plugin.tools.predict.PredictionTable --trainer.callbacks.output_dir reports/predict``.
 
     The model's post-processor is a callback too, and Lightning runs the model's callbacks after the trainer's: when a
     batch ends, its scores may not be normalised yet. A batch is therefore read one hook later (when the next batch
@@ -171,8 +171,8 @@ def run_predict(options: PredictOptions) -> PredictResult:
     from torch.utils.data import DataLoader
     from torchvision.transforms.v2 import Resize
 
-    from isstad_plugin.lightning_model import Isstad
-    from isstad_plugin.torch_model import IsstadModel
+    from isstad_plugin.model.lightning_model import Isstad
+    from isstad_plugin.model.torch_model import IsstadModel
 
     for name, path in (("--ckpt", options.ckpt), ("--images", options.images)):
         if not path.exists():

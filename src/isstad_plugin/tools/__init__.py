@@ -1,0 +1,1 @@
+"""The ``isstad`` command and the tools behind it: demo, benchmark, report, diagnose, predict."""
