@@ -110,7 +110,7 @@ def network_step(model: Isstad, images: torch.Tensor, bf16: bool) -> Callable[[]
                 out = net(images, mask_ratio=net.mask_ratio)
                 loss = masked_patch_mse(net.patchify(images), net.patchify(out.reconstruction.float()), out.mask)
             else:
-                out = net.decode(images)
+                out = net.reconstruct_and_classify(images)
                 loss = F.mse_loss(out.reconstruction.float(), images) + out.level_logits.float().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -214,10 +214,11 @@ def test_network_keeps_state_dict_keys_of_timm_blocks():
 
 @pytest.mark.parametrize("stage", [1, 2])
 def test_fused_adamw_matches_the_loop(stage):
-    from isstad_plugin.model.optimizers import OptimizerSettings, can_fuse, stage1_optimizer, stage2_optimizer
+    from isstad_plugin.model.config import TrainingConfig
+    from isstad_plugin.model.optimizers import can_fuse, stage1_optimizer, stage2_optimizer
     from tests.helpers import tiny_model
 
-    settings = OptimizerSettings(stage1_blr=0.05, stage1_warmup_epochs=0)
+    settings = TrainingConfig(stage1_blr=0.05, stage1_warmup_epochs=0)
     results = []
     for fused in (False, True):
         torch.manual_seed(0)
@@ -231,13 +232,13 @@ def test_fused_adamw_matches_the_loop(stage):
         assert bool(optimizer.defaults["fused"]) == fused
         images = torch.randn(4, 3, 32, 32)
         for _ in range(3):
-            out = model.decode(images)
+            out = model.reconstruct_and_classify(images)
             loss = out.reconstruction.pow(2).mean() + out.level_logits.mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            out = model.decode(torch.ones(2, 3, 32, 32))
+            out = model.reconstruct_and_classify(torch.ones(2, 3, 32, 32))
         results.append((loss.detach(), out.reconstruction, out.level_logits))
     # Outputs, not raw weights: the key bias of attention has a zero gradient in exact arithmetic (softmax ignores
     # it), so Adam turns rounding noise into +-lr steps that differ between the two kernels without effect.
@@ -291,7 +292,7 @@ def test_compiled_blocks_give_the_same_step():
         model = tiny_model().train()
         if compiled:
             model.compile_blocks()
-        out = model.decode(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+        out = model.reconstruct_and_classify(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
         loss = out.reconstruction.pow(2).mean() + out.level_logits.mean()
         loss.backward()
         results.append((loss.detach(), model.decoder.blocks[0].attn.qkv.weight.grad.clone()))

@@ -76,10 +76,10 @@ def test_eval_forward_is_deterministic_and_uses_every_patch_in_order():
     assert torch.equal(first.anomaly_map, second.anomaly_map)
     # Changing one patch changes the reconstruction of that patch most: tokens are not shuffled.
     with torch.no_grad():
-        base = model.decode(images).reconstruction
+        base = model.reconstruct_and_classify(images).reconstruction
         changed = images.clone()
         changed[:, :, :8, :8] += 3.0
-        delta = (model.decode(changed).reconstruction - base).abs().mean(dim=(0, 1))
+        delta = (model.reconstruct_and_classify(changed).reconstruction - base).abs().mean(dim=(0, 1))
     assert delta[:8, :8].mean() > delta[8:, 8:].mean()
 
 
@@ -123,7 +123,7 @@ def test_model_fusion_is_reconstruction_error_times_probability():
     model = tiny_model(smoothing_sigma=0.0).eval()
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        out = model.decode(images)
+        out = model.reconstruct_and_classify(images)
         unit = model.normalization.to_unit
         error = (unit(images) - unit(out.reconstruction)).pow(2).mean(dim=1, keepdim=True)
         prob = torch.sigmoid(out.level_logits[:, :, 0]).mean(dim=1, keepdim=True)

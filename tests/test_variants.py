@@ -56,7 +56,7 @@ def test_model_one_scores_masked_inputs_deterministically(tmp_path, dataset_root
     with torch.no_grad():
         first, second = network(images), network(images)
         masked = network.masked_reconstruction(images)
-        unmasked = network.decode(images, with_classifier=False).reconstruction
+        unmasked = network.reconstruct_and_classify(images, with_classifier=False).reconstruction
     assert torch.equal(first.anomaly_map, second.anomaly_map)
     assert not torch.allclose(masked, unmasked), "Model I must reconstruct from masked inputs"
 

@@ -70,7 +70,7 @@ def test_visualize_format_loads_encoder_decoder_and_reconstruction_head(tmp_path
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = mae.forward_unmasked(images)
-        got = model.patchify(model.decode(images).reconstruction)
+        got = model.patchify(model.reconstruct_and_classify(images).reconstruction)
     assert torch.allclose(got, expected, atol=1e-5)
 
 

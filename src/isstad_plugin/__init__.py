@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from isstad_plugin import data as data
     from isstad_plugin.corruption import PixelCorruption
     from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps
+    from isstad_plugin.model.config import NetworkConfig
     from isstad_plugin.model.lightning_model import Isstad
     from isstad_plugin.model.post_processor import IsstadPostProcessor
     from isstad_plugin.model.stage_switch import IsstadStageSwitch
@@ -35,6 +36,7 @@ _LAZY = {
     "IsstadOutput": "isstad_plugin.model.torch_model",
     "IsstadPostProcessor": "isstad_plugin.model.post_processor",
     "IsstadStageSwitch": "isstad_plugin.model.stage_switch",
+    "NetworkConfig": "isstad_plugin.model.config",
     "PixelCorruption": "isstad_plugin.corruption",
     "Variant": "isstad_plugin.model.variants",
 }
@@ -50,6 +52,7 @@ __all__ = [
     "IsstadOutput",
     "IsstadPostProcessor",
     "IsstadStageSwitch",
+    "NetworkConfig",
     "PixelCorruption",
     "Variant",
 ]

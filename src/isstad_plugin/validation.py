@@ -20,7 +20,7 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
         choices: Allowed values.
     """
     if value not in choices:
-        msg = f"unknown {name} {value!r}: expected one of {', '.join(map(str, choices))}"
+        msg = f"unknown {name} {value!r}: {name} must be one of {', '.join(map(str, choices))}"
         raise ValueError(msg)
 
 

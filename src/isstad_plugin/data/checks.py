@@ -1,8 +1,10 @@
 """Checks of a dataset before a fit, so that bad inputs stop with one line naming the file and the fix.
 
 anomalib's loaders fail deep inside a dataloader worker on an unreadable image, pair images and masks silently when
-masks are missing, and clip 16-bit images to 8 bits. :func:`check_mvtec_layout` (before anomalib indexes a folder) and
-:func:`check_datamodule` (after it has) decode every image once before training starts.
+masks are missing, and clip 16-bit images to 8 bits. :func:`check_fit_data` is the one entry point of a fit (the
+model calls it from ``prepare_data`` and ``setup``): :func:`check_mvtec_layout` before anomalib indexes an MVTecAD
+folder, :func:`check_datamodule` once any other datamodule is indexed; both decode every image once before training
+starts. :func:`require_category_folder` is the tools' check of a ``<root>/<category>`` argument.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from anomalib.data import MVTecAD
 from anomalib.data.datasets.image.mvtecad import IMG_EXTENSIONS
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS as FOLDER_EXTENSIONS_LOWER
@@ -162,6 +165,37 @@ def check_mvtec_layout(category_dir: Path) -> None:
         raise DatasetError(msg)
     masks = [str(category_dir / "ground_truth" / p.parent.name / f"{p.stem}_mask.png") for p in defects]
     check_masks([str(p) for p in defects], masks, [1] * len(defects))
+
+
+def check_fit_data(datamodule: object, indexed: bool) -> None:
+    """Check the data of a fit at the right moment: an MVTecAD folder before indexing, other datamodules after.
+
+    Args:
+        datamodule: The trainer's datamodule (``None`` or plain dataloaders are not checked).
+        indexed: ``False`` before the datamodule's ``setup`` (the model's ``prepare_data``), ``True`` after it.
+
+    Raises:
+        DatasetError: The first problem, in one line naming the file or folder and the fix.
+    """
+    if isinstance(datamodule, MVTecAD):
+        if not indexed:
+            check_mvtec_layout(Path(datamodule.root) / datamodule.category)
+    elif indexed:
+        check_datamodule(datamodule)
+
+
+def require_category_folder(root: Path, category: str, option: str) -> None:
+    """Refuse a ``<root>/<category>`` without ``train/good`` in one line naming the command-line ``option``.
+
+    Raises:
+        FileNotFoundError: The folder is missing.
+    """
+    if not (root / category / "train" / "good").is_dir():
+        msg = (
+            f"{option} {root}: no {category}/train/good folder; pass a root laid out as <root>/<category>/train/good, "
+            "test/good, test/<defect> (MVTec layout) and its category"
+        )
+        raise FileNotFoundError(msg)
 
 
 def missing_root_message(category_dir: Path) -> str:

@@ -1,5 +1,8 @@
 """ISSTAD as an anomalib model: both training stages in one fit (paper Fig. 2), fused S map at inference.
 
+The options are the fields of :mod:`isstad_plugin.model.config` (network, corruption, loss, training, runtime); the
+step budget lives in :mod:`isstad_plugin.model.budget`, the stage switch in :mod:`isstad_plugin.model.stage_switch`.
+
 Example:
     >>> from anomalib.data import MVTecAD
     >>> from anomalib.engine import Engine
@@ -15,16 +18,15 @@ From the command line::
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from anomalib import LearningType
-from anomalib.data import Batch, MVTecAD
+from anomalib.data import Batch
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
@@ -35,24 +37,18 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.data.cache import TrainDataCache
-from isstad_plugin.data.checks import check_datamodule, check_mvtec_layout
+from isstad_plugin.data.checks import check_fit_data
 from isstad_plugin.model.augmentation import mae_augmentation
-from isstad_plugin.model.fusion import ScoreAggregation
-from isstad_plugin.model.loss import LOSS_PRESETS, LossPreset, Stage2Loss, Stage2Weights, masked_patch_mse
-from isstad_plugin.model.optimizers import OptimizerSettings, stage1_optimizer, stage2_optimizer
+from isstad_plugin.model.budget import StageBudget
+from isstad_plugin.model.config import changed_network_options
+from isstad_plugin.model.loss import Stage2Loss, masked_patch_mse
+from isstad_plugin.model.optimizers import stage1_optimizer, stage2_optimizer
+from isstad_plugin.model.options import IsstadConfig, options_doc, options_signature
 from isstad_plugin.model.post_processor import IsstadPostProcessor
-from isstad_plugin.model.presets import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PAPER_IMAGE_SIZE,
-    PAPER_MASK_RATIO,
-    PAPER_STAGE1_EPOCHS,
-)
+from isstad_plugin.model.presets import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE
 from isstad_plugin.model.stage_switch import IsstadStageSwitch
-from isstad_plugin.model.torch_model import ClassifierOutput, ClassifierSharing, IsstadModel
-from isstad_plugin.model.variants import Variant, get_variant
+from isstad_plugin.model.torch_model import IsstadModel
 from isstad_plugin.model.weights import load_mae_weights, load_stage1_checkpoint
 from isstad_plugin.training import engine_patches
 from isstad_plugin.training.checkpointing import IsstadCheckpoints
@@ -70,38 +66,6 @@ logger = logging.getLogger(__name__)
 # one-line CLI errors): installed once, when the model is first used, not when the package is imported.
 engine_patches.install()
 
-DEFAULT_MAX_EPOCHS = 1000
-"""Lightning's ``max_epochs`` when none is given (a step budget stops the fit long before)."""
-STEP_BUDGET_WARMUP_FRACTION = 0.05
-"""Stage-1 warm-up share of a step budget when ``stage1_warmup_steps`` is unset (MAE: 40 of 800 epochs)."""
-
-_PRESET_HEADS: dict[str, tuple[ClassifierSharing, ClassifierOutput, str]] = {
-    "paper": ("per_block", "sigmoid", "paper"),  # per-block projections, eq. 10 BCE, block corruption
-    "official": ("shared", "softmax", "official"),  # one shared projection, 2-class CE, shape-paste corruption
-}
-
-
-_DEFAULTS: dict[str, Any] = {}  # the constructor's defaults, filled in after the class definition
-_NETWORK_KEYS = (
-    "variant",
-    "preset",
-    "image_size",
-    "encoder",
-    "patch_size",
-    "encoder_dim",
-    "encoder_depth",
-    "encoder_heads",
-    "decoder_dim",
-    "decoder_depth",
-    "decoder_heads",
-    "classifier_sharing",
-    "classifier_output",
-    "mask_ratio",
-    "smoothing_sigma",
-    "score_aggregation",
-    "topk_fraction",
-)
-
 
 class Isstad(AnomalibModule):
     """ISSTAD: incremental self-supervised learning based on Transformer (Jin et al.), for anomalib.
@@ -112,63 +76,14 @@ class Isstad(AnomalibModule):
     and ``mean(S)`` the image score.
 
     Args:
-        variant: ``"full"`` (the paper's model) or an ablation model ``"I"`` ... ``"VIII"`` (paper Table 3).
-        preset: ``"paper"`` or ``"official"``: the defaults of the pixel classifier form, the loss weights and target
-            and the corruption mode (see ``docs/configs.md``); every option below set explicitly wins over it.
-        image_size: Input side in pixels (paper: 224); the pre-processor resizes to it.
-        encoder: Encoder size preset (paper: ``"vit_large_patch16"``).
-        patch_size: Patch side; ``None`` takes the preset's.
-        encoder_dim: Encoder width override.
-        encoder_depth: Encoder depth override.
-        encoder_heads: Encoder heads override.
-        decoder_dim: Decoder width (paper: 512).
-        decoder_depth: Decoder blocks (paper: 8).
-        decoder_heads: Decoder heads (paper: 16).
-        classifier_sharing: ``"per_block"`` or ``"shared"``; ``None`` takes the preset's.
-        classifier_output: ``"sigmoid"`` or ``"softmax"``; ``None`` takes the preset's.
-        encoder_weights: Local path of an official MAE checkpoint, or ``timm:<tag>`` when a hub is reachable.
-        load_decoder_weights: Also take the decoder from ``encoder_weights`` when the file has one.
-        stage1_checkpoint: An Isstad ``.ckpt`` whose stage 1 is finished: its weights are loaded and stage 1 skipped.
-        stage1_epochs: Epochs of stage 1; ``None``: 120 (paper) for variants with pre-training, 0 with
-            ``stage1_checkpoint`` or without pre-training.
-        stage1_steps: A step budget instead of epochs: stage 1 runs this many optimiser steps (rounded up to a whole
-            epoch), so that the budget does not depend on the data size. Excludes ``stage1_epochs``.
-        stage2_steps: With a step budget, stage 2 runs this many optimiser steps (rounded up to a whole epoch); the
-            fit then stops by itself and learns the thresholds (``trainer.max_epochs`` -1). Both schedules run per
-            step. One-stage variants set only their stage's length.
-        stage1_augment: Stage 1 trains on MAE's augmentation (random resized crop, scale 0.2-1, and horizontal flip)
-            of each batch, as MAE and the official code do.
-        mask_ratio: Stage-1 masking ratio (paper: 0.75).
-        stage1_blr: Stage-1 base learning rate, scaled by ``batch / 256`` (paper: 1e-3).
-        stage1_warmup_epochs: Stage-1 warm-up epochs before the half-cycle cosine decay.
-        stage1_warmup_steps: Stage-1 warm-up in optimiser steps (step budget; ``None``: 5 % of ``stage1_steps``).
-        stage2_lr: Stage-2 maximum learning rate (paper: 1e-3).
-        stage2_min_lr: Stage-2 minimum learning rate (paper: 1e-9).
-        stage2_t_max: Stage-2 cosine half-period in epochs (paper: a 60-epoch period, ``T_max = 30``); with
-            a step budget the stage-2 rate instead decays once, per step, over ``stage2_steps``.
-        weight_decay: AdamW weight decay of both stages (paper: 0.05).
-        mse_weight: λ0; ``None`` takes the preset's.
-        ssim_weight: λ1; ``None`` takes the preset's.
-        classification_weight: λ2; ``None`` takes the preset's.
-        anomalous_weight: ω, weight of corrupted pixels in the cross-entropy; ``None`` takes the preset's.
-        normal_weight: Weight of clean pixels in the cross-entropy; ``None`` takes the preset's.
-        corruption: ``"paper"`` (random blocks) or ``"official"`` (shape paste); ``None`` takes the preset's.
-        corrupt_prob: Fraction of training images corrupted; ``None`` takes the corruption mode's (paper 5/6).
-        corruption_settings: Any other setting of the corruption mode by name (``num_blocks``, ``block_size``,
-            ``shapes``, ``placement``, ``noise_std``, ...; see ``docs/corruption.md``); unset ones keep their defaults.
-        smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
-        score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
-        topk_fraction: Fraction of pixels averaged by ``"topk"``.
-        train_cache_gb: Memory limit (GiB) of the training-image cache: the decoded, resized training images are kept
-            in memory for the whole fit (:class:`~isstad_plugin.data.cache.TrainDataCache`); ``0`` turns it off.
-        compile_network: ``torch.compile`` the Transformer blocks (inductor, CPU or CUDA) when the Trainer sets the
-            model up; off by default (see ``docs/how-to/speed.md``).
+        {options}
         pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` + ImageNet normalisation.
         post_processor: anomalib post-processor, ``True`` for :class:`~isstad_plugin.IsstadPostProcessor`.
         evaluator: anomalib evaluator, ``True`` for image/pixel AUROC and F1.
         visualizer: anomalib visualizer, ``True`` for the image visualizer.
 
     Raises:
+        TypeError: An unknown option.
         ValueError: Options that contradict each other or the variant, naming them.
     """
 
@@ -176,137 +91,68 @@ class Isstad(AnomalibModule):
 
     def __init__(
         self,
-        variant: str = "full",
-        preset: LossPreset = "paper",
-        image_size: int = PAPER_IMAGE_SIZE,
-        encoder: str = "vit_large_patch16",
-        patch_size: int | None = None,
-        encoder_dim: int | None = None,
-        encoder_depth: int | None = None,
-        encoder_heads: int | None = None,
-        decoder_dim: int = 512,
-        decoder_depth: int = 8,
-        decoder_heads: int = 16,
-        classifier_sharing: ClassifierSharing | None = None,
-        classifier_output: ClassifierOutput | None = None,
-        encoder_weights: str | None = None,
-        load_decoder_weights: bool = True,
-        stage1_checkpoint: str | None = None,
-        stage1_epochs: int | None = None,
-        stage1_steps: int | None = None,
-        stage2_steps: int | None = None,
-        stage1_augment: bool = False,
-        mask_ratio: float = PAPER_MASK_RATIO,
-        stage1_blr: float = 1e-3,
-        stage1_warmup_epochs: float = 10.0,
-        stage1_warmup_steps: int | None = None,
-        stage2_lr: float = 1e-3,
-        stage2_min_lr: float = 1e-9,
-        stage2_t_max: int = 30,
-        weight_decay: float = 0.05,
-        mse_weight: float | None = None,
-        ssim_weight: float | None = None,
-        classification_weight: float | None = None,
-        anomalous_weight: float | None = None,
-        normal_weight: float | None = None,
-        corruption: Literal["paper", "official"] | None = None,
-        corrupt_prob: float | None = None,
-        corruption_settings: dict[str, Any] | None = None,
-        smoothing_sigma: float = 4.0,
-        score_aggregation: ScoreAggregation = "mean",
-        topk_fraction: float = 0.01,
-        train_cache_gb: float = 4.0,
-        compile_network: bool = False,
+        *,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
+        **options: Any,  # the fields of model.config; the signature set below the class lists them
     ) -> None:
+        config = IsstadConfig.from_options(options)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size))
-        super().__init__(
+            pre_processor = self.configure_pre_processor(config.network.image_hw)
+        # Called by name, not through super(): Lightning's hyperparameter collection then stops at anomalib's
+        # arguments, and the options are saved below, every one, defaults included.
+        AnomalibModule.__init__(
+            self,
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self._build(dict(self.hparams))
+        self.save_hyperparameters(config.options())
+        self._build(config)
 
-    def _build(self, options: dict[str, Any]) -> None:
-        """Create the network, corruption, loss and stage from the constructor options.
+    def _build(self, config: IsstadConfig) -> None:
+        """Create the network, corruption, loss and stage from the options.
 
-        One place for both ``__init__`` and loading a checkpoint written with other options.
+        One place for both ``__init__`` and loading a checkpoint written with other network options.
         """
-        o = {**_DEFAULTS, **options}
-        if o["preset"] not in _PRESET_HEADS:
-            msg = f"preset must be 'paper' or 'official', got {o['preset']!r}"
-            raise ValueError(msg)
-        self.variant: Variant = get_variant(o["variant"])
-        sharing, output, corruption_mode = _PRESET_HEADS[o["preset"]]
-        self.stage1_steps, self.stage2_steps = _resolve_step_budget(
-            self.variant, o["stage1_steps"], o["stage2_steps"], o["stage1_epochs"]
-        )
-        stage1_epochs = 0 if self.step_budget else o["stage1_epochs"]
-        self.stage1_epochs = _resolve_stage1_epochs(self.variant, stage1_epochs, o["stage1_checkpoint"])
-        self.loss_weights = _resolve_loss_weights(
-            self.variant,
-            o["preset"],
-            o["mse_weight"],
-            o["ssim_weight"],
-            o["classification_weight"],
-            o["anomalous_weight"],
-            o["normal_weight"],
-        )
-        _check_corruption_options(self.variant, o["corruption"], o["corrupt_prob"], o["corruption_settings"])
-        self.model = IsstadModel(
-            image_size=o["image_size"],
-            encoder=o["encoder"],
-            patch_size=o["patch_size"],
-            encoder_dim=o["encoder_dim"],
-            encoder_depth=o["encoder_depth"],
-            encoder_heads=o["encoder_heads"],
-            decoder_dim=o["decoder_dim"],
-            decoder_depth=o["decoder_depth"],
-            decoder_heads=o["decoder_heads"],
-            mask_ratio=o["mask_ratio"],
-            classifier_sharing=o["classifier_sharing"] or sharing,
-            classifier_output=o["classifier_output"] or output,
-            smoothing_sigma=o["smoothing_sigma"],
-            score_aggregation=o["score_aggregation"],
-            topk_fraction=o["topk_fraction"],
-            map_source=self.variant.map_source,
-            inference_mask_ratio=o["mask_ratio"] if self.variant.masked_inference else 0.0,
-        )
-        mode = cast(Literal["paper", "official"], o["corruption"] or corruption_mode)
-        try:
-            self.corruption = PixelCorruption(
-                mode=mode, corrupt_prob=o["corrupt_prob"], **(o["corruption_settings"] or {})
-            )
-        except ValueError as error:
-            msg = f"model.corruption_settings: {error}"
-            raise ValueError(msg) from None
-        self.stage1_augmentation = mae_augmentation(o["image_size"]) if o["stage1_augment"] else None
+        network = config.network
+        self.config = config
+        self.variant = network.variant_spec
+        self.budget = StageBudget.resolve(config.training, self.variant, config.runtime.stage1_checkpoint)
+        self.loss_weights = config.loss.weights(network)
+        self.corruption = config.corruption.build(network)
+        self.model = IsstadModel(network)
+        self.stage1_augmentation = mae_augmentation(network.image_hw) if config.training.stage1_augment else None
         self.loss = Stage2Loss(self.loss_weights)
-        self.optimizer_settings = OptimizerSettings(
-            stage1_blr=o["stage1_blr"],
-            stage1_warmup_epochs=o["stage1_warmup_epochs"],
-            stage1_warmup_steps=_warmup_steps(o["stage1_warmup_steps"], self.stage1_steps),
-            stage2_lr=o["stage2_lr"],
-            stage2_min_lr=o["stage2_min_lr"],
-            stage2_t_max=o["stage2_t_max"],
-            weight_decay=o["weight_decay"],
-        )
-        self.encoder_weights = o["encoder_weights"]
-        self.load_decoder_weights = o["load_decoder_weights"]
-        self.stage1_checkpoint = o["stage1_checkpoint"]
-        self.train_cache_gb = float(o["train_cache_gb"])
-        self.compile_network = bool(o["compile_network"])
+        self.optimizer_settings = dataclasses.replace(config.training, stage1_warmup_steps=self.budget.warmup_steps)
         self._compiled = False
-        pretraining = self.stage1_epochs > 0 or self.stage1_steps > 0
-        self.stage = 1 if (pretraining or not self.variant.finetune) else 2
+        self.stage = 1 if (self.budget.pretraining or not self.variant.finetune) else 2
         if self.stage == 2:
             self.enter_stage2()
         self._initial_weights_done = False
+
+    @property
+    def stage1_epochs(self) -> int:
+        """Stage-1 epochs of an epoch budget (see :class:`~isstad_plugin.model.budget.StageBudget`)."""
+        return self.budget.stage1_epochs
+
+    @property
+    def stage1_steps(self) -> int:
+        """Stage-1 optimiser steps of a step budget (0 without one)."""
+        return self.budget.stage1_steps
+
+    @property
+    def stage2_steps(self) -> int:
+        """Stage-2 optimiser steps of a step budget (0 without one)."""
+        return self.budget.stage2_steps
+
+    @property
+    def step_budget(self) -> int:
+        """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
+        return self.budget.steps
 
     # ------------------------------------------------------------------------------------------------ anomalib
     @classmethod
@@ -328,7 +174,7 @@ class Isstad(AnomalibModule):
         """
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
-        callbacks += [IsstadStageSwitch(), IsstadDivergenceGuard(), TrainDataCache(self.train_cache_gb)]
+        callbacks += [IsstadStageSwitch(), IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb)]
         trainer_callbacks = getattr(self._trainer, "callbacks", None) or []
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
             callbacks.append(IsstadCheckpoints())
@@ -353,16 +199,16 @@ class Isstad(AnomalibModule):
 
     def prepare_data(self) -> None:
         """Before a fit, check an MVTecAD folder before anomalib indexes it (one-line errors, see data.checks)."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        if self.trainer.state.fn == TrainerFn.FITTING and isinstance(datamodule, MVTecAD):
-            check_mvtec_layout(Path(datamodule.root) / datamodule.category)
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            check_fit_data(getattr(self._trainer, "datamodule", None), indexed=False)
 
     def setup(self, stage: str) -> None:
-        """Check the epoch budget and load initial weights before a fresh fit (not when resuming).
+        """Check the budget and the data, and load initial weights before a fresh fit (not when resuming).
 
         With ``compile_network`` the Transformer blocks are compiled here, once, for every stage.
         """
-        if self.compile_network and not self._compiled:
+        runtime = self.config.runtime
+        if runtime.compile_network and not self._compiled:
             self.model.compile_blocks()
             self._compiled = True
         if stage != "fit":
@@ -373,59 +219,22 @@ class Isstad(AnomalibModule):
                 "--model.stage1_blr, --model.stage2_lr, --model.weight_decay, --model.stage2_t_max instead"
             )
             raise ValueError(msg)
-        self._check_epoch_budget()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not isinstance(datamodule, MVTecAD):  # other datamodules are checked once anomalib has indexed them
-            check_datamodule(datamodule)
+        self.budget.check_trainer(self.trainer, self.variant)
+        check_fit_data(getattr(self.trainer, "datamodule", None), indexed=True)
         if self.trainer.ckpt_path is None and not self._initial_weights_done:
-            if self.encoder_weights:
-                load_mae_weights(self.model, self.encoder_weights, self.load_decoder_weights)
-            if self.stage1_checkpoint:
-                load_stage1_checkpoint(self.model, self.stage1_checkpoint)
+            if runtime.encoder_weights:
+                load_mae_weights(self.model, runtime.encoder_weights, runtime.load_decoder_weights)
+            if runtime.stage1_checkpoint:
+                load_stage1_checkpoint(self.model, runtime.stage1_checkpoint)
         self._initial_weights_done = True
-
-    def _check_epoch_budget(self) -> None:
-        if self.step_budget:
-            self._check_step_budget()
-            return
-        max_epochs = self.trainer.max_epochs
-        if self.variant.finetune and max_epochs is not None and 0 <= max_epochs <= self.stage1_epochs:
-            msg = (
-                f"trainer.max_epochs ({max_epochs}) must exceed model.stage1_epochs ({self.stage1_epochs}): stage 2 "
-                f"runs for max_epochs - stage1_epochs epochs (paper: 120 + 200, i.e. --trainer.max_epochs 320)"
-            )
-            raise ValueError(msg)
-
-    def _check_step_budget(self) -> None:
-        trainer = self.trainer
-        if trainer.check_val_every_n_epoch != 1:
-            msg = (
-                "a step budget (model.stage1_steps/stage2_steps) learns thresholds at the end of its last epoch: set "
-                f"--trainer.check_val_every_n_epoch 1 (got {trainer.check_val_every_n_epoch})"
-            )
-            raise ValueError(msg)
-        max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-        if (max_epochs is not None and 0 <= max_epochs < DEFAULT_MAX_EPOCHS) or 0 <= max_steps < self.step_budget:
-            msg = (
-                f"a step budget ends the fit itself after {self.step_budget} steps: set --trainer.max_epochs -1 and "
-                f"leave --trainer.max_steps unset (got max_epochs {max_epochs}, max_steps {max_steps})"
-            )
-            raise ValueError(msg)
-
-    @property
-    def step_budget(self) -> int:
-        """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
-        return self.stage1_steps + self.stage2_steps
 
     def stage1_complete(self, epochs_done: int, global_step: int) -> bool:
         """Whether stage 1 has run its length after ``epochs_done`` epochs and ``global_step`` optimiser steps."""
-        if self.step_budget:
-            return global_step >= self.stage1_steps
-        return epochs_done >= self.stage1_epochs
+        return self.budget.stage1_complete(epochs_done, global_step)
 
     def budget_spent(self) -> bool:
         """Whether a step budget has run all its steps (always ``False`` for an epoch budget)."""
-        return bool(self.step_budget) and self.trainer.global_step >= self.step_budget
+        return self.budget.spent(self.trainer.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the stage and the random state, so that a resumed fit continues as the uninterrupted one would."""
@@ -445,9 +254,8 @@ class Isstad(AnomalibModule):
             msg = "the checkpoint was not written by an Isstad model (no 'isstad_stage' entry): pass an Isstad .ckpt"
             raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
-        saved = {**_DEFAULTS, **checkpoint.get("hyper_parameters", {})}
-        current = {**_DEFAULTS, **self.hparams}
-        changed = sorted(k for k in _NETWORK_KEYS if saved.get(k) != current.get(k))
+        saved = IsstadConfig.from_options(checkpoint.get("hyper_parameters", {}))
+        changed = sorted(changed_network_options(saved.network, self.config.network))
         if changed:
             if self._trainer is not None and self.trainer.training:
                 msg = (
@@ -456,8 +264,9 @@ class Isstad(AnomalibModule):
                 )
                 raise ValueError(msg)
             logger.info("Isstad: building the network of the checkpoint (%s differ)", ", ".join(changed))
-            self.hparams.update({k: saved[k] for k in _DEFAULTS if k in saved})
-            self._build(dict(self.hparams))
+            config = dataclasses.replace(self.config, network=saved.network)
+            self.hparams.update(config.options())
+            self._build(config)
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
         self._initial_weights_done = True
@@ -502,7 +311,8 @@ class Isstad(AnomalibModule):
                 corrupted, labels = self.corruption(clean.float())
         else:
             corrupted, labels = clean, torch.zeros_like(clean[:, :1])
-        output = self.model.decode(normalization.to_model(corrupted), with_classifier=self.variant.classification_loss)
+        with_classifier = self.variant.classification_loss
+        output = self.model.reconstruct_and_classify(normalization.to_model(corrupted), with_classifier=with_classifier)
         reconstruction = normalization.to_unit(output.reconstruction)
         target = clean if self.loss_weights.target == "clean" else corrupted
         losses = self.loss(reconstruction, target, output.level_logits, labels)
@@ -565,113 +375,5 @@ class Isstad(AnomalibModule):
         return int(batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size)
 
 
-_DEFAULTS.update(
-    {
-        name: parameter.default
-        for name, parameter in inspect.signature(Isstad.__init__).parameters.items()
-        if parameter.default is not inspect.Parameter.empty
-        and name not in ("pre_processor", "post_processor", "evaluator", "visualizer")
-    }
-)
-
-
-def _resolve_stage1_epochs(variant: Variant, stage1_epochs: int | None, stage1_checkpoint: str | None) -> int:
-    if stage1_epochs is not None and stage1_epochs < 0:
-        msg = f"stage1_epochs must be >= 0, got {stage1_epochs}"
-        raise ValueError(msg)
-    if stage1_checkpoint and not variant.pretrain:
-        msg = (
-            f"variant {variant.name} has no stage-1 pre-training: drop stage1_checkpoint or pick a pre-trained variant"
-        )
-        raise ValueError(msg)
-    if stage1_checkpoint and not variant.finetune:
-        msg = "variant I is stage 1 alone: stage1_checkpoint would leave nothing to train"
-        raise ValueError(msg)
-    if not variant.finetune:
-        return 0  # Model I is stage 1 alone: it trains for all of trainer.max_epochs
-    if not variant.pretrain:
-        if stage1_epochs:
-            msg = f"variant {variant.name} has no stage-1 pre-training: stage1_epochs must be 0 or unset"
-            raise ValueError(msg)
-        return 0
-    if stage1_checkpoint:
-        if stage1_epochs:
-            msg = "stage1_checkpoint skips stage 1: leave stage1_epochs unset (or 0)"
-            raise ValueError(msg)
-        return 0
-    return PAPER_STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs
-
-
-def _resolve_loss_weights(
-    variant: Variant,
-    preset: str,
-    mse: float | None,
-    ssim: float | None,
-    classification: float | None,
-    anomalous: float | None,
-    normal: float | None,
-) -> Stage2Weights:
-    base = LOSS_PRESETS[preset]
-    if not variant.reconstruction_loss and any(w for w in (mse, ssim)):
-        msg = f"variant {variant.name} trains no reconstruction: mse_weight / ssim_weight must be unset or 0"
-        raise ValueError(msg)
-    if not variant.classification_loss and classification:
-        msg = f"variant {variant.name} trains no pixel classifier: classification_weight must be unset or 0"
-        raise ValueError(msg)
-    return Stage2Weights(
-        mse=(base.mse if mse is None else mse) if variant.reconstruction_loss else 0.0,
-        ssim=(base.ssim if ssim is None else ssim) if variant.reconstruction_loss else 0.0,
-        classification=(base.classification if classification is None else classification)
-        if variant.classification_loss
-        else 0.0,
-        anomalous=base.anomalous if anomalous is None else anomalous,
-        normal=base.normal if normal is None else normal,
-        target=base.target,
-    )
-
-
-def _warmup_steps(warmup_steps: int | None, stage1_steps: int) -> int | None:
-    """Stage-1 warm-up in steps: as given, else 5 % of a step budget (``None``: use the epochs)."""
-    if warmup_steps is not None or not stage1_steps:
-        return warmup_steps
-    return max(1, round(STEP_BUDGET_WARMUP_FRACTION * stage1_steps))
-
-
-def _resolve_step_budget(
-    variant: Variant, stage1_steps: int | None, stage2_steps: int | None, stage1_epochs: int | None
-) -> tuple[int, int]:
-    """``(stage1_steps, stage2_steps)`` of a step budget, ``(0, 0)`` without one; one-line errors for bad budgets."""
-    if stage1_steps is None and stage2_steps is None:
-        return 0, 0
-    for name, value in (("stage1_steps", stage1_steps), ("stage2_steps", stage2_steps)):
-        if value is not None and value < 1:
-            msg = f"{name} must be >= 1 (or unset), got {value}"
-            raise ValueError(msg)
-    if stage1_epochs:
-        msg = (
-            "stage1_steps/stage2_steps and stage1_epochs both set: give the budget in steps or in epochs (for epochs "
-            "with a step config add --model.stage1_steps null --model.stage2_steps null)"
-        )
-        raise ValueError(msg)
-    for name, value, needed in (
-        ("stage1_steps", stage1_steps, variant.pretrain),
-        ("stage2_steps", stage2_steps, variant.finetune),
-    ):
-        if needed and value is None:
-            msg = f"a step budget for variant {variant.name} needs {name}: set both stage lengths"
-            raise ValueError(msg)
-        if not needed and value is not None:
-            msg = f"variant {variant.name} has no {'stage 1' if name == 'stage1_steps' else 'stage 2'}: unset {name}"
-            raise ValueError(msg)
-    return stage1_steps or 0, stage2_steps or 0
-
-
-def _check_corruption_options(
-    variant: Variant, corruption: str | None, corrupt_prob: float | None, settings: dict[str, Any] | None
-) -> None:
-    if not variant.corrupt and (corruption is not None or corrupt_prob is not None or settings):
-        msg = (
-            f"variant {variant.name} trains on clean images: corruption / corrupt_prob / corruption_settings must be "
-            "unset"
-        )
-        raise ValueError(msg)
+Isstad.__init__.__signature__ = options_signature(Isstad.__init__)  # type: ignore[attr-defined]
+Isstad.__doc__ = (Isstad.__doc__ or "").replace("        {options}", options_doc())

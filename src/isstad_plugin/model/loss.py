@@ -16,8 +16,6 @@ import torch.nn.functional as F  # noqa: N812
 from pytorch_msssim import ssim
 from torch import nn
 
-LossPreset = Literal["paper", "official"]
-
 
 def masked_patch_mse(target: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Stage-1 loss (paper eq. 3, MAE): mean squared error over the masked patches only.
@@ -53,16 +51,6 @@ class Stage2Weights:
     anomalous: float
     normal: float
     target: Literal["clean", "input"]
-
-
-LOSS_PRESETS: dict[str, Stage2Weights] = {
-    # Paper 3.3.3 gives the form but not the values of λ0, λ1, λ2, ω. We take the official code's relative weights
-    # (MSE x0.5 on [-1, 1] pixels = x2 on [0, 1] pixels; SSIM x0.1; classification x1) and an unweighted BCE.
-    "paper": Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0, normal=1.0, target="clean"),
-    # Official code (official-code-notes.md §2): CE(weight=[3, 1]) + 0.5 MSE + 0.1 (1 - SSIM), target = input.
-    "official": Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0, normal=3.0, target="input"),
-}
-"""Stage-2 loss weights by preset name: ``"paper"`` (target = clean image) and ``"official"`` (the official code)."""
 
 
 class Stage2Losses(NamedTuple):

@@ -12,41 +12,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 from timm.optim import param_groups_weight_decay
 from torch import nn
 
+from isstad_plugin.model.config import TrainingConfig
 
-@dataclass(frozen=True)
-class OptimizerSettings:
-    """Settings of both stages.
 
-    Attributes:
-        stage1_blr: Stage-1 base learning rate; the rate used is ``blr * effective_batch / 256``.
-        stage1_warmup_epochs: Linear warm-up length of stage 1, in epochs (fractional allowed).
-        stage1_warmup_steps: Linear warm-up length of stage 1 in optimiser steps; wins over the epochs when set.
-        stage2_lr: Stage-2 maximum learning rate.
-        stage2_min_lr: Stage-2 minimum learning rate.
-        stage2_t_max: Stage-2 cosine half-period in epochs.
-        betas: AdamW betas of both stages.
-        weight_decay: AdamW weight decay of both stages.
-    """
-
-    stage1_blr: float = 1e-3
-    stage1_warmup_epochs: float = 10.0
-    stage1_warmup_steps: int | None = None
-    stage2_lr: float = 1e-3
-    stage2_min_lr: float = 1e-9
-    stage2_t_max: int = 30
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.05
+ADAMW_BETAS = (0.9, 0.95)
+"""AdamW betas of both stages (MAE)."""
 
 
 def stage1_optimizer(
     model: nn.Module,
-    settings: OptimizerSettings,
+    settings: TrainingConfig,
     effective_batch: int,
     steps_per_epoch: int,
     total_steps: int,
@@ -68,7 +48,7 @@ def stage1_optimizer(
     lr = settings.stage1_blr * effective_batch / 256
     groups = param_groups_weight_decay(model, settings.weight_decay)
     fuse = fused and can_fuse(model.parameters())
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=settings.betas, fused=True if fuse else None)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=ADAMW_BETAS, fused=True if fuse else None)
     if settings.stage1_warmup_steps is not None:
         warmup: float = settings.stage1_warmup_steps
     else:
@@ -80,7 +60,7 @@ def stage1_optimizer(
 
 def stage2_optimizer(
     model: nn.Module,
-    settings: OptimizerSettings,
+    settings: TrainingConfig,
     total_steps: int | None = None,
     fused: bool = False,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -94,7 +74,7 @@ def stage2_optimizer(
     optimizer = torch.optim.AdamW(
         params,
         lr=settings.stage2_lr,
-        betas=settings.betas,
+        betas=ADAMW_BETAS,
         weight_decay=settings.weight_decay,
         fused=True if fused and can_fuse(params) else None,
     )

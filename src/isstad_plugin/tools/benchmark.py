@@ -24,6 +24,7 @@ from anomalib.models import Draem, Padim, Patchcore
 from anomalib.models.components import AnomalibModule
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
+from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
@@ -130,9 +131,7 @@ def _check_options(options: BenchmarkOptions) -> None:
     for variant in options.variants:
         get_variant(variant)
     for category in options.categories:
-        if not (options.root / category / "train" / "good").is_dir():
-            msg = f"--root {options.root}: no {category}/train/good folder (MVTec layout expected)"
-            raise FileNotFoundError(msg)
+        require_category_folder(options.root, category, "--root")
 
 
 ModelSpec = tuple[str, Callable[[], AnomalibModule], dict[str, Any], str, dict[str, Any]]

@@ -23,6 +23,7 @@ from lightning.pytorch import seed_everything
 from lightning.pytorch.loggers import CSVLogger
 
 from isstad_plugin.data import high_bit_depth
+from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
@@ -146,13 +147,7 @@ def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, str]:
 
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
     if options.data_root is not None:
-        category_dir = options.data_root / options.category
-        if not (category_dir / "train" / "good").is_dir():
-            msg = (
-                f"--data-root {options.data_root}: no {options.category}/train/good folder; pass a root laid out as "
-                "<root>/<category>/train/good, test/good, test/<defect> and its category with --category"
-            )
-            raise FileNotFoundError(msg)
+        require_category_folder(options.data_root, options.category, "--data-root")
         return options.data_root
     counts = FAST_DATA if options.fast else DEMO_DATA
     root = output / "data"

@@ -1,0 +1,144 @@
+"""How long each stage trains: in epochs (the paper's 120 + 200) or in optimiser steps (a step budget).
+
+:class:`StageBudget` resolves :class:`~isstad_plugin.model.config.TrainingConfig` against the variant (one-stage
+variants train one stage) and a ``stage1_checkpoint`` (which skips stage 1), and checks that the trainer lets the
+budget run: a step budget ends the fit itself, an epoch budget needs ``max_epochs > stage1_epochs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lightning.pytorch import Trainer
+
+from isstad_plugin.model.config import TrainingConfig
+from isstad_plugin.model.presets import PAPER_STAGE1_EPOCHS
+from isstad_plugin.model.variants import Variant
+
+DEFAULT_MAX_EPOCHS = 1000
+"""Lightning's ``max_epochs`` when none is given (a step budget stops the fit long before)."""
+STEP_BUDGET_WARMUP_FRACTION = 0.05
+"""Stage-1 warm-up share of a step budget when ``stage1_warmup_steps`` is unset (MAE: 40 of 800 epochs)."""
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """The resolved length of both stages.
+
+    Attributes:
+        stage1_epochs: Stage-1 epochs of an epoch budget (0 under a step budget, without stage 1 or pre-training).
+        stage1_steps: Stage-1 optimiser steps of a step budget (0 without one).
+        stage2_steps: Stage-2 optimiser steps of a step budget (0 without one).
+        warmup_steps: Stage-1 warm-up in steps, or ``None`` to use ``stage1_warmup_epochs``.
+    """
+
+    stage1_epochs: int
+    stage1_steps: int
+    stage2_steps: int
+    warmup_steps: int | None
+
+    @classmethod
+    def resolve(cls, training: TrainingConfig, variant: Variant, stage1_checkpoint: str | None) -> StageBudget:
+        """The budget of ``training`` for ``variant``; one-line errors for lengths that contradict each other."""
+        stage1_steps, stage2_steps = _step_budget(training, variant)
+        epochs = 0 if stage1_steps + stage2_steps else training.stage1_epochs
+        warmup = training.stage1_warmup_steps
+        if warmup is None and stage1_steps:
+            warmup = max(1, round(STEP_BUDGET_WARMUP_FRACTION * stage1_steps))
+        return cls(_stage1_epochs(variant, epochs, stage1_checkpoint), stage1_steps, stage2_steps, warmup)
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
+        return self.stage1_steps + self.stage2_steps
+
+    @property
+    def pretraining(self) -> bool:
+        """Whether the fit starts with stage 1."""
+        return self.stage1_epochs > 0 or self.stage1_steps > 0
+
+    def stage1_complete(self, epochs_done: int, global_step: int) -> bool:
+        """Whether stage 1 has run its length after ``epochs_done`` epochs and ``global_step`` optimiser steps."""
+        if self.steps:
+            return global_step >= self.stage1_steps
+        return epochs_done >= self.stage1_epochs
+
+    def spent(self, global_step: int) -> bool:
+        """Whether a step budget has run all its steps (always ``False`` for an epoch budget)."""
+        return bool(self.steps) and global_step >= self.steps
+
+    def check_trainer(self, trainer: Trainer, variant: Variant) -> None:
+        """Refuse trainer settings under which this budget cannot run, in one line naming the option."""
+        if self.steps:
+            self._check_step_trainer(trainer)
+            return
+        max_epochs = trainer.max_epochs
+        if variant.finetune and max_epochs is not None and 0 <= max_epochs <= self.stage1_epochs:
+            msg = (
+                f"trainer.max_epochs ({max_epochs}) must exceed model.stage1_epochs ({self.stage1_epochs}): stage 2 "
+                f"runs for max_epochs - stage1_epochs epochs (paper: 120 + 200, i.e. --trainer.max_epochs 320)"
+            )
+            raise ValueError(msg)
+
+    def _check_step_trainer(self, trainer: Trainer) -> None:
+        if trainer.check_val_every_n_epoch != 1:
+            msg = (
+                "a step budget (model.stage1_steps/stage2_steps) learns thresholds at the end of its last epoch: set "
+                f"--trainer.check_val_every_n_epoch 1 (got {trainer.check_val_every_n_epoch})"
+            )
+            raise ValueError(msg)
+        max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+        if (max_epochs is not None and 0 <= max_epochs < DEFAULT_MAX_EPOCHS) or 0 <= max_steps < self.steps:
+            msg = (
+                f"a step budget ends the fit itself after {self.steps} steps: set --trainer.max_epochs -1 and "
+                f"leave --trainer.max_steps unset (got max_epochs {max_epochs}, max_steps {max_steps})"
+            )
+            raise ValueError(msg)
+
+
+def _stage1_epochs(variant: Variant, stage1_epochs: int | None, stage1_checkpoint: str | None) -> int:
+    if stage1_checkpoint and not variant.pretrain:
+        msg = (
+            f"variant {variant.name} has no stage-1 pre-training: drop stage1_checkpoint or pick a pre-trained variant"
+        )
+        raise ValueError(msg)
+    if stage1_checkpoint and not variant.finetune:
+        msg = "variant I is stage 1 alone: stage1_checkpoint would leave nothing to train"
+        raise ValueError(msg)
+    if not variant.finetune:
+        return 0  # Model I is stage 1 alone: it trains for all of trainer.max_epochs
+    if not variant.pretrain:
+        if stage1_epochs:
+            msg = f"variant {variant.name} has no stage-1 pre-training: stage1_epochs must be 0 or unset"
+            raise ValueError(msg)
+        return 0
+    if stage1_checkpoint:
+        if stage1_epochs:
+            msg = "stage1_checkpoint skips stage 1: leave stage1_epochs unset (or 0)"
+            raise ValueError(msg)
+        return 0
+    return PAPER_STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs
+
+
+def _step_budget(training: TrainingConfig, variant: Variant) -> tuple[int, int]:
+    """``(stage1_steps, stage2_steps)`` of a step budget, ``(0, 0)`` without one."""
+    stage1_steps, stage2_steps = training.stage1_steps, training.stage2_steps
+    if stage1_steps is None and stage2_steps is None:
+        return 0, 0
+    if training.stage1_epochs:
+        msg = (
+            "stage1_steps/stage2_steps and stage1_epochs both set: give the budget in steps or in epochs (for epochs "
+            "with a step config add --model.stage1_steps null --model.stage2_steps null)"
+        )
+        raise ValueError(msg)
+    for name, value, needed in (
+        ("stage1_steps", stage1_steps, variant.pretrain),
+        ("stage2_steps", stage2_steps, variant.finetune),
+    ):
+        if needed and value is None:
+            msg = f"a step budget for variant {variant.name} needs {name}: set both stage lengths"
+            raise ValueError(msg)
+        if not needed and value is not None:
+            msg = f"variant {variant.name} has no {'stage 1' if name == 'stage1_steps' else 'stage 2'}: unset {name}"
+            raise ValueError(msg)
+    return stage1_steps or 0, stage2_steps or 0

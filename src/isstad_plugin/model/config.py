@@ -1,0 +1,347 @@
+"""The options of an ISSTAD model: one frozen dataclass per concern, each with its defaults, doc lines and checks.
+
+:class:`~isstad_plugin.Isstad`'s keyword arguments (``Isstad(image_size=...)``, ``--model.image_size``, the YAML keys)
+are the fields of these classes, in order (:mod:`isstad_plugin.model.options` builds its signature and docstring from
+them). :class:`~isstad_plugin.IsstadModel` takes a :class:`NetworkConfig`, and a checkpoint is compatible when its
+:class:`NetworkConfig` is equal. A new option is a field of one class below with its line in that class's
+``Attributes``; nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from isstad_plugin.corruption import PixelCorruption
+from isstad_plugin.model.fusion import MapSource, ScoreAggregation
+from isstad_plugin.model.loss import Stage2Weights
+from isstad_plugin.model.presets import (
+    ENCODER_PRESETS,
+    PAPER_DECODER_DEPTH,
+    PAPER_DECODER_DIM,
+    PAPER_DECODER_HEADS,
+    PAPER_IMAGE_SIZE,
+    PAPER_MASK_RATIO,
+    PAPER_SMOOTHING_SIGMA,
+    PRESETS,
+    ClassifierOutput,
+    ClassifierSharing,
+    CorruptionMode,
+    EncoderPreset,
+    Preset,
+    PresetName,
+)
+from isstad_plugin.model.variants import Variant, get_variant
+from isstad_plugin.validation import check_choice
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The network and its anomaly map (paper 3.1 and 3.5): what a checkpoint fixes.
+
+    Attributes:
+        variant: ``"full"`` (the paper's model) or an ablation model ``"I"`` ... ``"VIII"`` (paper Table 3).
+        preset: ``"paper"`` or ``"official"``: the defaults of the pixel classifier form, the loss weights and target
+            and the corruption mode (see ``docs/configs.md``); every option set explicitly wins over it.
+        image_size: Input side in pixels, or ``[height, width]`` (paper: 224); the pre-processor resizes to it.
+        encoder: Encoder size preset (paper: ``"vit_large_patch16"``).
+        patch_size: Patch side; ``None`` takes the encoder preset's.
+        encoder_dim: Encoder width override.
+        encoder_depth: Encoder depth override.
+        encoder_heads: Encoder heads override.
+        decoder_dim: Decoder width (paper: 512).
+        decoder_depth: Decoder blocks (paper: 8); the pixel classifier head reads all of them.
+        decoder_heads: Decoder heads (paper: 16).
+        classifier_sharing: ``"per_block"`` or ``"shared"`` projections of the pixel classifier head; ``None`` takes
+            the preset's.
+        classifier_output: ``"sigmoid"`` or ``"softmax"`` (two classes); ``None`` takes the preset's.
+        mask_ratio: Stage-1 masking ratio (paper: 0.75).
+        smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
+        score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
+        topk_fraction: Fraction of pixels averaged by ``"topk"``.
+    """
+
+    variant: str = "full"
+    preset: PresetName = "paper"
+    image_size: int | tuple[int, int] = PAPER_IMAGE_SIZE
+    encoder: str = "vit_large_patch16"
+    patch_size: int | None = None
+    encoder_dim: int | None = None
+    encoder_depth: int | None = None
+    encoder_heads: int | None = None
+    decoder_dim: int = PAPER_DECODER_DIM
+    decoder_depth: int = PAPER_DECODER_DEPTH
+    decoder_heads: int = PAPER_DECODER_HEADS
+    classifier_sharing: ClassifierSharing | None = None
+    classifier_output: ClassifierOutput | None = None
+    mask_ratio: float = PAPER_MASK_RATIO
+    smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
+    score_aggregation: ScoreAggregation = "mean"
+    topk_fraction: float = 0.01
+
+    def __post_init__(self) -> None:
+        """Normalise ``image_size`` and check every option that cannot work, naming it."""
+        if not isinstance(self.image_size, int):
+            object.__setattr__(self, "image_size", _pair(self.image_size))
+        check_choice("preset", self.preset, tuple(PRESETS))
+        get_variant(self.variant)
+        check_choice("encoder", self.encoder, sorted(ENCODER_PRESETS))
+        check_choice("classifier_sharing", self.classifier_sharing, ("per_block", "shared", None))
+        check_choice("classifier_output", self.classifier_output, ("sigmoid", "softmax", None))
+        if not 0 <= self.mask_ratio < 1:
+            msg = f"mask_ratio must be in [0, 1), got {self.mask_ratio}"
+            raise ValueError(msg)
+        _check_shapes(self.image_hw, self.patch, self.encoder_size, self.decoder_dim, self.decoder_depth,
+                      self.decoder_heads)  # fmt: skip
+
+    @property
+    def variant_spec(self) -> Variant:
+        """The :class:`~isstad_plugin.Variant` named by ``variant``."""
+        return get_variant(self.variant)
+
+    @property
+    def preset_spec(self) -> Preset:
+        """The :class:`~isstad_plugin.model.presets.Preset` named by ``preset``."""
+        return PRESETS[self.preset]
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """``(height, width)`` of the input."""
+        return _pair(self.image_size)
+
+    @property
+    def encoder_size(self) -> EncoderPreset:
+        """The encoder preset with the explicit overrides applied."""
+        base = ENCODER_PRESETS[self.encoder]
+        return EncoderPreset(
+            dim=self.encoder_dim or base.dim,
+            depth=self.encoder_depth or base.depth,
+            heads=self.encoder_heads or base.heads,
+            patch_size=self.patch,
+        )
+
+    @property
+    def patch(self) -> int:
+        """Patch side in pixels."""
+        return self.patch_size or ENCODER_PRESETS[self.encoder].patch_size
+
+    @property
+    def sharing(self) -> ClassifierSharing:
+        """Pixel classifier head projections: the option, else the preset's."""
+        return self.classifier_sharing or self.preset_spec.classifier_sharing
+
+    @property
+    def output(self) -> ClassifierOutput:
+        """Pixel classifier head output: the option, else the preset's."""
+        return self.classifier_output or self.preset_spec.classifier_output
+
+    @property
+    def map_source(self) -> MapSource:
+        """What scores a pixel: S, E or P, by the variant."""
+        return self.variant_spec.map_source
+
+    @property
+    def inference_mask_ratio(self) -> float:
+        """Masking ratio of test inputs: the stage-1 ratio for Model I, else 0."""
+        return self.mask_ratio if self.variant_spec.masked_inference else 0.0
+
+
+@dataclass(frozen=True)
+class CorruptionOptions:
+    """The stage-2 pixel-level corruption (paper 3.3.1; :class:`~isstad_plugin.PixelCorruption`).
+
+    Attributes:
+        corruption: ``"paper"`` (random blocks) or ``"official"`` (shape paste); ``None`` takes the preset's.
+        corrupt_prob: Fraction of training images corrupted; ``None`` takes the corruption mode's (paper 5/6).
+        corruption_settings: Any other setting of the corruption mode by name (``num_blocks``, ``block_size``,
+            ``shapes``, ``placement``, ``noise_std``, ...; see ``docs/corruption.md``); unset ones keep their defaults.
+    """
+
+    corruption: CorruptionMode | None = None
+    corrupt_prob: float | None = None
+    corruption_settings: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        """Check the mode's name."""
+        check_choice("corruption", self.corruption, ("paper", "official", None))
+
+    def build(self, network: NetworkConfig) -> PixelCorruption:
+        """The corruption of ``network``'s variant and preset; one line naming the option on a bad setting."""
+        given = self.corruption is not None or self.corrupt_prob is not None or bool(self.corruption_settings)
+        if given and not network.variant_spec.corrupt:
+            msg = (
+                f"variant {network.variant} trains on clean images: corruption / corrupt_prob / corruption_settings "
+                "must be unset"
+            )
+            raise ValueError(msg)
+        mode = self.corruption or network.preset_spec.corruption
+        try:
+            return PixelCorruption(mode=mode, corrupt_prob=self.corrupt_prob, **(self.corruption_settings or {}))
+        except ValueError as error:
+            msg = f"model.corruption_settings: {error}"
+            raise ValueError(msg) from None
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The stage-2 loss ``λ0·MSE + λ1·(1 - SSIM) + λ2·CE`` (paper eq. 8-14); ``None`` takes the preset's value.
+
+    Attributes:
+        mse_weight: λ0.
+        ssim_weight: λ1.
+        classification_weight: λ2.
+        anomalous_weight: ω, weight of corrupted pixels in the cross-entropy.
+        normal_weight: Weight of clean pixels in the cross-entropy.
+    """
+
+    mse_weight: float | None = None
+    ssim_weight: float | None = None
+    classification_weight: float | None = None
+    anomalous_weight: float | None = None
+    normal_weight: float | None = None
+
+    def weights(self, network: NetworkConfig) -> Stage2Weights:
+        """The weights for ``network``'s variant (terms it does not train are 0) and preset (unset values)."""
+        variant, base = network.variant_spec, network.preset_spec.loss
+        if not variant.reconstruction_loss and (self.mse_weight or self.ssim_weight):
+            msg = f"variant {variant.name} trains no reconstruction: mse_weight / ssim_weight must be unset or 0"
+            raise ValueError(msg)
+        if not variant.classification_loss and self.classification_weight:
+            msg = f"variant {variant.name} trains no pixel classifier: classification_weight must be unset or 0"
+            raise ValueError(msg)
+        return Stage2Weights(
+            mse=_given(self.mse_weight, base.mse) if variant.reconstruction_loss else 0.0,
+            ssim=_given(self.ssim_weight, base.ssim) if variant.reconstruction_loss else 0.0,
+            classification=_given(self.classification_weight, base.classification)
+            if variant.classification_loss
+            else 0.0,
+            anomalous=_given(self.anomalous_weight, base.anomalous),
+            normal=_given(self.normal_weight, base.normal),
+            target=base.target,
+        )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How long each stage trains and with which optimiser settings (paper 4.1.3).
+
+    Attributes:
+        stage1_epochs: Epochs of stage 1; ``None``: 120 (paper) for variants with pre-training, 0 with
+            ``stage1_checkpoint`` or without pre-training.
+        stage1_steps: A step budget instead of epochs: stage 1 runs this many optimiser steps (rounded up to a whole
+            epoch), so that the budget does not depend on the data size. Excludes ``stage1_epochs``.
+        stage2_steps: With a step budget, stage 2 runs this many optimiser steps (rounded up to a whole epoch); the
+            fit then stops by itself and learns the thresholds (``trainer.max_epochs`` -1). Both schedules run per
+            step. One-stage variants set only their stage's length.
+        stage1_augment: Stage 1 trains on MAE's augmentation (random resized crop, scale 0.2-1, and horizontal flip)
+            of each batch, as MAE and the official code do.
+        stage1_blr: Stage-1 base learning rate, scaled by ``batch / 256`` (paper: 1e-3).
+        stage1_warmup_epochs: Stage-1 warm-up epochs before the half-cycle cosine decay.
+        stage1_warmup_steps: Stage-1 warm-up in optimiser steps (step budget; ``None``: 5 % of ``stage1_steps``).
+        stage2_lr: Stage-2 maximum learning rate (paper: 1e-3).
+        stage2_min_lr: Stage-2 minimum learning rate (paper: 1e-9).
+        stage2_t_max: Stage-2 cosine half-period in epochs (paper: a 60-epoch period, ``T_max = 30``); with
+            a step budget the stage-2 rate instead decays once, per step, over ``stage2_steps``.
+        weight_decay: AdamW weight decay of both stages (paper: 0.05).
+    """
+
+    stage1_epochs: int | None = None
+    stage1_steps: int | None = None
+    stage2_steps: int | None = None
+    stage1_augment: bool = False
+    stage1_blr: float = 1e-3
+    stage1_warmup_epochs: float = 10.0
+    stage1_warmup_steps: int | None = None
+    stage2_lr: float = 1e-3
+    stage2_min_lr: float = 1e-9
+    stage2_t_max: int = 30
+    weight_decay: float = 0.05
+
+    def __post_init__(self) -> None:
+        """Check the lengths that must be positive."""
+        if self.stage1_epochs is not None and self.stage1_epochs < 0:
+            msg = f"stage1_epochs must be >= 0, got {self.stage1_epochs}"
+            raise ValueError(msg)
+        for name in ("stage1_steps", "stage2_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                msg = f"{name} must be >= 1 (or unset), got {value}"
+                raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where a fresh fit's weights come from and how the fit runs (nothing here changes the trained model's shape).
+
+    Attributes:
+        encoder_weights: Local path of an official MAE checkpoint, or ``timm:<tag>`` when a hub is reachable.
+        load_decoder_weights: Also take the decoder from ``encoder_weights`` when the file has one.
+        stage1_checkpoint: An Isstad ``.ckpt`` whose stage 1 is finished: its weights are loaded and stage 1 skipped.
+        train_cache_gb: Memory limit (GiB) of the training-image cache: the decoded, resized training images are kept
+            in memory for the whole fit (:class:`~isstad_plugin.data.cache.TrainDataCache`); ``0`` turns it off.
+        compile_network: ``torch.compile`` the Transformer blocks (inductor, CPU or CUDA) when the Trainer sets the
+            model up; off by default (see ``docs/how-to/speed.md``).
+    """
+
+    encoder_weights: str | None = None
+    load_decoder_weights: bool = True
+    stage1_checkpoint: str | None = None
+    train_cache_gb: float = 4.0
+    compile_network: bool = False
+
+
+def changed_network_options(saved: NetworkConfig, current: NetworkConfig) -> list[str]:
+    """Names of the network options that differ between two configurations (checkpoint compatibility)."""
+    return [f.name for f in fields(NetworkConfig) if getattr(saved, f.name) != getattr(current, f.name)]
+
+
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    values = tuple(int(s) for s in size)
+    if len(values) != 2:
+        msg = f"image_size must be an int or (height, width), got {size!r}"
+        raise ValueError(msg)
+    return (values[0], values[1])
+
+
+def _check_shapes(
+    image_size: tuple[int, int],
+    patch_size: int,
+    encoder: EncoderPreset,
+    decoder_dim: int,
+    decoder_depth: int,
+    decoder_heads: int,
+) -> None:
+    """Raise a ``ValueError`` naming the first size that cannot work."""
+    if patch_size < 1 or any(side <= 0 or side % patch_size for side in image_size):
+        msg = (
+            f"image_size {image_size} is not divisible by patch_size {patch_size}: "
+            f"use sides that are multiples of {patch_size} (e.g. {max(1, image_size[0] // patch_size) * patch_size})"
+        )
+        raise ValueError(msg)
+    if decoder_depth < 1:
+        msg = f"decoder_depth must be >= 1 (the heads read the decoder blocks), got {decoder_depth}"
+        raise ValueError(msg)
+    for name, dim, heads in (("encoder", encoder.dim, encoder.heads), ("decoder", decoder_dim, decoder_heads)):
+        if heads < 1 or dim % heads:
+            msg = f"{name}_dim {dim} is not divisible by {name}_heads {heads}: pick a head count that divides it"
+            raise ValueError(msg)
+        if dim % 4:
+            msg = f"{name}_dim must be a multiple of 4 for the 2-D sin-cos position embedding, got {dim}"
+            raise ValueError(msg)
+
+
+__all__ = [
+    "CorruptionOptions",
+    "LossConfig",
+    "NetworkConfig",
+    "RuntimeConfig",
+    "TrainingConfig",
+    "changed_network_options",
+]

@@ -1,0 +1,103 @@
+"""The flat keyword options of :class:`~isstad_plugin.Isstad`, derived from the groups of :mod:`~isstad_plugin.model.config`.
+
+``Isstad(image_size=128, stage1_steps=1600, ...)``, ``--model.image_size`` and the YAML keys name fields of the groups
+directly. :class:`IsstadConfig` splits such options into the groups and joins them again (the hyperparameters a
+checkpoint stores); :func:`options_signature` and :func:`options_doc` give ``Isstad`` its signature (which the
+anomalib CLI reads) and the ``Args`` of its docstring.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+import docstring_parser
+
+from isstad_plugin.model.config import CorruptionOptions, LossConfig, NetworkConfig, RuntimeConfig, TrainingConfig
+
+CONFIGS = (NetworkConfig, CorruptionOptions, LossConfig, TrainingConfig, RuntimeConfig)
+"""The option groups of :class:`~isstad_plugin.Isstad`, in the order of its signature."""
+
+
+@dataclass(frozen=True)
+class IsstadConfig:
+    """All options of an :class:`~isstad_plugin.Isstad`, one group per concern.
+
+    Attributes:
+        network: The network and its anomaly map.
+        corruption: The stage-2 corruption.
+        loss: The stage-2 loss weights.
+        training: Stage lengths and optimisers.
+        runtime: Initial weights, cache and compilation.
+    """
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    corruption: CorruptionOptions = field(default_factory=CorruptionOptions)
+    loss: LossConfig = field(default_factory=LossConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> IsstadConfig:
+        """Build the groups from flat keyword options (``Isstad``'s arguments, a checkpoint's hyperparameters).
+
+        Raises:
+            TypeError: An option that no group has, naming it.
+            ValueError: A bad value, naming the option.
+        """
+        unknown = sorted(set(options) - set(option_defaults()))
+        if unknown:
+            msg = f"Isstad got unknown option(s) {', '.join(unknown)}: see `isstad_plugin.Isstad` for the options"
+            raise TypeError(msg)
+        groups = [group(**{f.name: options[f.name] for f in fields(group) if f.name in options}) for group in CONFIGS]
+        return cls(*groups)
+
+    def options(self) -> dict[str, Any]:
+        """The flat keyword options, every one (the hyperparameters a checkpoint stores)."""
+        return {k: v for group in self.groups() for k, v in _shallow_dict(group).items()}
+
+    def groups(self) -> tuple[Any, ...]:
+        """The groups in :data:`CONFIGS` order."""
+        return (self.network, self.corruption, self.loss, self.training, self.runtime)
+
+
+def option_defaults() -> dict[str, Any]:
+    """Every option of :class:`~isstad_plugin.Isstad` and its default, in signature order."""
+    return {f.name: _default(f) for group in CONFIGS for f in fields(group)}
+
+
+def options_signature(init: Any) -> inspect.Signature:
+    """``init``'s signature with its ``**options`` replaced by every option, keyword-only, with type and default."""
+    signature = inspect.signature(init)
+    params = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    hints = {k: v for group in CONFIGS for k, v in typing.get_type_hints(group).items()}
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hints[name])
+        for name, default in option_defaults().items()
+    ]
+    return signature.replace(parameters=[params[0], *options, *params[1:]])
+
+
+def options_doc(indent: str = "        ") -> str:
+    """The ``Args`` lines of every option, from the ``Attributes`` of the groups' docstrings."""
+    lines = []
+    for group in CONFIGS:
+        docs = {p.arg_name: p.description for p in docstring_parser.parse(group.__doc__ or "").params}
+        for f in fields(group):
+            text = f"{f.name}: {' '.join((docs.get(f.name) or '').split())}"
+            lines.append(textwrap.fill(text, 120, initial_indent=indent, subsequent_indent=indent + "    "))
+    return "\n".join(lines)
+
+
+def _default(f: Any) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+def _shallow_dict(group: Any) -> dict[str, Any]:
+    return {f.name: getattr(group, f.name) for f in fields(group)}
+
+
