@@ -16,16 +16,16 @@ MAE_CROP_RATIO = (3 / 4, 4 / 3)
 """Aspect-ratio range of MAE's random resized crop."""
 
 
-def mae_augmentation(image_size: int) -> nn.Module:
-    """MAE's stage-1 augmentation for ``image_size`` px batches: random resized crop, then horizontal flip.
+def mae_augmentation(image_size: tuple[int, int]) -> nn.Module:
+    """MAE's stage-1 augmentation for ``image_size`` batches: random resized crop, then horizontal flip.
 
     Args:
-        image_size: Side of the model's input; crops are resized back to it.
+        image_size: ``(height, width)`` of the model's input; crops are resized back to it.
 
     Returns:
         A module mapping a ``(B, C, H, W)`` batch to an augmented batch of the same shape.
     """
     return K.AugmentationSequential(
-        K.RandomResizedCrop((image_size, image_size), scale=MAE_CROP_SCALE, ratio=MAE_CROP_RATIO),
+        K.RandomResizedCrop(image_size, scale=MAE_CROP_SCALE, ratio=MAE_CROP_RATIO),
         K.RandomHorizontalFlip(),
     )
