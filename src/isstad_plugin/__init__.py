@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from isstad_plugin import data as data
     from isstad_plugin.corruption import PixelCorruption
-    from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps
     from isstad_plugin.model.config import NetworkConfig
+    from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps
     from isstad_plugin.model.lightning_model import Isstad
     from isstad_plugin.model.post_processor import IsstadPostProcessor
     from isstad_plugin.model.stage_switch import IsstadStageSwitch

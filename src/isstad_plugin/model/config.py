@@ -188,11 +188,11 @@ class LossConfig:
     """The stage-2 loss ``λ0·MSE + λ1·(1 - SSIM) + λ2·CE`` (paper eq. 8-14); ``None`` takes the preset's value.
 
     Attributes:
-        mse_weight: λ0.
-        ssim_weight: λ1.
-        classification_weight: λ2.
-        anomalous_weight: ω, weight of corrupted pixels in the cross-entropy.
-        normal_weight: Weight of clean pixels in the cross-entropy.
+        mse_weight: λ0, weight of the mean squared reconstruction error; ``None`` takes the preset's.
+        ssim_weight: λ1, weight of ``1 - SSIM``; ``None`` takes the preset's.
+        classification_weight: λ2, weight of the pixel classification loss; ``None`` takes the preset's.
+        anomalous_weight: ω, weight of corrupted pixels in the cross-entropy; ``None`` takes the preset's.
+        normal_weight: Weight of clean pixels in the cross-entropy; ``None`` takes the preset's.
     """
 
     mse_weight: float | None = None

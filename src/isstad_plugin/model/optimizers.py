@@ -19,7 +19,6 @@ from torch import nn
 
 from isstad_plugin.model.config import TrainingConfig
 
-
 ADAMW_BETAS = (0.9, 0.95)
 """AdamW betas of both stages (MAE)."""
 

@@ -1,4 +1,4 @@
-"""The flat keyword options of :class:`~isstad_plugin.Isstad`, derived from the groups of :mod:`~isstad_plugin.model.config`.
+"""Flat keyword options of :class:`~isstad_plugin.Isstad`, derived from the groups of :mod:`isstad_plugin.model.config`.
 
 ``Isstad(image_size=128, stage1_steps=1600, ...)``, ``--model.image_size`` and the YAML keys name fields of the groups
 directly. :class:`IsstadConfig` splits such options into the groups and joins them again (the hyperparameters a
@@ -99,5 +99,3 @@ def _default(f: Any) -> Any:
 
 def _shallow_dict(group: Any) -> dict[str, Any]:
     return {f.name: getattr(group, f.name) for f in fields(group)}
-
-

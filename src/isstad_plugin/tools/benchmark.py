@@ -13,21 +13,19 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from anomalib.engine import Engine
-from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
-from anomalib.models import Draem, Padim, Patchcore
-from anomalib.models.components import AnomalibModule
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
+from isstad_plugin.tools.peers import PEERS, ModelSpec, benchmark_evaluator, peer_specs
 from isstad_plugin.tools.run_config import (
     RunConfig,
     budget_trainer_args,
@@ -41,7 +39,6 @@ from isstad_plugin.training.precision import resolve_precision
 logger = logging.getLogger(__name__)
 
 METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1Score", "pixel_F1Score")
-PEERS = ("draem", "padim", "patchcore")
 
 
 @dataclass
@@ -110,15 +107,17 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
     A model whose training fails (a non-finite loss, a runtime error) gets a row saying so, and the others still run.
     """
     _check_options(options)
+    specs = _isstad_specs(options) if "isstad" in options.models else []
+    specs += peer_specs(options.models, options.image_size, options.output, options.draem_epochs, options.draem_minutes)
     rows: list[Row] = []
     for category in options.categories:
-        for name, build, budget, settings, trainer_args in _model_specs(options):
-            logger.info("benchmark: %s on %s (%s)", name, category, settings)
+        for spec in specs:
+            logger.info("benchmark: %s on %s (%s)", spec.name, category, spec.settings)
             try:
-                rows.append(_run_one(options, category, name, build, budget, settings, trainer_args))
+                rows.append(_run_one(options, category, spec))
             except (FloatingPointError, RuntimeError) as error:
-                logger.error("benchmark: %s on %s failed: %s", name, category, error)
-                rows.append(Row(category, name, {}, 0.0, 0.0, 0, f"{settings}; FAILED: {error}"))
+                logger.error("benchmark: %s on %s failed: %s", spec.name, category, error)
+                rows.append(Row(category, spec.name, {}, 0.0, 0.0, 0, f"{spec.settings}; FAILED: {error}"))
             write_tables(rows, options)  # keep what is done if a later model fails
     return rows
 
@@ -132,64 +131,6 @@ def _check_options(options: BenchmarkOptions) -> None:
         get_variant(variant)
     for category in options.categories:
         require_category_folder(options.root, category, "--root")
-
-
-ModelSpec = tuple[str, Callable[[], AnomalibModule], dict[str, Any], str, dict[str, Any]]
-"""Name, builder, trainer budget (``max_epochs``/``max_steps``, validation), settings label, other trainer args."""
-
-
-def _model_specs(options: BenchmarkOptions) -> list[ModelSpec]:
-    specs: list[ModelSpec] = []
-    if "isstad" in options.models:
-        specs.extend(_isstad_specs(options))
-    size = (options.image_size, options.image_size)
-    if "draem" in options.models:
-        dtd = options.output / "empty_dtd"  # an existing, empty folder: DRAEM then blends Perlin noise, no download
-        dtd.mkdir(parents=True, exist_ok=True)
-        cap = {"max_time": {"minutes": options.draem_minutes}} if options.draem_minutes else {}
-        specs.append(
-            (
-                "DRAEM",
-                lambda: Draem(dtd_dir=dtd, pre_processor=Draem.configure_pre_processor(size), evaluator=_evaluator()),
-                budget_trainer_args(options.draem_epochs, 0, "epochs"),
-                f"from scratch, {options.draem_epochs} epoch(s)"
-                + (f", capped at {options.draem_minutes:g} min" if options.draem_minutes else ""),
-                cap,
-            )
-        )
-    if "padim" in options.models:
-        specs.append(
-            (
-                "PaDiM",
-                lambda: Padim(
-                    backbone="resnet18",
-                    pre_trained=False,
-                    pre_processor=Padim.configure_pre_processor(size),
-                    evaluator=_evaluator(),
-                ),
-                budget_trainer_args(1, 0, "epochs"),
-                "resnet18, random init (pre_trained=False)",
-                {},
-            )
-        )
-    if "patchcore" in options.models:
-        specs.append(
-            (
-                "PatchCore",
-                lambda: Patchcore(
-                    backbone="resnet18",
-                    layers=("layer2", "layer3"),
-                    pre_trained=False,
-                    coreset_sampling_ratio=0.01,
-                    pre_processor=Patchcore.configure_pre_processor(size),
-                    evaluator=_evaluator(),
-                ),
-                budget_trainer_args(1, 0, "epochs"),
-                "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
-                {},
-            )
-        )
-    return specs
 
 
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
@@ -213,7 +154,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
         settings = f"{args.get('encoder')} {options.image_size} px, " + (
             f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
         )
-        specs.append((label, functools.partial(_build_isstad, args), budget, settings, precision))
+        specs.append(ModelSpec(label, functools.partial(_build_isstad, args), budget, settings, precision))
     return specs
 
 
@@ -243,47 +184,27 @@ def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, i
 
 
 def _build_isstad(args: dict[str, Any]) -> Isstad:
-    return Isstad(**args, evaluator=_evaluator())
+    return Isstad(**args, evaluator=benchmark_evaluator())
 
 
-def _evaluator() -> Evaluator:
-    """Image AUROC and F1, pixel AUROC, AUPRO and F1 (the paper's Tables 1/2 report AUROC)."""
-    return Evaluator(
-        test_metrics=[
-            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-            F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
-            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-            F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
-        ]
-    )
-
-
-def _run_one(
-    options: BenchmarkOptions,
-    category: str,
-    name: str,
-    build: Callable[[], AnomalibModule],
-    budget: dict[str, Any],
-    settings: str,
-    trainer_args: dict[str, Any],
-) -> Row:
+def _run_one(options: BenchmarkOptions, category: str, spec: ModelSpec) -> Row:
     seed_everything(options.seed, workers=True)
     datamodule = held_out_datamodule(options.root, category, options.seed, options.val_split_ratio, options.batch_size)
-    model = build()
+    model = spec.build()
     engine = Engine(
-        default_root_dir=options.output / "runs" / name.replace(" ", "_"),
+        default_root_dir=options.output / "runs" / spec.name.replace(" ", "_"),
         limit_train_batches=options.limit_train_batches,
-        callbacks=[EpochLog(name)],
+        callbacks=[EpochLog(spec.name)],
         enable_progress_bar=False,
         logger=False,
         **device_args(options.accelerator, options.devices),
-        **budget,
-        **trainer_args,
+        **spec.budget,
+        **spec.trainer_args,
     )
     result = fit_and_test(engine, model, datamodule)
     metrics = {key: result.metrics[key] for key in METRICS if key in result.metrics}
-    return Row(category, name, metrics, result.fit_seconds, result.test_seconds, engine.trainer.current_epoch, settings)
+    epochs = engine.trainer.current_epoch
+    return Row(category, spec.name, metrics, result.fit_seconds, result.test_seconds, epochs, spec.settings)
 
 
 class EpochLog(Callback):

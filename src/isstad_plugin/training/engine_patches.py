@@ -32,32 +32,27 @@ unreadable images in ``predict`` folders are skipped with a warning for every mo
 from __future__ import annotations
 
 import contextvars
-import difflib
 import functools
 import inspect
 import logging
 import os
 import re
-import socket
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
-from urllib.parse import urlparse
 
 from anomalib.data import MVTecAD
 from anomalib.data import predict as anomalib_predict
-from anomalib.data.datamodules.image import mvtecad as mvtecad_module
-from anomalib.data.datasets.image.mvtecad import CATEGORIES as MVTEC_CATEGORIES
 from anomalib.engine import Engine
 from anomalib.engine import engine as engine_module
 from anomalib.utils.path import _highest_version_dir
 from lightning.pytorch.trainer.states import TrainerStatus
 
-from isstad_plugin.data.checks import DatasetError, check_image, missing_root_message
+from isstad_plugin.data.checks import DatasetError, check_image
+from isstad_plugin.data.download import check_mvtecad_download
 from isstad_plugin.training.checkpointing import check_checkpoint_file
+from isstad_plugin.training.cli_errors import one_line_excepthook, running_anomalib_cli
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +61,6 @@ _KEEP_LATEST: contextvars.ContextVar[bool] = contextvars.ContextVar("isstad_keep
 _COMMAND: contextvars.ContextVar[tuple[str, str | Path | None] | None] = contextvars.ContextVar(
     "isstad_command", default=None
 )
-_PACKAGE_DIR = str(Path(__file__).parents[1]) + os.sep  # src/isstad_plugin/
-_UNION_ERROR = "Does not validate against any of the Union subtypes"
 
 
 def _is_isstad(model: object) -> bool:
@@ -222,43 +215,6 @@ def _export(self: Engine, *args: Any, **kwargs: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ MVTecAD download
-def download_host_reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the host of ``url`` opens within ``timeout`` (``ISSTAD_OFFLINE=1``: never)."""
-    if os.environ.get("ISSTAD_OFFLINE", "") not in ("", "0"):
-        return False
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def check_mvtecad_download(root: Path, category: str) -> None:
-    """Before anomalib downloads MVTec AD (its category folder is missing): refuse what cannot succeed, in one line.
-
-    Raises:
-        DatasetError: The category is not an MVTec AD one (misspelled, other case), or the download host is
-            unreachable.
-    """
-    category_dir = root / category
-    if category not in MVTEC_CATEGORIES:
-        close = difflib.get_close_matches(category.lower(), MVTEC_CATEGORIES, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        msg = (
-            f"{missing_root_message(category_dir)}; '{category}' is not an MVTec AD category{hint}, so it cannot be "
-            "downloaded either"
-        )
-        raise DatasetError(msg)
-    url = mvtecad_module.DOWNLOAD_INFO.url
-    if not download_host_reachable(url):
-        msg = (
-            f"{missing_root_message(category_dir)}; MVTec AD (about 5 GB) cannot be downloaded: "
-            f"{urlparse(url).hostname} is unreachable (offline?)"
-        )
-        raise DatasetError(msg)
-
-
 def _mvtecad_prepare_data(self: MVTecAD) -> None:
     trainer = getattr(self, "trainer", None)
     root, category = Path(self.root), self.category
@@ -316,54 +272,6 @@ def _report_skipped(engine: Engine) -> None:
         print(f"warning: {skipped_message(skipped)}", file=sys.stderr, flush=True)
 
 
-# ------------------------------------------------------------------------------------------------ CLI errors
-def format_cli_error(error: BaseException) -> str | None:
-    """The one-line message of an error the user can fix, or ``None`` (its traceback is then shown).
-
-    Such errors are ``ValueError``/``OSError``/``FloatingPointError``/``RuntimeError`` raised by this package (their
-    messages are one line naming the option or file and the fix), and jsonargparse's "Does not validate against any of
-    the Union subtypes" around an ``isstad_plugin.Isstad`` constructor error, whose reason is extracted.
-    """
-    text = str(error)
-    if isinstance(error, ValueError) and text.startswith(_UNION_ERROR) and "isstad_plugin" in text:
-        reasons = [
-            line.strip()[2:]
-            for line in text.splitlines()
-            if line.strip().startswith("- ")
-            and not line.strip().startswith("- Expected a")
-            and _UNION_ERROR not in line
-            and "Problem with given class_path" not in line
-        ]
-        return f"--model isstad_plugin.Isstad: {reasons[-1]}" if reasons else None
-    if not isinstance(error, ValueError | OSError | FloatingPointError | RuntimeError):
-        return None
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames or not frames[-1].filename.startswith(_PACKAGE_DIR) or "\n" in text.strip():
-        return None
-    return text.strip()
-
-
-def _excepthook(
-    previous: Callable[..., Any],
-    exc_type: type[BaseException],
-    exc: BaseException,
-    tb: TracebackType | None,
-) -> None:
-    line = format_cli_error(exc) if exc is not None else None
-    if line is None:
-        previous(exc_type, exc, tb)
-        return
-    if os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
-        previous(exc_type, exc, tb)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    print(f"error: {line}", file=sys.stderr, flush=True)
-
-
-def _running_anomalib_cli() -> bool:
-    return Path(sys.argv[0] if sys.argv else "").name in ("anomalib", "anomalib.exe", "anomalib-script.py")
-
-
 # ------------------------------------------------------------------------------------------------ install
 def install() -> None:
     """Apply the changes listed in the module docstring (idempotent)."""
@@ -399,8 +307,8 @@ def install() -> None:
         cli_class.before_instantiate_classes = functools.wraps(cli_class.before_instantiate_classes)(
             _seed_before_instantiation
         )
-    if _running_anomalib_cli():
-        sys.excepthook = functools.partial(_excepthook, sys.excepthook)
+    if running_anomalib_cli():
+        sys.excepthook = functools.partial(one_line_excepthook, sys.excepthook)
 
 
 def _seed_before_instantiation(self: Any) -> None:

@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, seed_everything
 
 from isstad_plugin.tools.run_config import budget_trainer_args
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
-from tests.test_lightning import EveryEpoch
+from tests.model.test_lightning import EveryEpoch
 
 STAGE1_STEPS = 3
 STAGE2_STEPS = 5

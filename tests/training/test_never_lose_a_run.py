@@ -24,13 +24,15 @@ import torch
 from lightning.pytorch import Callback, seed_everything
 from PIL import Image
 
-from isstad_plugin import Isstad, engine_patches
+from isstad_plugin import Isstad
+from isstad_plugin.data import download
 from isstad_plugin.model.weights import load_stage1_checkpoint
+from isstad_plugin.training import cli_errors
 from isstad_plugin.training.checkpointing import IsstadCheckpoints
 from isstad_plugin.training.divergence import TrainingDivergedError
 from tests.helpers import TINY_CLI_NETWORK, cli_train_args, engine_for, small_datamodule, tiny_isstad
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 RUN = Path("results/Isstad/MVTecAD/tiles")
 TINY = [
@@ -219,7 +221,7 @@ def cli(tmp_path, monkeypatch, capsys):
             AnomalibCLI([str(a) for a in args])
         except BaseException as error:
             assert fails, traceback.format_exc()
-            engine_patches._excepthook(traceback.print_exception, type(error), error, error.__traceback__)
+            cli_errors.one_line_excepthook(traceback.print_exception, type(error), error, error.__traceback__)
         else:
             assert not fails, "the command did not fail"
         captured = capsys.readouterr()
@@ -261,7 +263,7 @@ def test_failed_mvtecad_download_is_one_line(cli, tmp_path, monkeypatch):
         (tmp_path / "fresh").mkdir(exist_ok=True)  # anomalib creates the root before downloading
         raise URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(engine_patches, "download_host_reachable", lambda url: True)
+    monkeypatch.setattr(download, "download_host_reachable", lambda url: True)
     monkeypatch.setattr(mvtecad, "download_and_extract", no_network)
     line = cli(*_fit_args(tmp_path / "fresh"), "--data.category", "bottle", "--data.num_workers", "0")
     assert line.startswith(f"error: download of MVTec AD into {tmp_path / 'fresh'} failed (URLError:")

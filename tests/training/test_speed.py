@@ -263,7 +263,7 @@ def _gpu_check(*args):
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo / "src"), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, str(repo / "scripts" / "gpu_check.py"), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -1,4 +1,4 @@
-"""Fit and test a tiny Isstad with DDP on 2 CPU processes (gloo); run by tests/test_ddp.py.
+"""Fit and test a tiny Isstad with DDP on 2 CPU processes (gloo); run by tests/training/test_ddp.py.
 
 Lightning's DDP launcher starts this script again for rank 1, so it must be run as a script:
     python tests/scripts/ddp_fit.py DATA_ROOT OUT_DIR [epochs|steps]
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).parents[2]))
+sys.path.insert(0, str(Path(__file__).parents[3]))
 
 import torch
 from lightning.pytorch import seed_everything

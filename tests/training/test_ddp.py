@@ -19,7 +19,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "ddp_fit.py"
 
 @pytest.mark.parametrize("unit", ["epochs", "steps"])
 def test_ddp_two_processes(tmp_path, dataset_root, unit):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(dataset_root), str(tmp_path), unit],
         env=env,

@@ -20,7 +20,7 @@ from isstad_plugin.data.checks import DatasetError, check_mvtec_layout
 from isstad_plugin.tools.cli import main
 from isstad_plugin.tools.devices import device_args
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 ISSTAD = Path(sys.executable).parent / "isstad"
 
 

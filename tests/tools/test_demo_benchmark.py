@@ -133,8 +133,8 @@ def test_benchmark_stage2_default_comes_from_the_config():
     from isstad_plugin.tools.benchmark import BenchmarkOptions, _isstad_specs
 
     (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_steps=100))
-    model = spec[1]()
+    model = spec.build()
     assert (model.stage1_steps, model.stage2_steps) == (100, 3200)  # configs/isstad_cpu.yaml: 1600 + 3200 steps
-    assert spec[2] == {"max_epochs": -1, "check_val_every_n_epoch": 1}
+    assert spec.budget == {"max_epochs": -1, "check_val_every_n_epoch": 1}
     (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_epochs=5, stage2_epochs=7))
-    assert spec[1]().stage1_epochs == 5 and spec[2] == {"max_epochs": 12, "check_val_every_n_epoch": 12}
+    assert spec.build().stage1_epochs == 5 and spec.budget == {"max_epochs": 12, "check_val_every_n_epoch": 12}

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import TINY_CLI_NETWORK, cli_train_args
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 TINY = [
     *TINY_CLI_NETWORK,

@@ -17,7 +17,7 @@ from lightning.pytorch import Trainer
 from isstad_plugin import Isstad
 from isstad_plugin.tools.run_config import load_run_config
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
 
 def test_there_are_configs():
@@ -42,7 +42,7 @@ def test_config_builds_model_and_names_valid_options(path):
 
 def test_the_wheel_ships_the_repository_configs(tmp_path):
     """``isstad demo`` reads ``packaged_config``: a built wheel must carry every file of configs/, unchanged."""
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).parents[2]
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
     subprocess.run([*build, str(repo)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("isstad_plugin-*.whl")
