@@ -53,7 +53,9 @@ class IsstadConfig:
         if unknown:
             msg = f"Isstad got unknown option(s) {', '.join(unknown)}: see `isstad_plugin.Isstad` for the options"
             raise TypeError(msg)
-        groups = [group(**{f.name: options[f.name] for f in fields(group) if f.name in options}) for group in CONFIGS]
+        groups: list[Any] = [
+            group(**{f.name: options[f.name] for f in fields(group) if f.name in options}) for group in CONFIGS
+        ]
         return cls(*groups)
 
     def options(self) -> dict[str, Any]:

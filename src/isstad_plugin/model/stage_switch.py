@@ -31,6 +31,8 @@ class IsstadStageSwitch(Callback):
         del pl_module
         strategy = trainer.strategy
         if stage == "fit" and isinstance(strategy, DDPStrategy):
+            # Lightning's public way is the strategy name "ddp_find_unused_parameters_true", chosen when the Trainer is
+            # built; a callback sees the strategy only after that, and DDPStrategy has no public setter for its kwargs.
             strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
