@@ -84,10 +84,10 @@ def test_benchmark_rejects_unknown_model(tmp_path, dataset_root, capsys):
 def test_benchmark_reports_a_failed_model_and_runs_the_others(tmp_path, dataset_root, monkeypatch):
     import isstad_plugin.tools.benchmark as benchmark
 
-    def fake_run(options, category, name, build, budget, settings, trainer_args):
-        if name == "DRAEM":
+    def fake_run(options, category, spec):
+        if spec.name == "DRAEM":
             raise FloatingPointError("non-finite training loss (nan) at epoch 3, stage 1")
-        return benchmark.Row(category, name, {"image_AUROC": 0.5}, 1.0, 1.0, 1, settings)
+        return benchmark.Row(category, spec.name, {"image_AUROC": 0.5}, 1.0, 1.0, 1, spec.settings)
 
     monkeypatch.setattr(benchmark, "_run_one", fake_run)
     output = tmp_path / "bench"
