@@ -21,8 +21,10 @@ from collections.abc import Callable
 import torch
 
 from isstad_plugin.corruption import PixelCorruption
-from isstad_plugin.corruption.paper import PaperConfig, apply_vectorised, sample_params
+from isstad_plugin.corruption.config import PaperConfig
+from isstad_plugin.corruption.params import sample_params
 from isstad_plugin.corruption.reference import apply_loop
+from isstad_plugin.corruption.render import apply_vectorised
 
 
 def textures(batch: int, size: int, seed: int = 0) -> torch.Tensor:

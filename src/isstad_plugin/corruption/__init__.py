@@ -5,8 +5,9 @@ head. Two modes:
 
 * ``"paper"`` (default): 5/6 of the images get 1-100 random blocks, each with one or more of flip, rotation, blur,
   colour change and Gaussian noise; a pixel is labelled 1 exactly where its value changed. See
-  :mod:`isstad_plugin.corruption.paper` for the exact semantics and
-  :mod:`isstad_plugin.corruption.reference` for the loop implementation used as the test oracle.
+  :mod:`isstad_plugin.corruption.params` for the exact semantics, :mod:`isstad_plugin.corruption.render` for the
+  vectorised renderer and :mod:`isstad_plugin.corruption.reference` for the loop implementation used as the test
+  oracle.
 * ``"official"``: the official code's augmentation, 2/3 of the images get a whole-image transform pasted through
   1-3 random shapes, labelled with the shape mask. See :mod:`isstad_plugin.corruption.official`.
 
@@ -17,26 +18,17 @@ float32 or float64); labels are always float32. Everything runs on the images' d
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from isstad_plugin.corruption.config import LEGACY_CONFIG, OPERATIONS, PAPER_CORRUPT_PROB, SHAPES, PaperConfig
+from isstad_plugin.corruption.inputs import check_image_batch, resolve_generator
 from isstad_plugin.corruption.official import OFFICIAL_CORRUPT_PROB, OfficialConfig, apply_official
-from isstad_plugin.corruption.paper import (
-    GREY_TOLERANCE,
-    LEGACY_CONFIG,
-    OPERATIONS,
-    PAPER_CORRUPT_PROB,
-    SHAPES,
-    BlockParams,
-    PaperConfig,
-    apply_vectorised,
-    sample_params,
-)
-from isstad_plugin.corruption.reference import apply_loop
+from isstad_plugin.corruption.paper import apply_paper, grey_images
+from isstad_plugin.corruption.params import BlockParams
 
 __all__ = [
     "LEGACY_CONFIG",
@@ -48,69 +40,10 @@ __all__ = [
     "OfficialConfig",
     "PaperConfig",
     "PixelCorruption",
-    "check_images",
+    "check_image_batch",
     "corruption_config",
     "grey_images",
 ]
-
-VALUE_EPSILON = 1e-3
-"""Inputs may exceed [0, 1] by this much (rounding of resized or low-precision images); they are clamped first."""
-
-
-def check_images(images: object) -> tuple[float, float]:
-    """Raise a one-line ``TypeError``/``ValueError`` unless ``images`` is a float ``(B, C, H, W)`` batch in [0, 1].
-
-    Args:
-        images: The candidate batch.
-
-    Returns:
-        The minimum and maximum value (``(0.0, 1.0)`` for an empty batch).
-    """
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(
-            f"images must have shape (B, C, H, W), got {tuple(images.shape)}; "
-            "add a batch dimension with images.unsqueeze(0) for a single image"
-        )
-    if not images.is_floating_point():
-        raise TypeError(
-            f"images must be a float tensor in [0, 1], got {images.dtype}; "
-            "convert with images.float() / 255 for 8-bit images"
-        )
-    if images.shape[1] not in (1, 3):
-        raise ValueError(
-            f"images must have 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)}); "
-            "pass channels first as (B, C, H, W)"
-        )
-    if images.numel() == 0:
-        return 0.0, 1.0
-    extremes = torch.aminmax(images.detach())
-    low, high = float(extremes.min), float(extremes.max)
-    if math.isnan(low) or math.isnan(high):
-        raise ValueError("images contain NaN values; fix the data pipeline before corrupting")
-    if not (low >= -VALUE_EPSILON and high <= 1 + VALUE_EPSILON):
-        raise ValueError(
-            f"images must hold values in [0, 1], got min {low:.4g} and max {high:.4g}; "
-            "undo any normalisation (e.g. x * 0.5 + 0.5 for [-1, 1] inputs) first"
-        )
-    return low, high
-
-
-def _generator(seed: torch.Generator | int | None, device: torch.device) -> torch.Generator | None:
-    """Turn an optional seed or generator into a generator on ``device`` (``None`` uses the global RNG)."""
-    if seed is None:
-        return None
-    if isinstance(seed, torch.Generator):
-        if seed.device.type != device.type:
-            raise ValueError(
-                f"generator is on {seed.device} but images are on {device}; "
-                f"create it with torch.Generator(device={str(device)!r})"
-            )
-        return seed
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return torch.Generator(device=device).manual_seed(seed)
-    raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(seed).__name__}")
 
 
 def corruption_config(
@@ -141,14 +74,6 @@ def corruption_config(
     if corrupt_prob is not None:
         values["corrupt_prob"] = corrupt_prob
     return config_class(**values)  # type: ignore[arg-type]  # checked by the config's __post_init__
-
-
-def grey_images(images: Tensor) -> Tensor:
-    """``(B,)`` bool: the RGB images whose channels are equal (up to :data:`GREY_TOLERANCE`) at every pixel."""
-    if images.shape[1] == 1:
-        return torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-    spread = images.amax(dim=1) - images.amin(dim=1)
-    return spread.flatten(1).amax(dim=1) <= GREY_TOLERANCE
 
 
 class PixelCorruption(nn.Module):
@@ -206,16 +131,13 @@ class PixelCorruption(nn.Module):
             TypeError: ``images`` is not a float tensor, or ``generator`` has a wrong type.
             ValueError: wrong shape, channel count or value range, or a generator on another device.
         """
-        low, high = check_images(images)
-        generator = _generator(generator, images.device)
-        batch, channels, height, width = images.shape
+        low, high = check_image_batch(images)
+        generator = resolve_generator(generator, images.device)
+        batch, _, height, width = images.shape
         if images.numel() == 0:
             return images.clone(), torch.zeros((batch, 1, height, width), device=images.device)
         if low < 0 or high > 1:
             images = images.clamp(0.0, 1.0)
         if isinstance(self.config, OfficialConfig):
             return apply_official(images, self.config, generator)
-        grey = grey_images(images) if self.config.preserve_grey else None
-        params = sample_params(batch, channels, height, width, self.config, generator, images.device, grey)
-        apply = apply_loop if self.implementation == "loop" else apply_vectorised
-        return apply(images, params, self.config.change_tolerance)
+        return apply_paper(images, self.config, generator, self.implementation)

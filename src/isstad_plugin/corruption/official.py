@@ -30,7 +30,9 @@ import kornia
 import torch
 from torch import Tensor
 
+from isstad_plugin.corruption.colour import GRAY_WEIGHTS
 from isstad_plugin.corruption.sampling import integers, uniform
+from isstad_plugin.validation import check_pair, check_probability
 
 OFFICIAL_CORRUPT_PROB = 2 / 3
 """Official corruption rate: ``random.randint(0, 2) != 0``."""
@@ -49,7 +51,6 @@ _COLOUR_VARIANTS = (
     (True, False, True),
     (False, True, True),
 )
-_GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,10 @@ class OfficialConfig:
 
     def __post_init__(self) -> None:
         """Check the settings and raise a one-line ``ValueError`` naming the bad one."""
-        if not 0 <= self.corrupt_prob <= 1:
-            raise ValueError(f"corrupt_prob must be a probability in [0, 1], got {self.corrupt_prob}")
+        check_probability("corrupt_prob", self.corrupt_prob)
         if int(self.max_shapes) != self.max_shapes or self.max_shapes < 1:
             raise ValueError(f"max_shapes must be an integer >= 1, got {self.max_shapes}")
-        low, high = self.polygon_vertices
-        if not 3 <= low <= high:
-            raise ValueError(f"polygon_vertices must satisfy 3 <= low <= high, got {self.polygon_vertices}")
+        check_pair("polygon_vertices", self.polygon_vertices, minimum=3, integers=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -98,7 +96,7 @@ def grayscale(images: Tensor) -> Tensor:
     """ITU-R 601 luma replicated to every channel (identity for one channel)."""
     if images.shape[1] == 1:
         return images
-    weights = torch.tensor(_GRAY_WEIGHTS, device=images.device).view(1, 3, 1, 1)
+    weights = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3, 1, 1)
     return (images * weights).sum(dim=1, keepdim=True).expand_as(images).contiguous()
 
 

@@ -1,11 +1,11 @@
 """Loop implementation of the paper-mode corruption: the test oracle and the benchmark baseline.
 
-It implements exactly the semantics documented in :mod:`isstad_plugin.corruption.paper`, in the most direct way: for
+It implements exactly the semantics documented in :mod:`isstad_plugin.corruption.params`, in the most direct way: for
 each image, for each block in order, compute the block's patch from the clean image and paste it over the output
 through the block's shape mask, so the last block covering a pixel wins. It shares only the sampled
-:class:`~isstad_plugin.corruption.paper.BlockParams`, the coordinate and shape formulas, the blur pyramid and the
-final clamp/label step with the vectorised path; the pixel enumeration, winner selection (painting in order),
-interpolation, colour and noise are written independently.
+:class:`~isstad_plugin.corruption.params.BlockParams`, the coordinate and shape formulas, the blur pyramid and the
+final clamp/label step with the vectorised path (:mod:`isstad_plugin.corruption.render`); the pixel enumeration,
+winner selection (painting in order), interpolation, colour and noise are written independently.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from isstad_plugin.corruption.paper import (
-    DEFAULT_CHANGE_TOLERANCE,
-    BlockParams,
+from isstad_plugin.corruption.config import DEFAULT_CHANGE_TOLERANCE
+from isstad_plugin.corruption.geometry import (
     bilinear_corners,
     block_affine,
     blur_pyramid,
-    finalise,
-    inside_shape,
     level_coordinates,
     source_coordinates,
 )
+from isstad_plugin.corruption.params import BlockParams
+from isstad_plugin.corruption.render import finalise
+from isstad_plugin.corruption.shapes import inside_shape
 
 
 def sample_bilinear(image: Tensor, sy: Tensor, sx: Tensor) -> Tensor:
@@ -41,7 +41,7 @@ def render_block(pyramid: list[Tensor], params: BlockParams, affine: Tensor, b: 
     Args:
         pyramid: Blur pyramid of the clean image, each level ``(C, h_l, w_l)`` float32 (level 0 is the clean image).
         params: Sampled parameters.
-        affine: This block's ``(6,)`` source map from :func:`~isstad_plugin.corruption.paper.block_affine`.
+        affine: This block's ``(6,)`` source map from :func:`~isstad_plugin.corruption.geometry.block_affine`.
         b: Image index.
         k: Block index.
 
@@ -85,12 +85,12 @@ def apply_loop(
 
     Args:
         images: ``(B, C, H, W)`` float images in [0, 1].
-        params: Parameters from :func:`~isstad_plugin.corruption.paper.sample_params`.
+        params: Parameters from :func:`~isstad_plugin.corruption.params.sample_params`.
         change_tolerance: A pixel is labelled changed when some channel moved by more than this.
 
     Returns:
         ``(corrupted, labels)``, the same as
-        :func:`~isstad_plugin.corruption.paper.apply_vectorised` up to float rounding.
+        :func:`~isstad_plugin.corruption.render.apply_vectorised` up to float rounding.
     """
     clean = images.float()
     out = clean.clone()

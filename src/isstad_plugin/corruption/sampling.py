@@ -33,3 +33,23 @@ def integers(
 def random_sign(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
     """Draw float32 values in ``{-1, +1}`` with equal probability."""
     return torch.where(torch.rand(shape, generator=generator, device=device) < 0.5, -1.0, 1.0)
+
+
+def draw_count(
+    shape: tuple[int, ...],
+    low: Tensor | int,
+    high: Tensor | int,
+    distribution: str,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
+    """Draw int64 values from ``[low, high]`` (inclusive), ``"uniform"``-ly or ``"log_uniform"``-ly (``low >= 1``).
+
+    A ``high`` below ``low`` is raised to ``low``.
+    """
+    if distribution == "uniform":
+        return integers(shape, low, high, generator, device)
+    low_t = torch.as_tensor(low, device=device).float()
+    high_t = torch.maximum(torch.as_tensor(high, device=device).float(), low_t)
+    log_value = uniform(shape, 0.0, 1.0, generator, device) * torch.log((high_t + 1) / low_t) + torch.log(low_t)
+    return torch.minimum(torch.exp(log_value).floor(), high_t).long()
