@@ -24,6 +24,13 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
         raise ValueError(msg)
 
 
+def check_subset(name: str, value: Sequence[object], choices: Sequence[object]) -> None:
+    """Raise ``ValueError`` unless ``value`` is a non-empty subset of ``choices``."""
+    if not value or any(item not in choices for item in value):
+        msg = f"{name} must be a non-empty subset of {tuple(choices)}, got {value}"
+        raise ValueError(msg)
+
+
 def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
     """Raise ``ValueError`` unless ``value`` is an integer (not a bool) in ``[minimum, maximum]``.
 

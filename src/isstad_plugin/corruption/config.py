@@ -12,11 +12,10 @@ rectangle, an ellipse, a thin line or an irregular blob inside its box, and grey
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from isstad_plugin.validation import check_pair, check_probability
+from isstad_plugin.validation import check_choice, check_pair, check_probability, check_subset
 
 # Paper constants (§4.1.3 "Data Augmentation").
 PAPER_CORRUPT_PROB = 5 / 6
@@ -129,31 +128,19 @@ class PaperConfig:
             raise ValueError(f"block_size must be (min_px >= 1 integer, 0 < max_fraction <= 1), got {self.block_size}")
         if not 0 <= self.change_tolerance < 1:
             raise ValueError(f"change_tolerance must be in [0, 1), got {self.change_tolerance}")
-        _check_subset("operations", self.operations, OPERATIONS)
-        _check_subset("shapes", self.shapes, SHAPES)
+        check_subset("operations", self.operations, OPERATIONS)
+        check_subset("shapes", self.shapes, SHAPES)
         for name, choices in (
             ("count_distribution", DISTRIBUTIONS),
             ("size_distribution", DISTRIBUTIONS),
             ("placement", PLACEMENTS),
         ):
-            _check_one_of(name, getattr(self, name), choices)
+            check_choice(name, getattr(self, name), choices)
 
     @property
     def kinds(self) -> tuple[str, ...]:
         """Enabled operation kinds, in composition order and without duplicates."""
         return tuple(name for name in OPERATIONS if name in self.operations)
-
-
-def _check_subset(name: str, value: Sequence[str], choices: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` unless ``value`` is a non-empty subset of ``choices``."""
-    if not value or any(item not in choices for item in value):
-        raise ValueError(f"{name} must be a non-empty subset of {choices}, got {value}")
-
-
-def _check_one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (worded "``name`` must be one of ...")."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 LEGACY_CONFIG = PaperConfig(
