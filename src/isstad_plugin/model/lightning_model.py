@@ -44,7 +44,7 @@ from isstad_plugin.model.budget import StageBudget
 from isstad_plugin.model.config import changed_network_options
 from isstad_plugin.model.loss import Stage2Loss, masked_patch_mse
 from isstad_plugin.model.optimizers import stage1_optimizer, stage2_optimizer
-from isstad_plugin.model.options import IsstadConfig, options_doc, options_signature
+from isstad_plugin.model.options import IsstadConfig, option_defaults, options_doc, options_signature
 from isstad_plugin.model.post_processor import IsstadPostProcessor
 from isstad_plugin.model.presets import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE
 from isstad_plugin.model.stage_switch import IsstadStageSwitch
@@ -254,7 +254,10 @@ class Isstad(AnomalibModule):
             msg = "the checkpoint was not written by an Isstad model (no 'isstad_stage' entry): pass an Isstad .ckpt"
             raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
-        saved = IsstadConfig.from_options(checkpoint.get("hyper_parameters", {}))
+        known = option_defaults()  # a checkpoint may also hold keys of the CLI or of other versions: only options count
+        saved = IsstadConfig.from_options(
+            {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in known}
+        )
         changed = sorted(changed_network_options(saved.network, self.config.network))
         if changed:
             if self._trainer is not None and self.trainer.training:
