@@ -54,6 +54,17 @@ DEFAULT_RIGHT_ANGLE_PROB = 0.5
 DEFAULT_BLUR_LEVELS = (1, 3)
 """Inclusive range of the blur level: level ``l`` reads a ``2**l``-times average-pooled copy of the clean image."""
 
+DEFAULT_SOFT_PROB = 0.0
+"""Share of corrupted images that also get a soft region (:mod:`~isstad_plugin.corruption.soft`); 0: the paper's."""
+DEFAULT_SOFT_COVERAGE = (0.05, 0.6)
+"""Range of the share of the image a soft region covers."""
+DEFAULT_SOFT_FEATHER = (0.05, 1.0)
+"""Range of a soft region's edge width, in standard deviations of its random field (0.05: sharp, 1: diffuse)."""
+DEFAULT_SOFT_STRENGTH = (0.03, 0.2)
+"""Range of the magnitude of a soft region's brightness or gain change (images in [0, 1]; the sign is random)."""
+DEFAULT_SOFT_LABEL_THRESHOLD = 0.02
+"""A pixel under a soft region is labelled changed when some channel moved by more than this (about 5 grey levels)."""
+
 OPERATIONS = ("flip", "rotate", "blur", "colour", "noise")
 """Operation kinds, in the fixed order in which they are composed inside a block."""
 SHAPES = ("rectangle", "ellipse", "line", "blob")
@@ -93,6 +104,12 @@ class PaperConfig:
         line_width: Range of the width in pixels of ``line`` shapes.
         preserve_grey: Grey images (equal channels) get only grey changes: no channel permutation or per-channel
             colour change, the same noise in every channel.
+        soft_prob: Share of corrupted images that also get one soft, low-contrast region (shading, gain, contrast,
+            blur with a feathered edge; :mod:`~isstad_plugin.corruption.soft`). 0 (default) is the paper's corruption.
+        soft_coverage: Range of the share of the image a soft region covers.
+        soft_feather: Range of a soft region's edge width (0.05: sharp edge, 1: diffuse).
+        soft_strength: Range of the magnitude of a soft region's brightness or gain change.
+        soft_label_threshold: A pixel under a soft region is labelled 1 when some channel moved by more than this.
     """
 
     corrupt_prob: float = PAPER_CORRUPT_PROB
@@ -112,11 +129,26 @@ class PaperConfig:
     shapes: tuple[str, ...] = SHAPES
     line_width: tuple[float, float] = DEFAULT_LINE_WIDTH
     preserve_grey: bool = True
+    soft_prob: float = DEFAULT_SOFT_PROB
+    soft_coverage: tuple[float, float] = DEFAULT_SOFT_COVERAGE
+    soft_feather: tuple[float, float] = DEFAULT_SOFT_FEATHER
+    soft_strength: tuple[float, float] = DEFAULT_SOFT_STRENGTH
+    soft_label_threshold: float = DEFAULT_SOFT_LABEL_THRESHOLD
 
     def __post_init__(self) -> None:
         """Check every setting and raise a one-line ``ValueError`` naming the bad one."""
         check_probability("corrupt_prob", self.corrupt_prob)
         check_probability("right_angle_prob", self.right_angle_prob)
+        check_probability("soft_prob", self.soft_prob)
+        for name in ("soft_coverage", "soft_feather", "soft_strength"):
+            check_pair(name, getattr(self, name))
+        if not (0 < self.soft_coverage[0] and self.soft_coverage[1] <= 1 and self.soft_feather[0] > 0):
+            raise ValueError(
+                f"soft_coverage must lie in (0, 1] and soft_feather be positive, got {self.soft_coverage}, "
+                f"{self.soft_feather}"
+            )
+        if not 0 <= self.soft_label_threshold < 1:
+            raise ValueError(f"soft_label_threshold must be in [0, 1), got {self.soft_label_threshold}")
         for name in ("num_blocks", "ops_per_block", "blur_levels"):
             check_pair(name, getattr(self, name), minimum=1, integers=True)
         for name in ("noise_std", "colour_strength", "small_angle", "line_width"):

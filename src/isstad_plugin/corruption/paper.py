@@ -16,6 +16,7 @@ from isstad_plugin.corruption.config import GREY_TOLERANCE, PaperConfig
 from isstad_plugin.corruption.params import sample_params
 from isstad_plugin.corruption.reference import apply_loop
 from isstad_plugin.corruption.render import apply_vectorised
+from isstad_plugin.corruption.soft import add_soft_regions
 
 
 def grey_images(images: Tensor) -> Tensor:
@@ -41,11 +42,16 @@ def apply_paper(
         implementation: ``"vectorised"`` or ``"loop"`` (the reference; same output up to float rounding).
 
     Returns:
-        ``(corrupted, labels)``: the corrupted batch in the input dtype, equal to the input wherever the label is 0,
-        and float32 ``(B, 1, H, W)`` labels of the changed pixels.
+        ``(corrupted, labels)``: the corrupted batch in the input dtype and float32 ``(B, 1, H, W)`` labels of the
+        changed pixels; without soft regions it equals the input wherever the label is 0 (a soft region may move
+        unlabelled pixels by up to ``soft_label_threshold``, :mod:`~isstad_plugin.corruption.soft`).
     """
     batch, channels, height, width = images.shape
     grey = grey_images(images) if config.preserve_grey else None
     params = sample_params(batch, channels, height, width, config, generator, images.device, grey)
     apply = apply_loop if implementation == "loop" else apply_vectorised
-    return apply(images, params, config.change_tolerance)
+    corrupted, labels = apply(images, params, config.change_tolerance)
+    if config.soft_prob == 0:
+        return corrupted, labels
+    chosen = (params.num_blocks > 0) & (torch.rand((batch,), generator=generator, device=images.device) < config.soft_prob)
+    return add_soft_regions(images, corrupted, labels, chosen, params.grey, config, generator)

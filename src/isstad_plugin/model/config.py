@@ -9,9 +9,10 @@ them). :class:`~isstad_plugin.IsstadModel` takes a :class:`NetworkConfig`, and a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal, cast
 
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.model.fusion import MapSource, ScoreAggregation
@@ -35,6 +36,9 @@ from isstad_plugin.model.presets import (
 from isstad_plugin.model.variants import Variant, get_variant
 from isstad_plugin.validation import check_choice
 
+AUTO_IMAGE_PIXELS = 128 * 128
+"""Default pixel budget of ``image_size: auto``: the compute of the CPU recipes' 128 x 128 square."""
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -44,7 +48,14 @@ class NetworkConfig:
         variant: ``"full"`` (the paper's model) or an ablation model ``"I"`` ... ``"VIII"`` (paper Table 3).
         preset: ``"paper"`` or ``"official"``: the defaults of the pixel classifier form, the loss weights and target
             and the corruption mode (see ``docs/configs.md``); every option set explicitly wins over it.
-        image_size: Input side in pixels, or ``[height, width]`` (paper: 224); the pre-processor resizes to it.
+        image_size: Input side in pixels, ``[height, width]`` (paper: 224), or ``"auto"``: the training images' median
+            aspect within ``auto_image_pixels``, chosen once at the start of the fit and stored in the checkpoint
+            (:mod:`~isstad_plugin.data.geometry`); the pre-processor resizes to it.
+        auto_image_pixels: Pixel budget ``height * width`` of ``image_size: auto`` (default ``128 * 128``).
+        tile_size: Network input of a tiled model, side or ``[height, width]``: the pre-processor resizes the whole
+            image to ``image_size`` and anomalib's ``Tiler`` cuts it into tiles; E and P are stitched back
+            (:mod:`~isstad_plugin.model.tiling`). ``None``: no tiling, the network reads ``image_size``.
+        tile_stride: Stride between tiles (``None``: ``tile_size``, no overlap; overlaps are averaged).
         encoder: Encoder size preset (paper: ``"vit_large_patch16"``).
         patch_size: Patch side; ``None`` takes the encoder preset's.
         encoder_dim: Encoder width override.
@@ -56,6 +67,8 @@ class NetworkConfig:
         classifier_sharing: ``"per_block"`` or ``"shared"`` projections of the pixel classifier head; ``None`` takes
             the preset's.
         classifier_output: ``"sigmoid"`` or ``"softmax"`` (two classes); ``None`` takes the preset's.
+        classifier_refinement: Channels of a light convolutional refinement of each level's logits, guided by the
+            input image, so that P follows edges inside a patch; ``0`` (the paper's head) leaves P constant per patch.
         mask_ratio: Stage-1 masking ratio (paper: 0.75).
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
@@ -64,7 +77,10 @@ class NetworkConfig:
 
     variant: str = "full"
     preset: PresetName = "paper"
-    image_size: int | tuple[int, int] = PAPER_IMAGE_SIZE
+    image_size: int | tuple[int, int] | Literal["auto"] = PAPER_IMAGE_SIZE
+    auto_image_pixels: int = AUTO_IMAGE_PIXELS
+    tile_size: int | tuple[int, int] | None = None
+    tile_stride: int | tuple[int, int] | None = None
     encoder: str = "vit_large_patch16"
     patch_size: int | None = None
     encoder_dim: int | None = None
@@ -75,6 +91,7 @@ class NetworkConfig:
     decoder_heads: int = PAPER_DECODER_HEADS
     classifier_sharing: ClassifierSharing | None = None
     classifier_output: ClassifierOutput | None = None
+    classifier_refinement: int = 0
     mask_ratio: float = PAPER_MASK_RATIO
     smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
     score_aggregation: ScoreAggregation = "mean"
@@ -82,17 +99,24 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         """Normalise ``image_size`` and check every option that cannot work, naming it."""
-        if not isinstance(self.image_size, int):
+        if self.image_size != "auto" and not isinstance(self.image_size, int):
             object.__setattr__(self, "image_size", _pair(self.image_size))
         check_choice("preset", self.preset, tuple(PRESETS))
         get_variant(self.variant)
         check_choice("encoder", self.encoder, sorted(ENCODER_PRESETS))
+        if not isinstance(self.auto_image_pixels, int) or self.auto_image_pixels < self.patch * self.patch:
+            msg = f"auto_image_pixels must be an integer of at least one patch ({self.patch}^2), got {self.auto_image_pixels}"
+            raise ValueError(msg)
         check_choice("classifier_sharing", self.classifier_sharing, ("per_block", "shared", None))
         check_choice("classifier_output", self.classifier_output, ("sigmoid", "softmax", None))
+        if not isinstance(self.classifier_refinement, int) or self.classifier_refinement < 0:
+            msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {self.classifier_refinement}"
+            raise ValueError(msg)
         if not 0 <= self.mask_ratio < 1:
             msg = f"mask_ratio must be in [0, 1), got {self.mask_ratio}"
             raise ValueError(msg)
-        _check_shapes(self.image_hw, self.patch, self.encoder_size, self.decoder_dim, self.decoder_depth,
+        self._check_tiles()
+        _check_shapes(self.network_hw, self.patch, self.encoder_size, self.decoder_dim, self.decoder_depth,
                       self.decoder_heads)  # fmt: skip
 
     @property
@@ -107,8 +131,39 @@ class NetworkConfig:
 
     @property
     def image_hw(self) -> tuple[int, int]:
-        """``(height, width)`` of the input."""
-        return _pair(self.image_size)
+        """``(height, width)`` of the input; for ``"auto"`` before the fit has chosen, the budget's square."""
+        if self.image_size == "auto":
+            side = max(self.patch, math.isqrt(self.auto_image_pixels) // self.patch * self.patch)
+            return (side, side)
+        return _pair(cast("int | tuple[int, int]", self.image_size))
+
+    @property
+    def tile_hw(self) -> tuple[int, int] | None:
+        """``(height, width)`` of a tile, or ``None`` without tiling."""
+        return None if self.tile_size is None else _pair(self.tile_size)
+
+    @property
+    def network_hw(self) -> tuple[int, int]:
+        """``(height, width)`` the network reads: the tile with tiling, else the whole input."""
+        return self.tile_hw or self.image_hw
+
+    def _check_tiles(self) -> None:
+        for name in ("tile_size", "tile_stride"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, int):
+                object.__setattr__(self, name, _pair(value))
+        tile = self.tile_hw
+        if tile is None:
+            if self.tile_stride is not None:
+                raise ValueError("tile_stride needs tile_size: set --model.tile_size too, or unset tile_stride")
+            return
+        if self.image_size == "auto":
+            raise ValueError("tile_size needs an explicit image_size (the whole image's [height, width]), not 'auto'")
+        image = self.image_hw
+        stride = _pair(self.tile_stride) if self.tile_stride is not None else tile
+        if tile[0] > image[0] or tile[1] > image[1] or stride[0] > tile[0] or stride[1] > tile[1] or min(stride) < 1:
+            msg = f"tile_size {list(tile)} and tile_stride {list(stride)} must satisfy stride <= tile <= image_size {list(image)}"
+            raise ValueError(msg)
 
     @property
     def encoder_size(self) -> EncoderPreset:
@@ -303,10 +358,13 @@ def _given(value: float | None, default: float) -> float:
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)
-    values = tuple(int(s) for s in size)
-    if len(values) != 2:
-        msg = f"image_size must be an int or (height, width), got {size!r}"
+    msg = f"image_size must be an int, [height, width] or 'auto', got {size!r}"
+    if isinstance(size, str) or len(size) != 2:
         raise ValueError(msg)
+    try:
+        values = tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(msg) from None
     return (values[0], values[1])
 
 

@@ -36,6 +36,40 @@ class ReconstructionHead(nn.Module):
         return self.proj(self.norm(tokens))
 
 
+class LevelRefinement(nn.Module):
+    """A light, image-guided convolutional refinement of every level's logits (beyond the paper).
+
+    The paper's linear projection paints each patch's ``p x p`` logits from one token, so P is constant-ish per patch
+    and its edges follow the patch grid. Three 3x3 convolutions over ``[level logits, image]``, shared by all levels,
+    add a residual that lets each level's map follow the image's edges inside a patch. The last convolution starts at
+    zero, so an untrained refinement is the paper's head.
+
+    Args:
+        classes: Logits per pixel (1 sigmoid, 2 softmax).
+        channels: Image channels.
+        hidden: Hidden channels.
+    """
+
+    def __init__(self, classes: int, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(classes + channels, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, classes, 3, padding=1),
+        )
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """``(B, L, K, H, W)`` logits and ``(B, C, H, W)`` images -> refined ``(B, L, K, H, W)`` logits."""
+        batch, levels = logits.shape[:2]
+        guide = images.to(logits.dtype).unsqueeze(1).expand(-1, levels, -1, -1, -1)
+        inputs = torch.cat([logits, guide], dim=2).flatten(0, 1)
+        return logits + self.layers(inputs).reshape(logits.shape)
+
+
 class PixelClassifierHead(nn.Module):
     """Pixel classifier head (PCH): a linear projection of every decoder level's patch tokens to pixel logits.
 
@@ -46,6 +80,8 @@ class PixelClassifierHead(nn.Module):
         sharing: ``"per_block"`` (one projection per block, the paper's text) or ``"shared"`` (one projection for all
             blocks, the official code).
         output: ``"sigmoid"`` (one logit per pixel, the paper's eq. 10) or ``"softmax"`` (two classes, official code).
+        refinement: Hidden channels of a :class:`LevelRefinement` guided by the input image; ``0``: none (paper).
+        channels: Image channels (read by the refinement).
     """
 
     def __init__(
@@ -55,6 +91,8 @@ class PixelClassifierHead(nn.Module):
         num_levels: int,
         sharing: ClassifierSharing = "per_block",
         output: ClassifierOutput = "sigmoid",
+        refinement: int = 0,
+        channels: int = 3,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
@@ -62,13 +100,17 @@ class PixelClassifierHead(nn.Module):
         self.classes = 1 if output == "sigmoid" else 2
         count = num_levels if sharing == "per_block" else 1
         self.proj = nn.ModuleList(nn.Linear(dim, patch_size * patch_size * self.classes) for _ in range(count))
+        self.refinement = LevelRefinement(self.classes, channels, refinement) if refinement else None
 
-    def forward(self, levels: Sequence[torch.Tensor], grid_size: tuple[int, int]) -> torch.Tensor:
-        """Project every level.
+    def forward(
+        self, levels: Sequence[torch.Tensor], grid_size: tuple[int, int], images: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Project every level (and refine it, guided by ``images``, when the head has a refinement).
 
         Args:
             levels: One ``(B, N, dim)`` patch-token tensor per decoder block (no class token).
             grid_size: ``(rows, cols)`` of the patch grid.
+            images: ``(B, C, H, W)`` input images; needed with a refinement.
 
         Returns:
             ``(B, L, K, H, W)`` logits.
@@ -77,7 +119,12 @@ class PixelClassifierHead(nn.Module):
         stacked = torch.stack(projections, dim=1)  # (B, L, N, p*p*K)
         batch, num_levels = stacked.shape[:2]
         maps = unpatchify(stacked.flatten(0, 1), self.patch_size, grid_size)
-        return maps.reshape(batch, num_levels, *maps.shape[1:])
+        logits = maps.reshape(batch, num_levels, *maps.shape[1:])
+        if self.refinement is None:
+            return logits
+        if images is None:
+            raise ValueError("a pixel classifier head with a refinement needs the input images")
+        return self.refinement(logits, images)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """``(B, L, K, H, W)`` logits -> ``(B, L, H, W)`` probabilities of the anomalous class ``P^[l]``."""

@@ -39,6 +39,7 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_fit_data
+from isstad_plugin.data.geometry import resolve_image_size
 from isstad_plugin.model.augmentation import mae_augmentation
 from isstad_plugin.model.budget import StageBudget
 from isstad_plugin.model.config import changed_network_options
@@ -46,8 +47,10 @@ from isstad_plugin.model.loss import Stage2Loss, masked_patch_mse
 from isstad_plugin.model.optimizers import stage1_optimizer, stage2_optimizer
 from isstad_plugin.model.options import IsstadConfig, option_defaults, options_doc, options_signature
 from isstad_plugin.model.post_processor import IsstadPostProcessor
+from isstad_plugin.model.pre_processor import resize_pre_processor
 from isstad_plugin.model.presets import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE
 from isstad_plugin.model.stage_switch import IsstadStageSwitch
+from isstad_plugin.model.tiling import training_tiles
 from isstad_plugin.model.torch_model import IsstadModel
 from isstad_plugin.model.weights import load_mae_weights, load_stage1_checkpoint
 from isstad_plugin.training import engine_patches
@@ -125,7 +128,7 @@ class Isstad(AnomalibModule):
         self.loss_weights = config.loss.weights(network)
         self.corruption = config.corruption.build(network)
         self.model = IsstadModel(network)
-        self.stage1_augmentation = mae_augmentation(network.image_hw) if config.training.stage1_augment else None
+        self.stage1_augmentation = mae_augmentation(network.network_hw) if config.training.stage1_augment else None
         self.loss = Stage2Loss(self.loss_weights)
         self.optimizer_settings = dataclasses.replace(config.training, stage1_warmup_steps=self.budget.warmup_steps)
         self._compiled = False
@@ -198,9 +201,30 @@ class Isstad(AnomalibModule):
             self.model.freeze_encoder()
 
     def prepare_data(self) -> None:
-        """Before a fit, check an MVTecAD folder before anomalib indexes it (one-line errors, see data.checks)."""
+        """Before a fit, check an MVTecAD folder before anomalib indexes it (one-line errors, see data.checks).
+
+        ``image_size: auto`` is chosen here too, before the datamodule's ``setup`` reads the pre-processor's size.
+        """
         if self.trainer.state.fn == TrainerFn.FITTING:
             check_fit_data(getattr(self._trainer, "datamodule", None), indexed=False)
+            self._resolve_image_size()
+
+    def _resolve_image_size(self) -> None:
+        """Choose ``image_size: auto`` from the training images and rebuild the network and pre-processor for it.
+
+        Done once per fit (``prepare_data``, and ``setup`` on the ranks that do not prepare data); the chosen
+        ``[height, width]`` replaces ``auto`` in the hyperparameters, so checkpoints, ``predict`` and ``export`` use it.
+        """
+        network = self.config.network
+        if network.image_size != "auto":
+            return
+        datamodule = getattr(self._trainer, "datamodule", None)
+        size = resolve_image_size(datamodule, network.patch, network.auto_image_pixels)
+        config = dataclasses.replace(self.config, network=dataclasses.replace(network, image_size=size))
+        self.hparams.update(config.options())
+        self._build(config)
+        if isinstance(self.pre_processor, PreProcessor):
+            resize_pre_processor(self.pre_processor, size)
 
     def setup(self, stage: str) -> None:
         """Check the budget and the data, and load initial weights before a fresh fit (not when resuming).
@@ -213,6 +237,7 @@ class Isstad(AnomalibModule):
             self._compiled = True
         if stage != "fit":
             return
+        self._resolve_image_size()
         if "configure_optimizers" in self.__dict__:  # replaced by the CLI's --optimizer / --lr_scheduler
             msg = (
                 "--optimizer / --lr_scheduler would replace ISSTAD's two-stage optimisers: remove them and set "
@@ -281,6 +306,8 @@ class Isstad(AnomalibModule):
         """Stage 1: MAE loss on masked patches. Stage 2: restoration + pixel classification of corrupted images."""
         del kwargs
         images = cast(torch.Tensor, batch.image)
+        if self.model.tiler is not None:
+            images = training_tiles(self.model.tiler, images)
         loss = self._stage1_step(images) if self.stage == 1 else self._stage2_step(images)
         if not torch.isfinite(loss):
             batch_index = args[0] if args else "?"

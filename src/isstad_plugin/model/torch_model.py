@@ -21,6 +21,7 @@ from isstad_plugin.model.fusion import reconstruction_error as squared_error
 from isstad_plugin.model.heads import PixelClassifierHead, ReconstructionHead
 from isstad_plugin.model.normalization import PixelNormalization
 from isstad_plugin.model.patching import complementary_noise, patchify, random_masking, unpatchify
+from isstad_plugin.model.tiling import Tiler, check_tile_size, tiler_for
 from isstad_plugin.model.transformer import IsstadDecoder, build_encoder, init_mae_layer
 
 IN_CHANNELS = 3
@@ -61,7 +62,7 @@ class IsstadModel(nn.Module):
         self.config = dataclasses.replace(config or NetworkConfig(), **options)
         encoder = self.config.encoder_size
         self.patch_size = encoder.patch_size
-        self.image_size = self.config.image_hw
+        self.image_size = self.config.network_hw
         self.mask_ratio = self.config.mask_ratio
         self.inference_mask_ratio = self.config.inference_mask_ratio
         self.inference_seed = INFERENCE_SEED
@@ -72,7 +73,13 @@ class IsstadModel(nn.Module):
         self.decoder = IsstadDecoder(encoder.dim, self.grid_size, decoder_dim, decoder_depth, self.config.decoder_heads)
         self.reconstruction_head = ReconstructionHead(decoder_dim, self.patch_size, IN_CHANNELS)
         self.pixel_classifier_head = PixelClassifierHead(
-            decoder_dim, self.patch_size, decoder_depth, self.config.sharing, self.config.output
+            decoder_dim,
+            self.patch_size,
+            decoder_depth,
+            self.config.sharing,
+            self.config.output,
+            refinement=self.config.classifier_refinement,
+            channels=IN_CHANNELS,
         )
         self.normalization = PixelNormalization()
         config = self.config
@@ -80,6 +87,7 @@ class IsstadModel(nn.Module):
             config.smoothing_sigma, config.score_aggregation, config.topk_fraction, config.map_source
         )
         self.encoder_frozen = False
+        self.tiler: Tiler | None = tiler_for(self.config)
         self._init_decoder_weights()
 
     # ----------------------------------------------------------------------------------------------- stages
@@ -158,7 +166,7 @@ class IsstadModel(nn.Module):
             with the fused score map S at input resolution.
         """
         if not self.training:
-            scores, score_map = self.fusion(*self._error_and_probability(images))
+            scores, score_map = self.fusion(*self._full_maps(images))
             return InferenceBatch(pred_score=scores, anomaly_map=score_map)
         return self.reconstruct_and_classify(images, mask_ratio, generator, with_classifier=mask_ratio == 0)
 
@@ -177,12 +185,27 @@ class IsstadModel(nn.Module):
         reconstruction = unpatchify(patches, self.patch_size, self.grid_size)
         logits = None
         if with_classifier:
-            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size)
+            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size, images)
         return IsstadOutput(reconstruction=reconstruction, level_logits=logits, mask=mask)
 
     def anomaly_maps(self, images: torch.Tensor) -> AnomalyMaps:
         """Smoothed E, P and S for normalised ``images`` (for reports and the paper's Fig. 5 panels)."""
-        return self.fusion.maps(*self._error_and_probability(images))
+        return self.fusion.maps(*self._full_maps(images))
+
+    def _full_maps(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Raw E and P of whole images: per tile and stitched back with anomalib's ``Tiler`` when the model tiles.
+
+        The maps are stitched before the fusion smooths them, so tile seams are smoothed like any other pixel.
+        """
+        if self.tiler is None:
+            return self._error_and_probability(images)
+        tiler = self.tiler
+        check_tile_size(tiler, self.image_size)
+        error, probability = self._error_and_probability(tiler.tile(images))
+        return (
+            tiler.untile(error) if error is not None else None,
+            tiler.untile(probability) if probability is not None else None,
+        )
 
     def masked_reconstruction(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruct every patch from passes in which it is masked (Model I inference), deterministically.
