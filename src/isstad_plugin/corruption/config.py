@@ -142,7 +142,7 @@ class PaperConfig:
         check_probability("soft_prob", self.soft_prob)
         for name in ("soft_coverage", "soft_feather", "soft_strength"):
             check_pair(name, getattr(self, name))
-        if not (0 < self.soft_coverage[0] and self.soft_coverage[1] <= 1 and self.soft_feather[0] > 0):
+        if not (self.soft_coverage[0] > 0 and self.soft_coverage[1] <= 1 and self.soft_feather[0] > 0):
             raise ValueError(
                 f"soft_coverage must lie in (0, 1] and soft_feather be positive, got {self.soft_coverage}, "
                 f"{self.soft_feather}"

@@ -53,5 +53,6 @@ def apply_paper(
     corrupted, labels = apply(images, params, config.change_tolerance)
     if config.soft_prob == 0:
         return corrupted, labels
-    chosen = (params.num_blocks > 0) & (torch.rand((batch,), generator=generator, device=images.device) < config.soft_prob)
+    draw = torch.rand((batch,), generator=generator, device=images.device)
+    chosen = (params.num_blocks > 0) & (draw < config.soft_prob)
     return add_soft_regions(images, corrupted, labels, chosen, params.grey, config, generator)

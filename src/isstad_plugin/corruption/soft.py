@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import Tensor
+from torch.nn.functional import interpolate
 
 from isstad_plugin.corruption.config import PaperConfig
 from isstad_plugin.corruption.sampling import integers, random_sign, uniform
@@ -33,7 +33,9 @@ BLUR_SIGMA = 2.0
 """Standard deviation in pixels of the blur a ``blur`` region blends towards (and of the local mean of ``contrast``)."""
 
 
-def smooth_field(batch: int, height: int, width: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+def smooth_field(
+    batch: int, height: int, width: int, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     """A ``(B, 1, H, W)`` low-frequency random field with zero mean and unit standard deviation per image.
 
     Two octaves of coarse Gaussian noise (:data:`FIELD_CELLS` cells along the short side, the long side in
@@ -44,7 +46,7 @@ def smooth_field(batch: int, height: int, width: int, generator: torch.Generator
     for cells in FIELD_CELLS:
         grid = (max(2, round(cells * height / short)), max(2, round(cells * width / short)))
         noise = torch.randn((batch, 1, *grid), generator=generator, device=device)
-        field += F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)
+        field += interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)
     angle = uniform((batch, 1, 1, 1), 0.0, 2 * math.pi, generator, device)
     ramp_weight = uniform((batch, 1, 1, 1), 0.0, 2.0, generator, device)
     rows = torch.linspace(-1.0, 1.0, height, device=device).view(1, 1, -1, 1)

@@ -76,7 +76,8 @@ def auto_image_size(sizes: Sequence[tuple[int, int]], patch: int, pixels: int) -
         raise ValueError("image_size auto: no training images to measure; pass --model.image_size [H, W]")
     aspect = statistics.median(w / h for h, w in sizes)
     height = math.sqrt(pixels / aspect)
-    scale = min(1.0, statistics.median(h for h, _ in sizes) / height, statistics.median(w for _, w in sizes) / (height * aspect))
+    median_height, median_width = statistics.median(h for h, _ in sizes), statistics.median(w for _, w in sizes)
+    scale = min(1.0, median_height / height, median_width / (height * aspect))
     height *= scale
     rows = max(1, math.floor(height / patch + 0.5))
     cols = max(1, math.floor(height * aspect / patch + 0.5))
@@ -114,4 +115,5 @@ def resolve_image_size(datamodule: object, patch: int, pixels: int) -> tuple[int
 
 
 def _listed(folders: Sequence[Path]) -> list[Path]:
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = (p for folder in folders if folder.is_dir() for p in folder.rglob("*"))
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -105,12 +105,13 @@ class NetworkConfig:
         get_variant(self.variant)
         check_choice("encoder", self.encoder, sorted(ENCODER_PRESETS))
         if not isinstance(self.auto_image_pixels, int) or self.auto_image_pixels < self.patch * self.patch:
-            msg = f"auto_image_pixels must be an integer of at least one patch ({self.patch}^2), got {self.auto_image_pixels}"
+            msg = f"auto_image_pixels must be an integer >= one patch ({self.patch}^2), got {self.auto_image_pixels}"
             raise ValueError(msg)
         check_choice("classifier_sharing", self.classifier_sharing, ("per_block", "shared", None))
         check_choice("classifier_output", self.classifier_output, ("sigmoid", "softmax", None))
         if not isinstance(self.classifier_refinement, int) or self.classifier_refinement < 0:
-            msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {self.classifier_refinement}"
+            value = self.classifier_refinement
+            msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {value!r}"
             raise ValueError(msg)
         if not 0 <= self.mask_ratio < 1:
             msg = f"mask_ratio must be in [0, 1), got {self.mask_ratio}"
@@ -162,7 +163,7 @@ class NetworkConfig:
         image = self.image_hw
         stride = _pair(self.tile_stride) if self.tile_stride is not None else tile
         if tile[0] > image[0] or tile[1] > image[1] or stride[0] > tile[0] or stride[1] > tile[1] or min(stride) < 1:
-            msg = f"tile_size {list(tile)} and tile_stride {list(stride)} must satisfy stride <= tile <= image_size {list(image)}"
+            msg = f"tile_size {list(tile)}, tile_stride {list(stride)}: need stride <= tile <= image_size {list(image)}"
             raise ValueError(msg)
 
     @property

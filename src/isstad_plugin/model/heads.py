@@ -52,19 +52,20 @@ class LevelRefinement(nn.Module):
 
     def __init__(self, classes: int, channels: int, hidden: int) -> None:
         super().__init__()
+        last = nn.Conv2d(hidden, classes, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.layers = nn.Sequential(
             nn.Conv2d(classes + channels, hidden, 3, padding=1),
             nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1),
             nn.GELU(),
-            nn.Conv2d(hidden, classes, 3, padding=1),
+            last,
         )
-        nn.init.zeros_(self.layers[-1].weight)
-        nn.init.zeros_(self.layers[-1].bias)
 
     def forward(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """``(B, L, K, H, W)`` logits and ``(B, C, H, W)`` images -> refined ``(B, L, K, H, W)`` logits."""
-        batch, levels = logits.shape[:2]
+        levels = logits.shape[1]
         guide = images.to(logits.dtype).unsqueeze(1).expand(-1, levels, -1, -1, -1)
         inputs = torch.cat([logits, guide], dim=2).flatten(0, 1)
         return logits + self.layers(inputs).reshape(logits.shape)

@@ -1,4 +1,4 @@
-"""Large images in tiles: anomalib's ``Tiler`` cuts the pre-processed image into network-sized tiles, stitches E, P back.
+"""Large images in tiles: anomalib's ``Tiler`` cuts the whole image into network-sized tiles and stitches E, P back.
 
 With ``tile_size`` set, ``image_size`` is the size the pre-processor gives the whole image and ``tile_size`` the
 network's input. :class:`~isstad_plugin.IsstadModel` follows anomalib's tiling convention (a ``tiler`` attribute,
@@ -19,9 +19,10 @@ __all__ = ["Tiler", "check_tile_size", "tiler_for", "training_tiles"]
 
 def tiler_for(config: NetworkConfig) -> Tiler | None:
     """The ``Tiler`` of ``config`` (``tile_size`` and ``tile_stride``), or ``None`` without tiling."""
-    if config.tile_size is None:
+    tile = config.tile_hw
+    if tile is None:
         return None
-    return Tiler(tile_size=config.tile_hw, stride=config.tile_stride or config.tile_hw)
+    return Tiler(tile_size=tile, stride=config.tile_stride or tile)
 
 
 def check_tile_size(tiler: Tiler, network_size: tuple[int, int]) -> None:
