@@ -8,6 +8,7 @@ into P at inference (:func:`~isstad_plugin.model.fusion.level_probability`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -54,7 +55,7 @@ class LevelRefinement(nn.Module):
         super().__init__()
         last = nn.Conv2d(hidden, classes, 3, padding=1)
         nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        nn.init.zeros_(cast(torch.Tensor, last.bias))
         self.layers = nn.Sequential(
             nn.Conv2d(classes + channels, hidden, 3, padding=1),
             nn.GELU(),
