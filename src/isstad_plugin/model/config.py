@@ -73,6 +73,8 @@ class NetworkConfig:
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
+        fusion_error_weight: Weight ``w`` of E in ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``; 0.5 is the paper's
+            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more (``isstad diagnose`` compares weights on the validation split).
     """
 
     variant: str = "full"
@@ -96,6 +98,7 @@ class NetworkConfig:
     smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
     score_aggregation: ScoreAggregation = "mean"
     topk_fraction: float = 0.01
+    fusion_error_weight: float = 0.5
 
     def __post_init__(self) -> None:
         """Normalise ``image_size`` and check every option that cannot work, naming it."""
@@ -112,6 +115,9 @@ class NetworkConfig:
         if not isinstance(self.classifier_refinement, int) or self.classifier_refinement < 0:
             value = self.classifier_refinement
             msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {value!r}"
+            raise ValueError(msg)
+        if not 0 <= self.fusion_error_weight <= 1:
+            msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S), got {self.fusion_error_weight}"
             raise ValueError(msg)
         if not 0 <= self.mask_ratio < 1:
             msg = f"mask_ratio must be in [0, 1), got {self.mask_ratio}"

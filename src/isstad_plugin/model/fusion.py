@@ -3,6 +3,10 @@
 ``E = mean_c (I - Î)^2`` (eq. 15-18), ``P = mean_l P^[l]`` (eq. 19), both Gaussian-smoothed, ``S = G(G(E) ⊙ G(P))``
 (eq. 20-21, smoothed again as the paper and the official code do) and the image score is ``mean(S)`` (eq. 22), with
 ``max`` and the mean of the top-k fraction selectable.
+
+Beyond the paper, ``error_weight`` ``w`` weighs the two maps in the product: ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``.
+``w = 0.5`` is the paper's S exactly; ``w < 0.5`` trusts P more. Only the ranking of pixels depends on ``w`` (any
+monotone function of S ranks pixels alike), so it is the one number that decides how much E's texture noise enters S.
 """
 
 from __future__ import annotations
@@ -78,6 +82,13 @@ def aggregate_score(
     return flat.topk(k, dim=1).values.mean(dim=1)
 
 
+def weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weight: float = 0.5) -> torch.Tensor:
+    """``E^(2w) ⊙ P^(2(1-w))``: the paper's ``E ⊙ P`` at ``w = 0.5`` (computed as the plain product then)."""
+    if error_weight == 0.5:
+        return error * probability
+    return error.clamp_min(0).pow(2 * error_weight) * probability.clamp_min(0).pow(2 * (1 - error_weight))
+
+
 class AnomalyFusion(nn.Module):
     """Fuses E and P into S and the image score (paper section 3.5), as one small export-friendly module.
 
@@ -87,6 +98,7 @@ class AnomalyFusion(nn.Module):
         topk_fraction: Fraction of pixels averaged when ``aggregation="topk"``.
         source: ``"fusion"`` (S, the paper's model), ``"reconstruction"`` (E alone) or ``"classification"`` (P alone),
             the latter two for the ablation models.
+        error_weight: Weight ``w`` of E in the product (0.5: the paper's ``G(E) ⊙ G(P)``; see the module docstring).
     """
 
     def __init__(
@@ -95,8 +107,10 @@ class AnomalyFusion(nn.Module):
         aggregation: ScoreAggregation = "mean",
         topk_fraction: float = 0.01,
         source: MapSource = "fusion",
+        error_weight: float = 0.5,
     ) -> None:
         super().__init__()
+        self.error_weight = error_weight
         if sigma < 0:
             msg = f"smoothing_sigma must be >= 0, got {sigma}"
             raise ValueError(msg)
@@ -143,7 +157,9 @@ class AnomalyFusion(nn.Module):
         elif self.source == "classification":
             score = _required(smooth_prob, "P")
         else:
-            score = self.smooth(_required(smooth_error, "E") * _required(smooth_prob, "P"))
+            score = self.smooth(
+                weighted_product(_required(smooth_error, "E"), _required(smooth_prob, "P"), self.error_weight)
+            )
         return AnomalyMaps(error=smooth_error, probability=smooth_prob, score=score)
 
     def forward(

@@ -84,7 +84,11 @@ class IsstadModel(nn.Module):
         self.normalization = PixelNormalization()
         config = self.config
         self.fusion = AnomalyFusion(
-            config.smoothing_sigma, config.score_aggregation, config.topk_fraction, config.map_source
+            config.smoothing_sigma,
+            config.score_aggregation,
+            config.topk_fraction,
+            config.map_source,
+            error_weight=config.fusion_error_weight,
         )
         self.encoder_frozen = False
         self.tiler: Tiler | None = tiler_for(self.config)
