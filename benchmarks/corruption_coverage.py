@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/corruption_coverage.py [--images DIR] [--size 128] [--count 512] [--seed 0]
 
 Corrupts ``--count`` images (the PNG/JPG files under ``--images``, resized to ``--size``; generated textures without
-it) with the current defaults and with :data:`~isstad_plugin.corruption.LEGACY_CONFIG`, and prints one Markdown table
+it) with the current defaults, with the CPU configs' soft regions and with
+:data:`~isstad_plugin.corruption.LEGACY_CONFIG`, and prints one Markdown table
 each of: the per-image label coverage of corrupted images (mean, percentiles), the share of all training pixels
 labelled, the label rate by distance to the border, and whether grey images stay grey. Real defects cover about
 0.2-4 % of an image and touch the border as often as the centre.
@@ -21,6 +22,8 @@ from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
 from isstad_plugin.corruption import LEGACY_CONFIG, PaperConfig, PixelCorruption
 
+CPU_SOFT_PROB = 0.5
+"""Share of corrupted images given a soft region in the CPU configs (``corruption_settings.soft_prob``)."""
 BANDS = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 10_000))
 """Distance-to-border bands in pixels (start inclusive, end exclusive)."""
 
@@ -78,6 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     images = load_images(args.images, args.size, args.count, args.seed)
     rows = {"current defaults": coverage_rows(PaperConfig(), images, args.seed)}
+    soft = dataclasses.replace(PaperConfig(), soft_prob=CPU_SOFT_PROB)
+    rows[f"+ soft regions ({CPU_SOFT_PROB}, CPU configs)"] = coverage_rows(soft, images, args.seed)
     rows["legacy (before)"] = coverage_rows(LEGACY_CONFIG, images, args.seed)
     source = args.images or "generated grey textures"
     print(f"{args.count} images from {source} at {args.size} px, seed {args.seed}; coverage of corrupted images\n")

@@ -56,3 +56,13 @@ def test_line_shapes_are_thin():
     _, lines = PixelCorruption(shapes=("line",), line_width=(1.0, 2.0), **config)(images, generator=8)
     _, boxes = PixelCorruption(shapes=("rectangle",), **config)(images, generator=8)
     assert lines.sum() < 0.25 * boxes.sum()
+
+
+def test_soft_regions_of_the_cpu_configs_keep_coverage_in_the_documented_range():
+    _, labels = PixelCorruption(corrupt_prob=1.0, soft_prob=0.5)(smooth_grey(256, 128), generator=0)
+    coverage = labels.flatten(1).mean(1)
+    assert 0.06 <= coverage.mean() <= 0.3, "docs/corruption.md: mean 6-30 % of a corrupted image with soft regions"
+    assert 0.02 <= coverage.median() <= 0.25, "docs/corruption.md: median 2-25 %"
+    rate = labels.mean(dim=(0, 1))
+    border = torch.cat([rate[:4].reshape(-1), rate[-4:].reshape(-1)])
+    assert 0.8 <= border.mean() / rate[32:-32, 32:-32].mean() <= 1.25, "soft regions reach the border too"
