@@ -94,7 +94,13 @@ def test_bad_step_budget_is_one_line(tmp_path, dataset_root, overrides, message)
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"stage1_steps": 0, "stage2_steps": 5}, "stage1_steps must be >= 1"),
+        ({"stage1_steps": 0, "stage2_steps": 5}, "stage1_steps 0 skips stage 1: pass --model.stage1_checkpoint"),
+        ({"stage1_steps": -1, "stage2_steps": 5}, "stage1_steps must be >= 0"),
+        ({"stage1_steps": 5, "stage2_steps": 0}, "stage2_steps must be >= 1"),
+        (
+            {"stage1_steps": 5, "stage2_steps": 5, "stage1_checkpoint": "x.ckpt"},
+            "stage1_checkpoint skips stage 1 but stage1_steps is 5: set --model.stage1_steps 0",
+        ),
         ({"stage1_steps": 5, "stage2_steps": 5, "stage1_epochs": 2}, "stage1_steps/stage2_steps and stage1_epochs"),
         ({"stage1_steps": 5}, "a step budget for variant full needs stage2_steps"),
         ({"stage1_steps": 5, "stage2_steps": 5, "variant": "III"}, "variant III has no stage 1: unset stage1_steps"),

@@ -65,3 +65,29 @@ def test_openvino_export_matches_torch(trained):
     result = compiled(images.numpy())
     outputs = {port.get_any_name(): result[port] for port in compiled.outputs}
     _assert_close(outputs, expected)
+
+
+def test_tiled_onnx_export_stitches_the_whole_map(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="the 'test' extra installs onnxruntime")
+    seed_everything(0)
+    model = tiny_isstad(image_size=(64, 128), tile_size=32).eval()
+    post = model.post_processor  # statistics as a validation would leave them (export refuses NaN ones)
+    for name, value in (("_image_threshold", 0.5), ("image_min", 0.0), ("image_max", 1.0)):
+        setattr(post, name, torch.tensor(value))
+    post.pixel_min, post.pixel_max = torch.tensor(0.0), torch.tensor(1.0)
+    images = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(images)
+    assert expected.anomaly_map.shape[-2:] == (64, 128)  # 8 tiles of 32 px, stitched back
+    path = model.to_onnx(export_root=tmp_path, input_size=(64, 128))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    _assert_close(dict(zip(names, values, strict=True)), expected)
+
+
+def test_export_refuses_a_model_without_learnt_thresholds(tmp_path):
+    from isstad_plugin.training.checkpointing import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no learnt thresholds"):
+        tiny_isstad().to_onnx(export_root=tmp_path, input_size=(64, 64))

@@ -104,6 +104,18 @@ def test_stage1_checkpoint_skips_stage1(tmp_path, dataset_root, reference_run):
     assert torch.equal(model.model.encoder.cls_token, saved["model.encoder.cls_token"])
 
 
+def test_stage1_checkpoint_with_a_step_budget_starts_stage2_at_step_0(tmp_path, dataset_root, reference_run):
+    _, checkpoints, _ = reference_run
+    stage1_end = next(c for c in checkpoints if c.name == "epoch=1.ckpt")
+    model = tiny_isstad(stage1_checkpoint=str(stage1_end), stage1_steps=0, stage2_steps=4)
+    assert model.stage == 2
+    engine = engine_for(tmp_path, max_epochs=-1, check_val_every_n_epoch=1)
+    engine.fit(model, datamodule=small_datamodule(dataset_root))
+    assert engine.trainer.global_step == 4  # the small set is 2 batches an epoch: 2 epochs of stage 2
+    assert model.stage == 2
+    assert torch.isfinite(model.post_processor.image_threshold)
+
+
 def test_stage1_checkpoint_written_too_early_is_refused(tmp_path, dataset_root, reference_run):
     _, checkpoints, _ = reference_run
     first = next(c for c in checkpoints if c.name == "epoch=0.ckpt")

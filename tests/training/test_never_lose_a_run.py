@@ -1,7 +1,7 @@
-"""Never lose a run: checkpoints every epoch, exact resume after SIGINT, no overwritten runs, one-line errors.
+"""Never lose a run: checkpoints every epoch, exact resume after kill -9, no overwritten runs, one-line errors.
 
 The CLI runs (module fixture ``cli_runs``) overlap to keep the file short: an uninterrupted ``anomalib train`` (A), a
-train interrupted by SIGINT in stage 1 (B), its resume with the documented command interrupted in stage 2 (B1), the
+train killed (SIGKILL) in stage 1 (B), its resume with the documented command interrupted in stage 2 (B1), the
 resume of that (B2), ``anomalib test`` on A's checkpoint (C) and ``anomalib predict`` with a truncated checkpoint (D).
 """
 
@@ -84,19 +84,22 @@ class Cli:
     def output(self):
         return self.log.read_text()
 
-    def interrupt_when(self, marker):
+    def interrupt_when(self, marker, sig=signal.SIGINT):
         deadline = time.monotonic() + 240
         while not marker.exists():
             assert self.process.poll() is None, self.output()[-4000:]
             assert time.monotonic() < deadline, "the fit never reached the blocking epoch"
             time.sleep(0.2)
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(sig)
         self.wait(ok=False)
         return marker.read_text()
 
 
-def _train(dataset_root):
-    return cli_train_args(dataset_root, "--trainer.callbacks+=tests.cli_probe.CliProbe", *TINY)
+def _train(dataset_root, logger=False):
+    """The CPU config, shortened; ``logger=True`` keeps its CSVLogger (``config.yaml`` then goes to its folder)."""
+    at = TINY.index("--trainer.logger")
+    options = TINY if not logger else TINY[:at] + TINY[at + 2 :]
+    return cli_train_args(dataset_root, "--trainer.callbacks+=tests.cli_probe.CliProbe", *options)
 
 
 def _snapshot(folder):
@@ -117,8 +120,8 @@ def cli_runs(tmp_path_factory, dataset_root):
     predict = ["predict", "--model", "isstad_plugin.Isstad", "--ckpt_path", truncated, "--data", dataset_root]
     d = Cli("d", predict, work / "d")
     a = Cli("a", _train(dataset_root), a_dir, ISSTAD_PROBE_METRICS=work / "a.json")
-    b = Cli("b", _train(dataset_root), b_dir, ISSTAD_PROBE_BLOCK=1, ISSTAD_PROBE_MARKER=work / "b.marker")
-    runs["b_marker"] = b.interrupt_when(work / "b.marker")
+    b = Cli("b", _train(dataset_root, logger=True), b_dir, ISSTAD_PROBE_BLOCK=1, ISSTAD_PROBE_MARKER=work / "b.marker")
+    runs["b_marker"] = b.interrupt_when(work / "b.marker", signal.SIGKILL)
     runs["b_files"] = sorted(p.name for p in (runs["b"] / "weights" / "lightning").iterdir())
     runs["b_latest"] = (b_dir / RUN / "latest").exists()
     last = runs["b"] / "weights" / "lightning" / "last.ckpt"
@@ -130,7 +133,7 @@ def cli_runs(tmp_path_factory, dataset_root):
     a_model = runs["a"] / "weights" / "lightning" / "model.ckpt"
     test = ["test", "--model", "isstad_plugin.Isstad", "--ckpt_path", a_model, "--data", "MVTecAD"]
     c = Cli("c", [*test, "--data.root", dataset_root, "--data.category", "tiles", "--trainer.logger", "false"], a_dir)
-    runs["b1_marker"] = b1.interrupt_when(work / "b1.marker")
+    runs["b1_marker"] = b1.interrupt_when(work / "b1.marker", signal.SIGKILL)
     runs["b_latest_after_b1"] = (b_dir / RUN / "latest").exists()
     last1 = runs["b1"] / "weights" / "lightning" / "last.ckpt"
     runs["b1_last_epoch"] = torch.load(last1, weights_only=False, map_location="cpu")["epoch"]
@@ -148,7 +151,7 @@ def _weights(path):
     return torch.load(path, weights_only=False, map_location="cpu")["state_dict"]
 
 
-def test_sigint_in_stage1_and_stage2_then_documented_resume_matches_the_uninterrupted_run(cli_runs):
+def test_kill_9_in_stage1_and_stage2_then_documented_resume_matches_the_uninterrupted_run(cli_runs):
     assert cli_runs["b_marker"] == "1 1", "B was not interrupted in stage 1"
     assert cli_runs["b1_marker"] == "3 2", "B1 was not interrupted in stage 2"
     assert cli_runs["b_last"]["epoch"] == 0
@@ -169,8 +172,9 @@ def test_sigint_in_stage1_and_stage2_then_documented_resume_matches_the_uninterr
 
 
 def test_checkpoint_every_epoch_and_at_the_end_of_stage1(cli_runs):
-    # interrupted in epoch 1: epoch 0 is kept (the step budget validates every epoch, so anomalib's model.ckpt too)
-    assert "last.ckpt" in cli_runs["b_files"]
+    # killed in epoch 1: epoch 0 is kept; no model.ckpt, which would hold no thresholds (the fit validates at its end)
+    assert cli_runs["b_files"] == ["last.ckpt"]
+    assert (cli_runs["b"] / "config.yaml").is_file(), "the run folder lacks the config that resumes it"
     last = torch.load(cli_runs["b"] / "weights" / "lightning" / "last.ckpt", weights_only=False, map_location="cpu")
     assert last["epoch"] == 0
     lightning = cli_runs["a"] / "weights" / "lightning"
@@ -180,6 +184,12 @@ def test_checkpoint_every_epoch_and_at_the_end_of_stage1(cli_runs):
     model = Isstad(image_size=64, encoder="vit_micro_patch8", encoder_depth=1, decoder_dim=32, decoder_depth=1)
     report = load_stage1_checkpoint(model.model, lightning / "stage1.ckpt")  # usable as --model.stage1_checkpoint
     assert "encoder.cls_token" in report.loaded
+
+
+def test_a_cli_fit_prints_each_log_line_once(cli_runs):
+    output = (cli_runs["work"] / "a" / "a.log").read_text()
+    assert output.count("Initializing Isstad model.") == 1, "anomalib's log lines are printed twice"
+    assert "weights_only" not in output
 
 
 def test_failed_runs_do_not_move_latest(cli_runs):

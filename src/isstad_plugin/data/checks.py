@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from anomalib.data import MVTecAD
 from anomalib.data.datasets.image.mvtecad import IMG_EXTENSIONS
 from PIL import Image, UnidentifiedImageError
@@ -68,7 +69,7 @@ def check_image(path: Path) -> None:
         raise DatasetError(msg) from None
 
 
-def check_masks(image_paths: Iterable[str], mask_paths: Iterable[str], labels: Iterable[int]) -> None:
+def check_masks(image_paths: Iterable[str], mask_paths: Iterable[str], labels: Iterable[int]) -> list[str]:
     """Every anomalous test image needs a mask file of the same size.
 
     Args:
@@ -76,9 +77,14 @@ def check_masks(image_paths: Iterable[str], mask_paths: Iterable[str], labels: I
         mask_paths: Their mask files (empty for normal images).
         labels: 1 for anomalous images.
 
+    Returns:
+        The masks that are not binary (more than one non-zero value, e.g. anti-aliased edges), for
+        :func:`warn_non_binary_masks`.
+
     Raises:
         DatasetError: An anomalous image has no mask, or its mask has another size.
     """
+    non_binary: list[str] = []
     for image_path, mask_path, label in zip(image_paths, mask_paths, labels, strict=True):
         if int(label) != 1:
             continue
@@ -97,6 +103,26 @@ def check_masks(image_paths: Iterable[str], mask_paths: Iterable[str], labels: I
                     f"resize the mask to {width}x{height} (nearest neighbour, to keep it binary) or replace it"
                 )
                 raise DatasetError(msg)
+            if len(np.unique(np.asarray(mask.convert("L")))) > 2:  # 0 and one defect value
+                non_binary.append(str(mask_path))
+    return non_binary
+
+
+def warn_non_binary_masks(non_binary: list[str], total: int) -> None:
+    """One warning line for masks with intermediate values: how anomalib binarises them, and how to change that.
+
+    anomalib reads a mask pixel as defect when its value is above 0 (``read_mask``), so grey anti-aliased or blurred
+    edges count as defect and widen every region; the pixel metrics then score those edges.
+    """
+    if non_binary:
+        logger.warning(
+            "%d of %d mask files are not binary (values between 0 and the defect value, e.g. anti-aliased edges; "
+            "first: %s): every value > 0 counts as defect, which widens the regions; binarise them (e.g. value > 127) "
+            "if their edges should not count",
+            len(non_binary),
+            total,
+            non_binary[0],
+        )
 
 
 def check_datamodule(datamodule: object) -> None:
@@ -110,6 +136,8 @@ def check_datamodule(datamodule: object) -> None:
         DatasetError: An empty split, an unreadable image or a missing or mis-sized mask (one line naming it).
     """
     without_masks: list[str] = []
+    non_binary: set[str] = set()
+    masks_seen: set[str] = set()
     for split in ("train", "val", "test"):
         try:
             samples = getattr(datamodule, f"{split}_data").samples
@@ -122,7 +150,9 @@ def check_datamodule(datamodule: object) -> None:
             if defects.any() and (masks[defects] == "").all():
                 without_masks.append(split)
                 continue
-            check_masks(samples.image_path, masks, samples.label_index)
+            non_binary.update(check_masks(samples.image_path, masks, samples.label_index))
+            masks_seen.update(masks[defects])
+    warn_non_binary_masks(sorted(non_binary), len(masks_seen))
     if without_masks:
         logger.info(
             "no masks in the %s split(s) (image-level labels only): pixel metrics are skipped and image metrics "
@@ -164,7 +194,7 @@ def check_mvtec_layout(category_dir: Path) -> None:
         )
         raise DatasetError(msg)
     masks = [str(category_dir / "ground_truth" / p.parent.name / f"{p.stem}_mask.png") for p in defects]
-    check_masks([str(p) for p in defects], masks, [1] * len(defects))
+    warn_non_binary_masks(check_masks([str(p) for p in defects], masks, [1] * len(defects)), len(masks))
 
 
 def check_fit_data(datamodule: object, indexed: bool) -> None:

@@ -41,6 +41,7 @@ class StageBudget:
     def resolve(cls, training: TrainingConfig, variant: Variant, stage1_checkpoint: str | None) -> StageBudget:
         """The budget of ``training`` for ``variant``; one-line errors for lengths that contradict each other."""
         stage1_steps, stage2_steps = _step_budget(training, variant)
+        _check_stage1_steps(training.stage1_steps, variant, stage1_checkpoint)
         epochs = 0 if stage1_steps + stage2_steps else training.stage1_epochs
         warmup = training.stage1_warmup_steps
         if warmup is None and stage1_steps:
@@ -118,6 +119,21 @@ def _stage1_epochs(variant: Variant, stage1_epochs: int | None, stage1_checkpoin
             raise ValueError(msg)
         return 0
     return PAPER_STAGE1_EPOCHS if stage1_epochs is None else stage1_epochs
+
+
+def _check_stage1_steps(stage1_steps: int | None, variant: Variant, stage1_checkpoint: str | None) -> None:
+    """``stage1_steps`` 0 means "stage 1 comes from ``stage1_checkpoint``"; any other length contradicts it."""
+    if stage1_steps is None or not variant.pretrain:
+        return
+    if stage1_checkpoint and stage1_steps:
+        msg = (
+            f"stage1_checkpoint skips stage 1 but stage1_steps is {stage1_steps}: set --model.stage1_steps 0 "
+            "(stage 2 then runs stage2_steps steps from step 0)"
+        )
+        raise ValueError(msg)
+    if not stage1_checkpoint and not stage1_steps:
+        msg = "stage1_steps 0 skips stage 1: pass --model.stage1_checkpoint (a finished stage 1) or a positive length"
+        raise ValueError(msg)
 
 
 def _step_budget(training: TrainingConfig, variant: Variant) -> tuple[int, int]:

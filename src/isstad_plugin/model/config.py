@@ -292,7 +292,8 @@ class TrainingConfig:
         stage1_epochs: Epochs of stage 1; ``None``: 120 (paper) for variants with pre-training, 0 with
             ``stage1_checkpoint`` or without pre-training.
         stage1_steps: A step budget instead of epochs: stage 1 runs this many optimiser steps (rounded up to a whole
-            epoch), so that the budget does not depend on the data size. Excludes ``stage1_epochs``.
+            epoch), so that the budget does not depend on the data size. Excludes ``stage1_epochs``. ``0`` with
+            ``stage1_checkpoint``: the fit starts in stage 2 at step 0 and runs ``stage2_steps``.
         stage2_steps: With a step budget, stage 2 runs this many optimiser steps (rounded up to a whole epoch); the
             fit then stops by itself and learns the thresholds (``trainer.max_epochs`` -1). Both schedules run per
             step. One-stage variants set only their stage's length.
@@ -325,11 +326,12 @@ class TrainingConfig:
         if self.stage1_epochs is not None and self.stage1_epochs < 0:
             msg = f"stage1_epochs must be >= 0, got {self.stage1_epochs}"
             raise ValueError(msg)
-        for name in ("stage1_steps", "stage2_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                msg = f"{name} must be >= 1 (or unset), got {value}"
-                raise ValueError(msg)
+        if self.stage1_steps is not None and self.stage1_steps < 0:
+            msg = f"stage1_steps must be >= 0 (0 only with stage1_checkpoint), got {self.stage1_steps}"
+            raise ValueError(msg)
+        if self.stage2_steps is not None and self.stage2_steps < 1:
+            msg = f"stage2_steps must be >= 1 (or unset), got {self.stage2_steps}"
+            raise ValueError(msg)
 
 
 @dataclass(frozen=True)

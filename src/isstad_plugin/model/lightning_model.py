@@ -54,7 +54,7 @@ from isstad_plugin.model.tiling import training_tiles
 from isstad_plugin.model.torch_model import IsstadModel
 from isstad_plugin.model.weights import load_mae_weights, load_stage1_checkpoint
 from isstad_plugin.training import engine_patches
-from isstad_plugin.training.checkpointing import IsstadCheckpoints
+from isstad_plugin.training.checkpointing import IsstadCheckpoints, learnt_model_checkpoint, require_statistics
 from isstad_plugin.training.divergence import (
     IsstadDivergenceGuard,
     TrainingDivergedError,
@@ -174,13 +174,19 @@ class Isstad(AnomalibModule):
         """Anomalib's callbacks, the stage switch, the divergence guard, the train-data cache and the checkpoints.
 
         :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none, so the user's settings win.
+        anomalib's default ``model.ckpt`` callback is replaced (Lightning's rule for callbacks of the same type) by
+        :class:`~isstad_plugin.training.checkpointing.LearntModelCheckpoint`, which writes only a model with learnt
+        thresholds.
         """
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
         callbacks += [IsstadStageSwitch(), IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb)]
-        trainer_callbacks = getattr(self._trainer, "callbacks", None) or []
+        trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
             callbacks.append(IsstadCheckpoints())
+        model_checkpoint = learnt_model_checkpoint(trainer_callbacks)
+        if model_checkpoint is not None:
+            callbacks.append(model_checkpoint)
         return callbacks
 
     @property
@@ -398,6 +404,22 @@ class Isstad(AnomalibModule):
             fused=fused,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------------ predict, export
+    def on_predict_start(self) -> None:
+        """Refuse to predict with a model whose thresholds were never learnt (every image would be called normal)."""
+        ckpt_path = self.trainer.ckpt_path
+        require_statistics(self, f"--ckpt_path {ckpt_path}" if ckpt_path else "the model to predict with")
+
+    def to_torch(self, *args: Any, **kwargs: Any) -> Any:
+        """The torch export of anomalib, refused for a model without learnt thresholds."""
+        require_statistics(self, "the model to export (--ckpt_path)")
+        return super().to_torch(*args, **kwargs)
+
+    def to_onnx(self, *args: Any, **kwargs: Any) -> Any:
+        """The ONNX export (also the first step of OpenVINO's), refused for a model without learnt thresholds."""
+        require_statistics(self, "the model to export (--ckpt_path)")
+        return super().to_onnx(*args, **kwargs)
 
     def _effective_batch_size(self) -> int:
         loader = self.trainer.train_dataloader

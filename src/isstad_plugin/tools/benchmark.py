@@ -38,6 +38,8 @@ from isstad_plugin.training.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
+PEER_IMAGE_SIZE = 128
+"""Input side of the peers when ``--image-size`` is not given."""
 METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1Score", "pixel_F1Score")
 
 
@@ -51,7 +53,8 @@ class BenchmarkOptions:
         models: ``isstad`` and/or peers (``draem``, ``padim``, ``patchcore``).
         variants: ISSTAD variants to run (``full``, ``I`` ... ``VIII``); each is a row of its own.
         output: Folder of the tables.
-        image_size: Input side of every model.
+        image_size: Input side of every model; ``None``: the peers read 128 px squares and ISSTAD keeps its config's
+            ``image_size`` (``auto`` in the CPU config: the images' aspect within the same 128² pixels).
         seed: Seed of splits and training.
         config: ISSTAD run config (default ``configs/isstad_cpu.yaml``); its model settings are used.
         stage1_epochs: ISSTAD stage-1 epochs (``None``: the config's).
@@ -72,7 +75,7 @@ class BenchmarkOptions:
     models: Sequence[str] = ("isstad", *PEERS)
     variants: Sequence[str] = ("full",)
     output: Path = Path("reports/benchmark")
-    image_size: int = 128
+    image_size: int | None = None
     seed: int = 0
     config: Path | None = None
     stage1_epochs: int | None = None
@@ -108,7 +111,8 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
     """
     _check_options(options)
     specs = _isstad_specs(options) if "isstad" in options.models else []
-    specs += peer_specs(options.models, options.image_size, options.output, options.draem_epochs, options.draem_minutes)
+    peer_size = options.image_size or PEER_IMAGE_SIZE
+    specs += peer_specs(options.models, peer_size, options.output, options.draem_epochs, options.draem_minutes)
     rows: list[Row] = []
     for category in options.categories:
         for spec in specs:
@@ -133,6 +137,13 @@ def _check_options(options: BenchmarkOptions) -> None:
         require_category_folder(options.root, category, "--root")
 
 
+def _size_text(image_size: object) -> str:
+    """``128``, ``136x120`` or ``auto`` for the tables."""
+    if isinstance(image_size, list | tuple):
+        return "x".join(str(side) for side in image_size)
+    return str(image_size)
+
+
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
     stage1, stage2, unit = _isstad_budget(options, config)
@@ -140,7 +151,9 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     specs: list[ModelSpec] = []
     for name in options.variants:
         variant = get_variant(name)
-        args = {**config.model, "variant": variant.name, "image_size": options.image_size}
+        args = {**config.model, "variant": variant.name}
+        if options.image_size is not None:
+            args["image_size"] = options.image_size
         two_stages = variant.pretrain and variant.finetune
         # Same budget for every variant: stage 1 + stage 2, or all of it in the one stage there is.
         args["stage1_epochs"] = stage1 if two_stages and unit == "epochs" else None
@@ -151,7 +164,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
             args["stage2_steps"] = stage2 if two_stages else (total if variant.finetune else None)
         budget = budget_trainer_args(stage1, stage2, unit)
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
-        settings = f"{args.get('encoder')} {options.image_size} px, " + (
+        settings = f"{args.get('encoder')} {_size_text(args.get('image_size', 224))} px, " + (
             f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
         )
         specs.append(ModelSpec(label, functools.partial(_build_isstad, args), budget, settings, precision))
@@ -233,10 +246,16 @@ class EpochLog(Callback):
         )
 
 
+def _sizes_text(options: BenchmarkOptions) -> str:
+    if options.image_size is not None:
+        return f"{options.image_size} px"
+    return f"peers {PEER_IMAGE_SIZE} px, ISSTAD its config's image size (see the settings column)"
+
+
 def protocol_line(options: BenchmarkOptions) -> str:
     """The sentence that labels every table."""
     return (
-        f"fixed budget, last epoch tested, test set never used for selection; {options.image_size} px, seed "
+        f"fixed budget, last epoch tested, test set never used for selection; {_sizes_text(options)}, seed "
         f"{options.seed}, F1 thresholds from a {options.val_split_ratio:.0%} validation split of the test folder "
         "(not tested); peers from scratch"
     )

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:  # this package's errors are one line naming the file or option
         print(f"isstad {args.command}: error: {error}", file=sys.stderr)
         return 2
 
@@ -63,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--variants", nargs="+", default=["full"], help="ISSTAD variants: full, I ... VIII")
     bench.add_argument("--output", type=Path, default=Path("reports/benchmark"), help="table folder")
-    bench.add_argument("--image-size", type=int, default=128, help="input side of every model (default: 128)")
+    bench.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input side of every model (default: peers 128, ISSTAD its config's image_size)",
+    )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--config", type=Path, default=None, help="ISSTAD run config (default: configs/isstad_cpu.yaml)")
     bench.add_argument("--stage1-epochs", type=int, default=None, help="ISSTAD stage-1 epochs (default: config's)")

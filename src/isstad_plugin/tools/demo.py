@@ -99,7 +99,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         lengths = {"stage1_epochs": stage1}
     model_args = {**config.model, **(FAST_OVERRIDES if options.fast else {}), **lengths, **options.overrides}
     output = options.output.resolve()
-    root = _dataset_root(options, output, int(model_args.get("image_size", 128)))
+    root = _dataset_root(options, output, _generated_side(model_args.get("image_size", 128)))
     datamodule = _datamodule(config, root, options)
 
     seed_everything(options.seed, workers=True)
@@ -143,6 +143,15 @@ def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, str]:
         first = max(1, round(DEMO_STEPS * stage1 / (stage1 + stage2)))
         return first, DEMO_STEPS - first, unit
     return stage1, stage2, unit
+
+
+def _generated_side(image_size: object) -> int:
+    """Side of the generated square images: the model's input side, 128 px for ``auto`` (which then keeps it)."""
+    if isinstance(image_size, int):
+        return image_size
+    if isinstance(image_size, list | tuple):
+        return max(int(side) for side in image_size)
+    return 128
 
 
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:

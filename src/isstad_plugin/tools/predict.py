@@ -164,6 +164,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
 
     Raises:
         FileNotFoundError: The checkpoint or the images do not exist.
+        CheckpointError: The checkpoint is truncated, not a checkpoint, or has no learnt thresholds.
     """
     from anomalib.data import PredictDataset
     from anomalib.engine import Engine
@@ -173,18 +174,22 @@ def run_predict(options: PredictOptions) -> PredictResult:
 
     from isstad_plugin.model.lightning_model import Isstad
     from isstad_plugin.model.torch_model import IsstadModel
+    from isstad_plugin.training.checkpointing import check_checkpoint_file, require_statistics
 
     for name, path in (("--ckpt", options.ckpt), ("--images", options.images)):
         if not path.exists():
             msg = f"{name} {path} does not exist"
             raise FileNotFoundError(msg)
     output = options.output.resolve()
+    check_checkpoint_file(options.ckpt, "--ckpt")
     model = Isstad.load_from_checkpoint(options.ckpt, weights_only=True, map_location="cpu")
+    require_statistics(model, f"--ckpt {options.ckpt}")
     visualizer: Any = ImageVisualizer(output_dir=output / "images") if options.save_images else None
     model.visualizer = visualizer  # anomalib's pictures under output/images/, or none
     # Images of any size: resized to the model's input, as its pre-processor would, so that they batch together.
     network = cast(IsstadModel, model.model)
-    dataset = PredictDataset(options.images, transform=Resize(list(network.image_size), antialias=True))
+    whole_image = network.config.image_hw  # with tiles: the whole image, which the model then tiles
+    dataset = PredictDataset(options.images, transform=Resize(list(whole_image), antialias=True))
     loader = DataLoader(dataset, batch_size=options.batch_size, collate_fn=dataset.collate_fn)
     table = PredictionTable(output)
     engine = Engine(

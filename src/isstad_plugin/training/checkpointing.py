@@ -10,7 +10,14 @@ callback (added by :class:`~isstad_plugin.Isstad` to every fit) writes, next to 
 * ``stage1.ckpt``: the end of stage 1, usable as ``--model.stage1_checkpoint``.
 
 It also makes the last epoch validate when ``check_val_every_n_epoch`` would skip it, so the thresholds are always
-learnt on the trained model, and warns when they could not be learnt.
+learnt on the trained model, and warns when they could not be learnt. At setup it makes the trainer write every file
+atomically (:class:`~isstad_plugin.training.checkpoint_io.AtomicCheckpointIO`, unless the user chose a
+``CheckpointIO``).
+
+anomalib's ``model.ckpt`` is written by :class:`LearntModelCheckpoint` (``Isstad.configure_callbacks`` puts it in
+place of anomalib's default one): only once the thresholds and normalisation statistics are learnt, so that an
+interrupted fit never leaves a ``model.ckpt`` that calls every image normal. :func:`require_statistics` stops
+``predict`` and ``export`` of a model without them in one line.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from anomalib.callbacks.checkpoint import ModelCheckpoint
+from anomalib.engine.plugins import AnomalibCheckpointIO
+from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
+
+from isstad_plugin.training.checkpoint_io import AtomicCheckpointIO
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +91,15 @@ class IsstadCheckpoints(Callback):
         self.stage1 = stage1
         self.validate_last_epoch = validate_last_epoch
         self._last_write = time.monotonic()
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Write checkpoints atomically (unless the user chose an IO); put the run's config in its folder."""
+        del pl_module
+        current = trainer.strategy.checkpoint_io
+        if type(current) is AnomalibCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO(current.extra_safe_globals)
+        if stage == "fit":
+            save_run_config(trainer)
 
     def folder(self, trainer: Trainer) -> Path:
         """Where the files go."""
@@ -146,15 +168,94 @@ class IsstadCheckpoints(Callback):
         return minutes is not None and time.monotonic() - self._last_write >= minutes * 60
 
     def _write(self, trainer: Trainer, name: str) -> None:
-        """``trainer.save_checkpoint`` to a temporary file, then an atomic rename (on the main process)."""
+        """``trainer.save_checkpoint`` (all ranks take part; rank 0 writes, atomically with the IO set up here)."""
         target = self.folder(trainer) / name
-        partial = target.with_name(f".{name}.partial")
-        if trainer.is_global_zero:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(partial)  # all ranks take part; rank 0 writes, then a barrier
-        if trainer.is_global_zero:
-            partial.replace(target)
-            logger.debug("ISSTAD: wrote %s", target)
+        trainer.save_checkpoint(target, weights_only=False)
+        logger.debug("ISSTAD: wrote %s", target)
+
+
+def save_run_config(trainer: Trainer) -> Path | None:
+    """Write the CLI's config into the run folder, ``<run>/config.yaml``, which the resume command reads.
+
+    Lightning's ``SaveConfigCallback`` (added by ``anomalib train``/``fit``) writes it into the logger's folder, which
+    the shipped configs put elsewhere (``logs/<name>/version_<n>``); this writes the same file beside ``weights/``.
+
+    Returns:
+        The file written, or ``None`` (no CLI config, or the logger's folder is the run folder).
+    """
+    log_dir = trainer.log_dir  # on every rank: it broadcasts
+    target = Path(trainer.default_root_dir) / "config.yaml"
+    savers = [c for c in trainer.callbacks if isinstance(c, SaveConfigCallback)]  # type: ignore[attr-defined]
+    if not savers or not trainer.is_global_zero or (log_dir and Path(log_dir).resolve() == target.parent.resolve()):
+        return None
+    saver = savers[0]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    saver.parser.save(saver.config, str(target), skip_none=False, overwrite=True, multifile=saver.multifile)
+    return target
+
+
+class LearntModelCheckpoint(ModelCheckpoint):
+    """anomalib's ``model.ckpt`` callback that writes only a model whose thresholds and normalisation are learnt.
+
+    Its state key is that of anomalib's callback, so checkpoints of either resume with the other.
+    """
+
+    @property
+    def state_key(self) -> str:
+        """The state key of anomalib's ``ModelCheckpoint``."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def _should_skip_saving_checkpoint(self, trainer: Trainer) -> bool:
+        return super()._should_skip_saving_checkpoint(trainer) or bool(missing_statistics(trainer.lightning_module))
+
+
+def learnt_model_checkpoint(callbacks: list[Callback]) -> LearntModelCheckpoint | None:
+    """A :class:`LearntModelCheckpoint` to replace anomalib's default ``model.ckpt`` callback, if that is in use.
+
+    ``None`` also when the trainer holds a callback of a base class of it (e.g. Lightning's own ``ModelCheckpoint``):
+    Lightning's replacement rule would drop that one too.
+    """
+    bases = set(LearntModelCheckpoint.__mro__) - {ModelCheckpoint}
+    if any(type(callback) in bases for callback in callbacks):
+        return None
+    for callback in callbacks:
+        if type(callback) is ModelCheckpoint and callback.filename == "model" and callback.monitor is None:
+            return LearntModelCheckpoint(dirpath=callback.dirpath, filename="model", auto_insert_metric_name=False)
+    return None
+
+
+def missing_statistics(module: object) -> list[str]:
+    """Names of the post-processor's enabled thresholds and normalisation statistics that are not finite (not learnt).
+
+    The pixel threshold is not required: without masks in validation anomalib uses the image threshold for pixels.
+    """
+    post_processor = getattr(module, "post_processor", None)
+    if not isinstance(post_processor, PostProcessor):
+        return []
+    names = ["_image_threshold"] if post_processor.enable_thresholding else []
+    if post_processor.enable_normalization:
+        names += ["image_min", "image_max", "pixel_min", "pixel_max"]
+    return [name for name in names if not torch.isfinite(getattr(post_processor, name)).all()]
+
+
+def require_statistics(module: object, source: str) -> None:
+    """Stop in one line when ``module`` has no learnt thresholds or normalisation (predict, export).
+
+    Args:
+        module: The loaded model.
+        source: How to name where it came from (e.g. ``--ckpt_path <file>``).
+
+    Raises:
+        CheckpointError: Some statistics are NaN: the model was saved before the fit validated.
+    """
+    missing = missing_statistics(module)
+    if missing:
+        msg = (
+            f"{source} has no learnt thresholds/normalisation ({', '.join(missing)} is NaN): it was saved before the "
+            "fit validated (an interrupted run); use weights/lightning/model.ckpt of a finished fit, or resume the fit "
+            "from its last.ckpt"
+        )
+        raise CheckpointError(msg)
 
 
 def check_checkpoint_file(path: str | Path, option: str = "--ckpt_path") -> Path:

@@ -2,11 +2,12 @@
 
 Errors raised by this package name the option or file and the fix in one line; jsonargparse wraps a constructor's
 error in "Does not validate against any of the Union subtypes", from which the reason is taken. The traceback is
-shown only with ``ISSTAD_TRACEBACK=1``.
+shown only with ``ISSTAD_TRACEBACK=1``. :func:`one_log_handler` prints anomalib's log lines once instead of twice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -61,6 +62,20 @@ def one_line_excepthook(
     sys.stdout.flush()
     sys.stderr.flush()
     print(f"error: {line}", file=sys.stderr, flush=True)
+
+
+def one_log_handler() -> None:
+    """Print each log line once under the ``anomalib`` command.
+
+    anomalib's ``configure_logger`` gives the root logger a plain handler (``logging.basicConfig``) and a
+    ``RichHandler``, so every INFO line appears twice, the second one wrapped at the terminal width. The plain one is
+    kept: its lines are whole, so they can be searched and the one-line errors stay one line.
+    """
+    root = logging.getLogger()
+    plain = [h for h in root.handlers if type(h) is logging.StreamHandler]
+    if plain:
+        for handler in [h for h in root.handlers if type(h).__name__ == "RichHandler"]:
+            root.removeHandler(handler)
 
 
 def running_anomalib_cli() -> bool:

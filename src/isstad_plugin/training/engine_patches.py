@@ -24,7 +24,8 @@ unreadable images in ``predict`` folders are skipped with a warning for every mo
 * ``seed_everything`` of the config is applied before the model is built (anomalib's CLI never applies it);
 * ``--ckpt_path`` is checked before Lightning reads it
   (:func:`~isstad_plugin.training.checkpointing.check_checkpoint_file`);
-* under the ``anomalib`` command, errors with a one-line message (raised by this package, or the constructor's reason
+* under the ``anomalib`` command, each log line is printed once (anomalib prints it plain and again with rich), and
+  errors with a one-line message (raised by this package, or the constructor's reason
   inside jsonargparse's "Does not validate against any of the Union subtypes") are printed as that one line, last,
   without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it).
 """
@@ -52,7 +53,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from isstad_plugin.data.checks import DatasetError, check_image
 from isstad_plugin.data.download import check_mvtecad_download
 from isstad_plugin.training.checkpointing import check_checkpoint_file
-from isstad_plugin.training.cli_errors import one_line_excepthook, running_anomalib_cli
+from isstad_plugin.training.cli_errors import one_line_excepthook, one_log_handler, running_anomalib_cli
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +310,7 @@ def install() -> None:
         )
     if running_anomalib_cli():
         sys.excepthook = functools.partial(one_line_excepthook, sys.excepthook)
+        one_log_handler()
 
 
 def _seed_before_instantiation(self: Any) -> None:

@@ -1,0 +1,91 @@
+"""Checkpoint files written atomically in their own folder, and a full disk named in one line.
+
+Lightning's ``TorchCheckpointIO`` (anomalib's ``AnomalibCheckpointIO``) stages a checkpoint in the system temp folder
+and then moves it, so it needs free space there too, and a full disk leaves a truncated file behind a long traceback.
+:class:`AtomicCheckpointIO` serialises the checkpoint in memory, writes ``.<name>.partial`` next to the target,
+flushes it to disk (``fsync``) and renames it over the target: a reader sees the old file or the new one, never a
+part. On ``OSError`` (``ENOSPC``: no space left) the partial file is removed, the previous checkpoint is untouched
+and the error is one line naming the folder and the space the file needs.
+
+:class:`~isstad_plugin.IsstadCheckpoints` installs it for every ISSTAD fit whose trainer uses anomalib's default IO;
+a user's own ``CheckpointIO`` is kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib.engine.plugins import AnomalibCheckpointIO
+from lightning.fabric.utilities.types import _PATH
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written; the message names the folder and what to do."""
+
+
+class AtomicCheckpointIO(AnomalibCheckpointIO):
+    """anomalib's checkpoint IO, writing each file atomically beside its target (see the module docstring)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically.
+
+        Raises:
+            TypeError: ``storage_options`` given (as Lightning's ``TorchCheckpointIO``).
+            CheckpointWriteError: The file could not be written (e.g. a full disk); the previous file is kept.
+        """
+        if storage_options is not None:
+            msg = f"{type(self).__name__} takes no storage_options"
+            raise TypeError(msg)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomically(buffer.getbuffer(), Path(path))
+
+
+def write_atomically(data: memoryview | bytes, target: Path) -> None:
+    """Write ``data`` to ``target`` through ``.<name>.partial`` in the same folder, fsync and rename.
+
+    Raises:
+        CheckpointWriteError: The write failed; no partial file is left and ``target`` is unchanged.
+    """
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        partial.replace(target)
+        _fsync_folder(target.parent)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        megabytes = len(data) / 2**20
+        kept = "the previous checkpoint is kept" if target.is_file() else "nothing was written"
+        if error.errno == errno.ENOSPC:
+            msg = (
+                f"no space left on the device of {target.parent} to write {target.name} ({megabytes:.1f} MB needed, "
+                f"{kept}): free space there or set trainer.default_root_dir to a larger disk, then resume"
+            )
+        else:
+            msg = f"could not write {target} ({error.strerror or error}; {kept}): check the folder, then resume"
+        failure = CheckpointWriteError(msg)
+        failure.errno = error.errno
+        raise failure from None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
