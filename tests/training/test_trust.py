@@ -181,7 +181,7 @@ def test_a_disk_that_fills_during_a_fit_ends_in_one_line_and_keeps_what_was_writ
 ):
     # the writes of this fit: stage1.ckpt and last.ckpt (epoch 0), last.ckpt (epoch 1), last.ckpt and model.ckpt (2)
     _full_disk(monkeypatch, after=writes_before_full)
-    with pytest.raises(CheckpointWriteError, match="no space left on the device of .*lightning to write"):
+    with pytest.raises(CheckpointWriteError, match=r"no space left on the device of .*lightning to write"):
         _engine(tmp_path).fit(_model(), datamodule=small_datamodule(dataset_root))
     folders = list(tmp_path.rglob("weights/lightning"))
     files = sorted(folders[0].iterdir()) if folders else []
