@@ -23,6 +23,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 
 from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.model.lightning_model import Isstad
+from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import PEERS, ModelSpec, benchmark_evaluator, peer_specs
@@ -54,7 +55,7 @@ class BenchmarkOptions:
         variants: ISSTAD variants to run (``full``, ``I`` ... ``VIII``); each is a row of its own.
         output: Folder of the tables.
         image_size: Input side of every model; ``None``: the peers read 128 px squares and ISSTAD keeps its config's
-            ``image_size`` (``auto`` in the CPU config: the images' aspect within the same 128² pixels).
+            ``image_size`` (``auto`` in ``isstad_cpu_localise.yaml``: the images' aspect within the same 128² pixels).
         seed: Seed of splits and training.
         config: ISSTAD run config (default ``configs/isstad_cpu.yaml``); its model settings are used.
         stage1_epochs: ISSTAD stage-1 epochs (``None``: the config's).
@@ -164,7 +165,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
             args["stage2_steps"] = stage2 if two_stages else (total if variant.finetune else None)
         budget = budget_trainer_args(stage1, stage2, unit)
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
-        settings = f"{args.get('encoder')} {_size_text(args.get('image_size', 224))} px, " + (
+        settings = f"{args.get('encoder')} {_size_text(args.get('image_size', PAPER_IMAGE_SIZE))} px, " + (
             f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
         )
         specs.append(ModelSpec(label, functools.partial(_build_isstad, args), budget, settings, precision))
