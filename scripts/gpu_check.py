@@ -173,9 +173,7 @@ def main() -> int:
     model.log = lambda *a, **k: None  # type: ignore[method-assign]  # no Trainer here
     model.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
     size = model.model.image_size
-    images = model.model.normalization.to_model(
-        torch.rand(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
-    )
+    images = torch.rand(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)  # [0, 1]
     measured = matmul_rate(device, 2048 if args.tiny else 8192)
     sheet = spec_peak(device)
     print(

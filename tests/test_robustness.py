@@ -12,10 +12,10 @@ import torch
 from lightning.pytorch import Callback, seed_everything
 from PIL import Image
 
-import isstad_plugin.model.lightning_model as lightning_model
 from isstad_plugin import Isstad
 from isstad_plugin.data import MVTec, generate_dataset, high_bit_depth
 from isstad_plugin.data.checks import DatasetError
+from isstad_plugin.model.loss import Stage1Loss
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 
 
@@ -195,13 +195,13 @@ def test_checkpoint_with_other_options_rebuilds_for_testing(tmp_path, dataset_ro
 def test_non_finite_loss_stops_with_epoch_and_stage_and_keeps_the_last_good_checkpoint(
     tmp_path, dataset_root, monkeypatch
 ):
-    real = lightning_model.masked_patch_mse
+    real = Stage1Loss.forward
 
-    def breaks_in_second_epoch(*args):
-        loss = real(*args)
+    def breaks_in_second_epoch(self, *args):
+        loss = real(self, *args)
         return loss * float("nan") if model.current_epoch == 1 else loss
 
-    monkeypatch.setattr(lightning_model, "masked_patch_mse", breaks_in_second_epoch)
+    monkeypatch.setattr(Stage1Loss, "forward", breaks_in_second_epoch)
     seed_everything(0)
     model = tiny_isstad(stage1_epochs=2)
     engine = engine_for(tmp_path, max_epochs=3)

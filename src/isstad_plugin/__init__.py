@@ -4,7 +4,9 @@ Public names follow the paper (Jin et al., "ISSTAD: Incremental Self-Supervised 
 Anomaly Detection and Localization"): the network is :class:`IsstadModel`, the anomalib model is :class:`Isstad`.
 
 The names are imported on first use (PEP 562), so that ``import isstad_plugin`` and the ``isstad`` command start
-without loading torch and anomalib, and importing the package changes nothing in other libraries.
+without loading torch and anomalib. Importing the package changes nothing in other libraries, except in the process of
+the ``anomalib`` command, which imports it to read ``--model isstad_plugin.Isstad``: there the corrections of
+:mod:`isstad_plugin.tools.anomalib_corrections` are installed (for ISSTAD models only).
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+def _install_cli_corrections() -> None:
+    """Under the ``anomalib`` command only: correct its Engine and CLI for ISSTAD runs (see anomalib_corrections)."""
+    from isstad_plugin.tools.cli_errors import running_anomalib_cli
+
+    if running_anomalib_cli():
+        from isstad_plugin.tools.anomalib_corrections import install
+
+        install()
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name (and, for ``Isstad``, the ``MVTec`` datamodule alias) when it is first used."""
     if name == "data":
@@ -73,3 +85,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *__all__, "data"])
+
+
+_install_cli_corrections()

@@ -8,8 +8,7 @@ import inspect
 import pytest
 
 from isstad_plugin import Isstad, IsstadModel, NetworkConfig
-from isstad_plugin.model.config import changed_network_options
-from isstad_plugin.model.options import CONFIGS, IsstadConfig, option_defaults
+from isstad_plugin.model.options import CONFIGS, IsstadConfig, changed_network_options, option_defaults
 from tests.helpers import TINY_NETWORK
 
 PROCESSORS = ("pre_processor", "post_processor", "evaluator", "visualizer")

@@ -67,10 +67,10 @@ def test_visualize_format_loads_encoder_decoder_and_reconstruction_head(tmp_path
     report = load_mae_weights(model, path)
     assert not report.unexpected
     assert all(k.startswith("pixel_classifier_head") for k in report.missing)
-    images = torch.randn(2, 3, 32, 32)
+    images = torch.rand(2, 3, 32, 32)  # [0, 1] pixels; MAE reads and writes them ImageNet-normalised
     with torch.no_grad():
-        expected = mae.forward_unmasked(images)
-        got = model.patchify(model.reconstruct_and_classify(images).reconstruction)
+        expected = mae.forward_unmasked(model.normalization.to_model(images))
+        got = model.patchify(model.normalization.to_model(model.reconstruct_and_classify(images).reconstruction))
     assert torch.allclose(got, expected, atol=1e-5)
 
 

@@ -134,7 +134,10 @@ def test_benchmark_stage2_default_comes_from_the_config():
 
     (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_steps=100))
     model = spec.build()
-    assert (model.stage1_steps, model.stage2_steps) == (100, 3200)  # configs/isstad_cpu.yaml: 1600 + 3200 steps
+    assert (model.schedule.stage1_steps, model.schedule.stage2_steps) == (
+        100,
+        3200,
+    )  # configs/isstad_cpu.yaml: 1600 + 3200 steps
     assert spec.budget == {"max_epochs": -1, "check_val_every_n_epoch": 1}
     (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_epochs=5, stage2_epochs=7))
     assert spec.build().stage1_epochs == 5 and spec.budget == {"max_epochs": 12, "check_val_every_n_epoch": 12}

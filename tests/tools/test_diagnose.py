@@ -9,7 +9,7 @@ import pytest
 
 from isstad_plugin.tools.cli import main
 from isstad_plugin.tools.diagnose import ScoredSplit, diagnose_figures, edge_mask
-from tests.model.test_budget import step_run  # noqa: F401  (the trained step-budget run, a fixture)
+from tests.model.test_schedule import step_run  # noqa: F401  (the trained step-budget run, a fixture)
 
 
 def _split(probability_off_defect: float) -> ScoredSplit:
@@ -52,7 +52,7 @@ def test_edge_mask():
 
 
 def test_diagnose_command_on_a_trained_checkpoint(tmp_path, dataset_root, step_run):  # noqa: F811
-    """`isstad diagnose` on the step-budget run of tests/model/test_budget.py: tables, JSON and panels on the split."""
+    """`isstad diagnose` on the step-budget run of tests/model/test_schedule.py: tables, JSON, panels on the split."""
     checkpoint = step_run[1][-1]
     assert main(["diagnose", str(checkpoint), str(dataset_root), "tiles", "--output", str(tmp_path)]) == 0
     figures = json.loads((tmp_path / "diagnose.json").read_text())

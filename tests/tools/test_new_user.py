@@ -120,7 +120,8 @@ def test_maskless_jpg_folder_trains_and_tests_with_the_cpu_recipe(tmp_path, jpg_
     from lightning.pytorch.loggers import CSVLogger
 
     from isstad_plugin import Isstad
-    from isstad_plugin.tools.run_config import budget_trainer_args, load_run_config
+    from isstad_plugin.model.schedule import StageSchedule
+    from isstad_plugin.tools.run_config import load_run_config
     from isstad_plugin.training.precision import resolve_precision
 
     parts = tmp_path / "my_parts"
@@ -135,7 +136,7 @@ def test_maskless_jpg_folder_trains_and_tests_with_the_cpu_recipe(tmp_path, jpg_
     model = Isstad(**{**config.model, "stage1_steps": 2, "stage2_steps": 2})  # the recipe's step budget, shortened
     engine = Engine(
         default_root_dir=tmp_path / "run",
-        **budget_trainer_args(2, 2, "steps"),
+        **StageSchedule.trainer_arguments(2, 2, "steps"),
         precision=resolve_precision(config.trainer.get("precision")),
         logger=CSVLogger(tmp_path, name="logs", version=""),
         accelerator="cpu",

@@ -27,7 +27,7 @@ from PIL import Image
 from isstad_plugin import Isstad
 from isstad_plugin.data import download
 from isstad_plugin.model.weights import load_stage1_checkpoint
-from isstad_plugin.training import cli_errors
+from isstad_plugin.tools import anomalib_corrections, cli_errors
 from isstad_plugin.training.checkpointing import IsstadCheckpoints
 from isstad_plugin.training.divergence import TrainingDivergedError
 from tests.helpers import TINY_CLI_NETWORK, cli_train_args, engine_for, small_datamodule, tiny_isstad
@@ -219,7 +219,10 @@ def test_truncated_checkpoint_is_the_last_line_of_a_real_cli(cli_runs):
 # ------------------------------------------------------------------------------------------------ bad inputs
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
-    """Run ``anomalib <args>`` in this process; return the last printed line (the CLI's error hook included)."""
+    """Run ``anomalib <args>`` in this process; return the last printed line (the CLI's error hook included).
+
+    The CLI corrections are installed for the call, as in the ``anomalib`` command's process, and removed after it.
+    """
     from anomalib.cli.cli import AnomalibCLI
 
     monkeypatch.chdir(tmp_path)
@@ -228,7 +231,8 @@ def cli(tmp_path, monkeypatch, capsys):
     def run(*args, fails=True):
         capsys.readouterr()
         try:
-            AnomalibCLI([str(a) for a in args])
+            with anomalib_corrections.installed():
+                AnomalibCLI([str(a) for a in args])
         except BaseException as error:
             assert fails, traceback.format_exc()
             cli_errors.one_line_excepthook(traceback.print_exception, type(error), error, error.__traceback__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from isstad_plugin.corruption import PixelCorruption
@@ -355,11 +355,6 @@ class RuntimeConfig:
     compile_network: bool = False
 
 
-def changed_network_options(saved: NetworkConfig, current: NetworkConfig) -> list[str]:
-    """Names of the network options that differ between two configurations (checkpoint compatibility)."""
-    return [f.name for f in fields(NetworkConfig) if getattr(saved, f.name) != getattr(current, f.name)]
-
-
 def _given(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -402,13 +397,3 @@ def _check_shapes(
         if dim % 4:
             msg = f"{name}_dim must be a multiple of 4 for the 2-D sin-cos position embedding, got {dim}"
             raise ValueError(msg)
-
-
-__all__ = [
-    "CorruptionOptions",
-    "LossConfig",
-    "NetworkConfig",
-    "RuntimeConfig",
-    "TrainingConfig",
-    "changed_network_options",
-]

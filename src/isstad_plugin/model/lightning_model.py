@@ -1,7 +1,8 @@
 """ISSTAD as an anomalib model: both training stages in one fit (paper Fig. 2), fused S map at inference.
 
 The options are the fields of :mod:`isstad_plugin.model.config` (network, corruption, loss, training, runtime); the
-step budget lives in :mod:`isstad_plugin.model.budget`, the stage switch in :mod:`isstad_plugin.model.stage_switch`.
+stage schedule is :class:`~isstad_plugin.model.schedule.StageSchedule`, and the switch from stage 1 to stage 2
+happens in this module's own ``on_train_epoch_start`` (as in anomalib's two-phase DSR).
 
 Example:
     >>> from anomalib.data import MVTecAD
@@ -10,17 +11,13 @@ Example:
     >>> model = Isstad(encoder="vit_tiny_patch8", image_size=128, stage1_epochs=5)  # doctest: +SKIP
     >>> Engine(max_epochs=15).train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
 
-From the command line::
-
-    anomalib train --model isstad_plugin.Isstad --data MVTecAD --data.category bottle \
-        --model.stage1_epochs 120 --trainer.max_epochs 320
+From the command line: ``anomalib train --model isstad_plugin.Isstad --data MVTecAD --trainer.max_epochs 320``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -35,39 +32,35 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
-from torchvision.transforms.v2 import Compose, Normalize, Resize
+from torchvision.transforms.v2 import Compose, Resize
 
 from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_fit_data
 from isstad_plugin.data.geometry import resolve_image_size
 from isstad_plugin.model.augmentation import mae_augmentation
-from isstad_plugin.model.budget import StageBudget
-from isstad_plugin.model.config import changed_network_options
-from isstad_plugin.model.loss import Stage2Loss, masked_patch_mse
-from isstad_plugin.model.optimizers import stage1_optimizer, stage2_optimizer
-from isstad_plugin.model.options import IsstadConfig, option_defaults, options_doc, options_signature
+from isstad_plugin.model.loss import Stage1Loss, Stage2Loss
+from isstad_plugin.model.optimizers import (
+    check_own_optimizers,
+    effective_batch_size,
+    stage1_optimizer,
+    stage2_optimizer,
+)
+from isstad_plugin.model.options import IsstadConfig, options_doc, options_signature
 from isstad_plugin.model.post_processor import IsstadPostProcessor
-from isstad_plugin.model.pre_processor import resize_pre_processor
-from isstad_plugin.model.presets import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE
-from isstad_plugin.model.stage_switch import IsstadStageSwitch
+from isstad_plugin.model.pre_processor import drop_imagenet_normalize, resize_pre_processor
+from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
+from isstad_plugin.model.schedule import StageSchedule
 from isstad_plugin.model.tiling import training_tiles
 from isstad_plugin.model.torch_model import IsstadModel
-from isstad_plugin.model.weights import load_mae_weights, load_stage1_checkpoint
-from isstad_plugin.training import engine_patches
+from isstad_plugin.model.weights import load_initial_weights
 from isstad_plugin.training.checkpointing import IsstadCheckpoints, learnt_model_checkpoint, require_statistics
-from isstad_plugin.training.divergence import (
-    IsstadDivergenceGuard,
-    TrainingDivergedError,
-    advice,
-    stage1_encoder_broken,
-)
+from isstad_plugin.training.divergence import IsstadDivergenceGuard, non_finite_loss_error, stage1_encoder_broken
 from isstad_plugin.training.rng import capture_rng_state, restore_rng_state
+from isstad_plugin.training.two_stage import allow_unused_parameters
 
 logger = logging.getLogger(__name__)
 
-# Engine behaviours for ISSTAD runs (resumed fits test the final model, test/predict write their own folders,
-# one-line CLI errors): installed once, when the model is first used, not when the package is imported.
-engine_patches.install()
+PIXEL_SPACE_KEY, PIXEL_SPACE = "isstad_pixel_space", "unit"  # checkpoints without it normalised in the pre-processor
 
 
 class Isstad(AnomalibModule):
@@ -80,7 +73,8 @@ class Isstad(AnomalibModule):
 
     Args:
         {options}
-        pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` + ImageNet normalisation.
+        pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` (the network takes ``[0, 1]``
+            pixels and normalises them itself).
         post_processor: anomalib post-processor, ``True`` for :class:`~isstad_plugin.IsstadPostProcessor`.
         evaluator: anomalib evaluator, ``True`` for image/pixel AUROC and F1.
         visualizer: anomalib visualizer, ``True`` for the image visualizer.
@@ -124,63 +118,56 @@ class Isstad(AnomalibModule):
         network = config.network
         self.config = config
         self.variant = network.variant_spec
-        self.budget = StageBudget.resolve(config.training, self.variant, config.runtime.stage1_checkpoint)
+        self.schedule = StageSchedule.resolve(config.training, self.variant, config.runtime.stage1_checkpoint)
         self.loss_weights = config.loss.weights(network)
         self.corruption = config.corruption.build(network)
         self.model = IsstadModel(network)
         self.stage1_augmentation = mae_augmentation(network.network_hw) if config.training.stage1_augment else None
+        self.stage1_loss = Stage1Loss(self.model.normalization, self.model.patch_size)
         self.loss = Stage2Loss(self.loss_weights)
-        self.optimizer_settings = dataclasses.replace(config.training, stage1_warmup_steps=self.budget.warmup_steps)
+        self.optimizer_settings = dataclasses.replace(config.training, stage1_warmup_steps=self.schedule.warmup_steps)
         self._compiled = False
-        self.stage = 1 if (self.budget.pretraining or not self.variant.finetune) else 2
+        self.stage = self.schedule.first_stage
         if self.stage == 2:
             self.enter_stage2()
         self._initial_weights_done = False
 
+    def _rebuild(self, config: IsstadConfig) -> None:
+        """Rebuild for other network options (``image_size: auto`` chosen, a checkpoint's network); saved with it."""
+        self.hparams.update(config.options())
+        self._build(config)
+
     @property
     def stage1_epochs(self) -> int:
-        """Stage-1 epochs of an epoch budget (see :class:`~isstad_plugin.model.budget.StageBudget`)."""
-        return self.budget.stage1_epochs
-
-    @property
-    def stage1_steps(self) -> int:
-        """Stage-1 optimiser steps of a step budget (0 without one)."""
-        return self.budget.stage1_steps
-
-    @property
-    def stage2_steps(self) -> int:
-        """Stage-2 optimiser steps of a step budget (0 without one)."""
-        return self.budget.stage2_steps
+        """Stage-1 epochs of an epoch budget (see :class:`~isstad_plugin.model.schedule.StageSchedule`)."""
+        return self.schedule.stage1_epochs
 
     @property
     def step_budget(self) -> int:
         """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
-        return self.budget.steps
+        return self.schedule.steps
 
     # ------------------------------------------------------------------------------------------------ anomalib
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
-        """Resize to ``image_size`` (224 px by default) and normalise with ImageNet statistics (as MAE)."""
+        """Resize to ``image_size`` (224 px by default); the network normalises the ``[0, 1]`` pixels itself."""
         size = image_size or (PAPER_IMAGE_SIZE, PAPER_IMAGE_SIZE)
-        return PreProcessor(
-            transform=Compose([Resize(size, antialias=True), Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])
-        )
+        return PreProcessor(transform=Compose([Resize(size, antialias=True)]))
 
     def configure_post_processor(self) -> PostProcessor:
         """Normalisation and thresholds of the S map, learnt on validation (:class:`IsstadPostProcessor`)."""
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """Anomalib's callbacks, the stage switch, the divergence guard, the train-data cache and the checkpoints.
+        """Anomalib's callbacks, the divergence guard, the train-data cache and the checkpoints.
 
-        :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none, so the user's settings win.
-        anomalib's default ``model.ckpt`` callback is replaced (Lightning's rule for callbacks of the same type) by
-        :class:`~isstad_plugin.training.checkpointing.LearntModelCheckpoint`, which writes only a model with learnt
-        thresholds.
+        :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none (the user's settings win);
+        anomalib's ``model.ckpt`` callback is replaced by :class:`~isstad_plugin.training.checkpointing.
+        LearntModelCheckpoint`, which writes only a model with learnt thresholds.
         """
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
-        callbacks += [IsstadStageSwitch(), IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb)]
+        callbacks += [IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb)]
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
             callbacks.append(IsstadCheckpoints())
@@ -189,10 +176,7 @@ class Isstad(AnomalibModule):
             callbacks.append(model_checkpoint)
         return callbacks
 
-    @property
-    def learning_type(self) -> LearningType:
-        """ISSTAD trains on normal images only."""
-        return LearningType.ONE_CLASS
+    learning_type = LearningType.ONE_CLASS  # ISSTAD trains on normal images only
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
@@ -226,9 +210,7 @@ class Isstad(AnomalibModule):
             return
         datamodule = getattr(self._trainer, "datamodule", None)
         size = resolve_image_size(datamodule, network.patch, network.auto_image_pixels)
-        config = dataclasses.replace(self.config, network=dataclasses.replace(network, image_size=size))
-        self.hparams.update(config.options())
-        self._build(config)
+        self._rebuild(dataclasses.replace(self.config, network=dataclasses.replace(network, image_size=size)))
         if isinstance(self.pre_processor, PreProcessor):
             resize_pre_processor(self.pre_processor, size)
 
@@ -244,33 +226,49 @@ class Isstad(AnomalibModule):
         if stage != "fit":
             return
         self._resolve_image_size()
-        if "configure_optimizers" in self.__dict__:  # replaced by the CLI's --optimizer / --lr_scheduler
-            msg = (
-                "--optimizer / --lr_scheduler would replace ISSTAD's two-stage optimisers: remove them and set "
-                "--model.stage1_blr, --model.stage2_lr, --model.weight_decay, --model.stage2_t_max instead"
-            )
-            raise ValueError(msg)
-        self.budget.check_trainer(self.trainer, self.variant)
+        check_own_optimizers(self)
+        self.schedule.check_trainer(self.trainer)
+        allow_unused_parameters(self.trainer)
         check_fit_data(getattr(self.trainer, "datamodule", None), indexed=True)
         if self.trainer.ckpt_path is None and not self._initial_weights_done:
-            if runtime.encoder_weights:
-                load_mae_weights(self.model, runtime.encoder_weights, runtime.load_decoder_weights)
-            if runtime.stage1_checkpoint:
-                load_stage1_checkpoint(self.model, runtime.stage1_checkpoint)
+            load_initial_weights(self.model, runtime)
         self._initial_weights_done = True
 
-    def stage1_complete(self, epochs_done: int, global_step: int) -> bool:
-        """Whether stage 1 has run its length after ``epochs_done`` epochs and ``global_step`` optimiser steps."""
-        return self.budget.stage1_complete(epochs_done, global_step)
+    def on_train_epoch_start(self) -> None:
+        """Enter stage 2 at the first epoch the schedule puts there: freeze the encoder, rebuild the optimisers.
+
+        The optimiser and scheduler of the stage-2 parameters come from :meth:`configure_optimizers` through
+        ``trainer.strategy.setup_optimizers``; the stage is stored in every checkpoint, so ``ckpt_path`` resumes in the
+        right stage with the right optimiser.
+        """
+        trainer = self.trainer
+        if self.stage == 1 and self.schedule.stage_at(trainer.current_epoch, trainer.global_step) == 2:
+            self.enter_stage2()
+            trainer.strategy.setup_optimizers(trainer)
+            logger.info(
+                "ISSTAD: stage 2 starts at epoch %d (encoder frozen: %s)",
+                trainer.current_epoch,
+                self.model.encoder_frozen,
+            )
+
+    def on_train_epoch_end(self) -> None:
+        """End a step-budget fit once its steps are spent (its last validation, which learns thresholds, has run)."""
+        if self.budget_spent():
+            self.trainer.should_stop = True
+
+    def stage1_ends(self, epochs_done: int, global_step: int) -> bool:
+        """Whether the epoch end after ``epochs_done`` epochs and ``global_step`` steps ends stage 1."""
+        return self.schedule.stage1_ends(self.stage, epochs_done, global_step)
 
     def budget_spent(self) -> bool:
         """Whether a step budget has run all its steps (always ``False`` for an epoch budget)."""
-        return self.budget.spent(self.trainer.global_step)
+        return self.schedule.spent(self.trainer.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the stage and the random state, so that a resumed fit continues as the uninterrupted one would."""
         super().on_save_checkpoint(checkpoint)
         checkpoint["isstad_stage"] = self.stage
+        checkpoint[PIXEL_SPACE_KEY] = PIXEL_SPACE
         checkpoint["isstad_stage1_epochs"] = self.stage1_epochs
         checkpoint["isstad_rng"] = capture_rng_state()
 
@@ -285,22 +283,12 @@ class Isstad(AnomalibModule):
             msg = "the checkpoint was not written by an Isstad model (no 'isstad_stage' entry): pass an Isstad .ckpt"
             raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
-        known = option_defaults()  # a checkpoint may also hold keys of the CLI or of other versions: only options count
-        saved = IsstadConfig.from_options(
-            {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in known}
-        )
-        changed = sorted(changed_network_options(saved.network, self.config.network))
-        if changed:
-            if self._trainer is not None and self.trainer.training:
-                msg = (
-                    f"--ckpt_path was written with other model options ({', '.join(changed)}): resume with the "
-                    "options of that run (e.g. its config.yaml)"
-                )
-                raise ValueError(msg)
-            logger.info("Isstad: building the network of the checkpoint (%s differ)", ", ".join(changed))
-            config = dataclasses.replace(self.config, network=saved.network)
-            self.hparams.update(config.options())
-            self._build(config)
+        if checkpoint.get(PIXEL_SPACE_KEY) != PIXEL_SPACE and isinstance(self.pre_processor, PreProcessor):
+            drop_imagenet_normalize(self.pre_processor)  # a 0.1.0 checkpoint: the network normalises now
+        resuming = self._trainer is not None and self.trainer.training
+        config = self.config.with_checkpoint_network(checkpoint.get("hyper_parameters", {}), resuming)
+        if config is not self.config:
+            self._rebuild(config)
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
         self._initial_weights_done = True
@@ -316,42 +304,29 @@ class Isstad(AnomalibModule):
             images = training_tiles(self.model.tiler, images)
         loss = self._stage1_step(images) if self.stage == 1 else self._stage2_step(images)
         if not torch.isfinite(loss):
-            batch_index = args[0] if args else "?"
-            culprit = 1 if self.stage == 2 and stage1_encoder_broken(self, images) else self.stage
-            cause = (
-                " (the encoder trained in stage 1 gives inf/NaN features: stage 1 diverged)"
-                if culprit != self.stage
-                else ""
-            )
-            msg = (
-                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, stage {self.stage}, batch "
-                f"{batch_index}{cause}: the weights were not updated and the checkpoints already written are kept; "
-                f"{advice(culprit)}"
-            )
-            raise TrainingDivergedError(msg)
+            broken = self.stage == 2 and self.variant.pretrain and stage1_encoder_broken(self.model.encode, images)
+            raise non_finite_loss_error(loss, self.current_epoch, self.stage, args[0] if args else "?", broken)
         return {"loss": loss}
 
     def _stage1_step(self, images: torch.Tensor) -> torch.Tensor:
         if self.stage1_augmentation is not None:
             images = self.stage1_augmentation(images)
         output = self.model(images, mask_ratio=self.model.mask_ratio)
-        loss = masked_patch_mse(self.model.patchify(images), self.model.patchify(output.reconstruction), output.mask)
+        loss = self.stage1_loss(images, output.reconstruction, cast(torch.Tensor, output.mask))
         self._log_losses(len(images), train_loss=loss)
         return loss
 
     def _stage2_step(self, images: torch.Tensor) -> torch.Tensor:
-        normalization = self.model.normalization
-        clean = normalization.to_unit(images).clamp(0, 1)
+        clean = images.clamp(0, 1)
         if self.variant.corrupt:
             with torch.autocast(clean.device.type, enabled=False):
                 corrupted, labels = self.corruption(clean.float())
         else:
             corrupted, labels = clean, torch.zeros_like(clean[:, :1])
         with_classifier = self.variant.classification_loss
-        output = self.model.reconstruct_and_classify(normalization.to_model(corrupted), with_classifier=with_classifier)
-        reconstruction = normalization.to_unit(output.reconstruction)
+        output = self.model.reconstruct_and_classify(corrupted, with_classifier=with_classifier)
         target = clean if self.loss_weights.target == "clean" else corrupted
-        losses = self.loss(reconstruction, target, output.level_logits, labels)
+        losses = self.loss(output.reconstruction, target, output.level_logits, labels)
         self._log_losses(
             len(images),
             train_loss=losses.total,
@@ -385,20 +360,17 @@ class Isstad(AnomalibModule):
         trainer = self.trainer
         fused = not trainer.gradient_clip_val  # Lightning refuses to clip the gradients of fused optimisers
         if self.stage == 2:
-            stage2_steps = self.stage2_steps or None
+            stage2_steps = self.schedule.stage2_steps or None
             optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings, stage2_steps, fused=fused)
             interval = "step" if stage2_steps else "epoch"
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
-        if self.step_budget:
-            steps_per_epoch, stage1_total = 1, self.stage1_steps
-        else:
-            max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-            steps_per_epoch = max(1, math.ceil(trainer.estimated_stepping_batches / max_epochs))
-            stage1_total = steps_per_epoch * (self.stage1_epochs if self.variant.finetune else max_epochs)
+        steps_per_epoch, stage1_total = self.schedule.stage1_schedule_steps(
+            trainer.max_epochs, trainer.estimated_stepping_batches
+        )
         optimizer, scheduler = stage1_optimizer(
             self.model,
             self.optimizer_settings,
-            self._effective_batch_size(),
+            effective_batch_size(trainer),
             steps_per_epoch,
             stage1_total,
             fused=fused,
@@ -408,8 +380,8 @@ class Isstad(AnomalibModule):
     # ------------------------------------------------------------------------------------------------ predict, export
     def on_predict_start(self) -> None:
         """Refuse to predict with a model whose thresholds were never learnt (every image would be called normal)."""
-        ckpt_path = self.trainer.ckpt_path
-        require_statistics(self, f"--ckpt_path {ckpt_path}" if ckpt_path else "the model to predict with")
+        path = self.trainer.ckpt_path
+        require_statistics(self, f"--ckpt_path {path}" if path else "the model to predict with")
 
     def to_torch(self, *args: Any, **kwargs: Any) -> Any:
         """The torch export of anomalib, refused for a model without learnt thresholds."""
@@ -420,11 +392,6 @@ class Isstad(AnomalibModule):
         """The ONNX export (also the first step of OpenVINO's), refused for a model without learnt thresholds."""
         require_statistics(self, "the model to export (--ckpt_path)")
         return super().to_onnx(*args, **kwargs)
-
-    def _effective_batch_size(self) -> int:
-        loader = self.trainer.train_dataloader
-        batch_size = getattr(loader, "batch_size", None) or 1
-        return int(batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size)
 
 
 Isstad.__init__.__signature__ = options_signature(Isstad.__init__)  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """Losses of the two training stages (paper eq. 3 and 8-14).
 
-Stage 1 is MAE's: the mean squared error on the masked patches. Stage 2 is
+Stage 1 is MAE's: the mean squared error on the masked patches, in MAE's target space, ImageNet-normalised pixels
+(:class:`Stage1Loss` normalises the ``[0, 1]`` input and reconstruction). Stage 2 is
 ``λ0·MSE + λ1·(1 - SSIM) + λ2·mean_l CE_l``, the classification term a pixel-weighted binary cross-entropy
 (paper eq. 10, weight ω on the corrupted pixels) or the official two-class cross-entropy with class weights.
 Reconstruction terms are computed on ``[0, 1]`` pixels.
@@ -16,6 +17,9 @@ import torch.nn.functional as F  # noqa: N812
 from pytorch_msssim import ssim
 from torch import nn
 
+from isstad_plugin.model.normalization import PixelNormalization
+from isstad_plugin.model.patching import patchify
+
 
 def masked_patch_mse(target: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Stage-1 loss (paper eq. 3, MAE): mean squared error over the masked patches only.
@@ -30,6 +34,26 @@ def masked_patch_mse(target: torch.Tensor, prediction: torch.Tensor, mask: torch
     """
     per_patch = (prediction - target).pow(2).mean(dim=-1)
     return (per_patch * mask).sum() / mask.sum().clamp_min(1)
+
+
+class Stage1Loss(nn.Module):
+    """Stage-1 loss of ``[0, 1]`` images and reconstructions, in the network's normalised space (MAE's targets).
+
+    Args:
+        normalization: The network's :class:`~isstad_plugin.model.normalization.PixelNormalization`.
+        patch_size: The network's patch side.
+    """
+
+    def __init__(self, normalization: PixelNormalization, patch_size: int) -> None:
+        super().__init__()
+        self.normalization = normalization
+        self.patch_size = patch_size
+
+    def forward(self, images: torch.Tensor, reconstruction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:func:`masked_patch_mse` of the normalised ``images`` and ``reconstruction``, patch by patch."""
+        to_model = self.normalization.to_model
+        target = patchify(to_model(images), self.patch_size)
+        return masked_patch_mse(target, patchify(to_model(reconstruction), self.patch_size), mask)
 
 
 @dataclass(frozen=True)

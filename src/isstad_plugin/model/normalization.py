@@ -1,7 +1,9 @@
-"""The one place where images move between the model's normalised space and ``[0, 1]`` pixels.
+"""The one place where images move between ``[0, 1]`` pixels and the network's normalised space.
 
-The network reads and reconstructs ImageNet-normalised images (as the MAE checkpoints do); the corruption
-transform, the SSIM loss and the reconstruction error E work on ``[0, 1]`` pixels.
+:class:`~isstad_plugin.IsstadModel` takes and returns ``[0, 1]`` images, so the corruption transform, the SSIM loss
+and the reconstruction error E all work on pixels; inside, its encoder reads and its reconstruction head writes
+ImageNet-normalised images (as the MAE checkpoints do), through this module, which is part of the network (and of its
+export). The stage-1 loss is computed in that normalised space, MAE's target space (its ``norm_pix_loss`` off).
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from isstad_plugin.model.presets import IMAGENET_MEAN, IMAGENET_STD
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel input mean of the MAE checkpoints and of anomalib's default normalisation."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel input standard deviation of the MAE checkpoints and of anomalib's default normalisation."""
 
 
 class PixelNormalization(nn.Module):
     """Per-channel affine map between ``[0, 1]`` pixels and the model's normalised input space.
 
     Args:
-        mean: Per-channel mean subtracted by the pre-processor.
-        std: Per-channel standard deviation divided by the pre-processor.
+        mean: Per-channel mean subtracted from ``[0, 1]`` pixels.
+        std: Per-channel standard deviation the difference is divided by.
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:

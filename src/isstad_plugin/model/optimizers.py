@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from timm.optim import param_groups_weight_decay
 from torch import nn
 
@@ -99,3 +100,23 @@ def warmup_cosine(step: float, warmup_steps: float, total_steps: float) -> float
         return step / warmup_steps
     progress = (step - warmup_steps) / max(1.0, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def effective_batch_size(trainer: Trainer) -> int:
+    """Images per optimiser step over all devices and accumulated batches (stage 1 scales its rate with it)."""
+    batch_size = getattr(trainer.train_dataloader, "batch_size", None) or 1
+    return int(batch_size * trainer.accumulate_grad_batches * trainer.world_size)
+
+
+def check_own_optimizers(module: LightningModule) -> None:
+    """Refuse the CLI's ``--optimizer`` / ``--lr_scheduler``, which replace ``configure_optimizers`` on the instance.
+
+    Raises:
+        ValueError: They were given; the message names the model options to use instead.
+    """
+    if "configure_optimizers" in module.__dict__:
+        msg = (
+            "--optimizer / --lr_scheduler would replace ISSTAD's two-stage optimisers: remove them and set "
+            "--model.stage1_blr, --model.stage2_lr, --model.weight_decay, --model.stage2_t_max instead"
+        )
+        raise ValueError(msg)

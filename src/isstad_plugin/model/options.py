@@ -8,7 +8,9 @@ anomalib CLI reads) and the ``Args`` of its docstring.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import logging
 import textwrap
 import typing
 from collections.abc import Mapping
@@ -17,7 +19,15 @@ from typing import Any
 
 import docstring_parser
 
-from isstad_plugin.model.config import CorruptionOptions, LossConfig, NetworkConfig, RuntimeConfig, TrainingConfig
+from isstad_plugin.model.config import (
+    CorruptionOptions,
+    LossConfig,
+    NetworkConfig,
+    RuntimeConfig,
+    TrainingConfig,
+)
+
+logger = logging.getLogger(__name__)
 
 CONFIGS = (NetworkConfig, CorruptionOptions, LossConfig, TrainingConfig, RuntimeConfig)
 """The option groups of :class:`~isstad_plugin.Isstad`, in the order of its signature."""
@@ -65,6 +75,33 @@ class IsstadConfig:
     def groups(self) -> tuple[Any, ...]:
         """The groups in :data:`CONFIGS` order."""
         return (self.network, self.corruption, self.loss, self.training, self.runtime)
+
+    def with_checkpoint_network(self, hyperparameters: Mapping[str, Any], resuming: bool) -> IsstadConfig:
+        """This config with the network options of a checkpoint's ``hyperparameters`` (``self`` when they agree).
+
+        A checkpoint may also hold keys of the CLI or of other versions: only options count.
+
+        Raises:
+            ValueError: ``resuming`` a fit from a checkpoint written with other network options, naming them.
+        """
+        known = option_defaults()
+        saved = IsstadConfig.from_options({k: v for k, v in hyperparameters.items() if k in known})
+        changed = sorted(changed_network_options(saved.network, self.network))
+        if not changed:
+            return self
+        if resuming:
+            msg = (
+                f"--ckpt_path was written with other model options ({', '.join(changed)}): resume with the options "
+                "of that run (e.g. its config.yaml)"
+            )
+            raise ValueError(msg)
+        logger.info("Isstad: building the network of the checkpoint (%s differ)", ", ".join(changed))
+        return dataclasses.replace(self, network=saved.network)
+
+
+def changed_network_options(saved: NetworkConfig, current: NetworkConfig) -> list[str]:
+    """Names of the network options that differ between two configurations (checkpoint compatibility)."""
+    return [f.name for f in fields(NetworkConfig) if getattr(saved, f.name) != getattr(current, f.name)]
 
 
 def option_defaults() -> dict[str, Any]:

@@ -67,11 +67,6 @@ PAPER_MASK_RATIO = 0.75
 PAPER_SMOOTHING_SIGMA = 4.0
 """Gaussian smoothing of E, P and S in pixels (official code: scipy ``gaussian_filter(sigma=4)``)."""
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-"""Per-channel input mean of the MAE checkpoints and of anomalib's default pre-processor."""
-IMAGENET_STD = (0.229, 0.224, 0.225)
-"""Per-channel input standard deviation of the MAE checkpoints and of anomalib's default pre-processor."""
-
 
 @dataclass(frozen=True)
 class Preset:

@@ -4,6 +4,10 @@ A timm ViT encoder, a Transformer decoder (MAE's), a reconstruction head (LayerN
 pixel classifier head fed by every decoder block. In training mode :class:`IsstadModel` returns an
 :class:`IsstadOutput`; in eval mode it returns anomalib's ``InferenceBatch(pred_score, anomaly_map)`` computed by the
 paper's fusion of E and P (:mod:`isstad_plugin.model.fusion`).
+
+The network takes and returns images in ``[0, 1]``; it normalises them with ImageNet statistics inside itself
+(:attr:`IsstadModel.normalization`, exported with it), as the MAE checkpoints expect, and maps the reconstruction head's
+output back to ``[0, 1]``. The pre-processor only resizes.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class IsstadOutput(NamedTuple):
     """What the network returns in training mode.
 
     Attributes:
-        reconstruction: ``(B, C, H, W)`` reconstructed image Î in the model's normalised space.
+        reconstruction: ``(B, C, H, W)`` reconstructed image Î in ``[0, 1]`` pixels (not clamped).
         level_logits: ``(B, L, K, H, W)`` pixel classifier logits of every decoder level (``K = 1`` for the
             sigmoid form, ``2`` for the official softmax form), or ``None`` in masked mode.
         mask: ``(B, N)`` patch mask (1 = masked) in masked mode, else ``None``.
@@ -129,7 +133,7 @@ class IsstadModel(nn.Module):
         """Run the ViT encoder, on a random subset of patches when ``mask_ratio > 0``.
 
         Args:
-            images: ``(B, C, H, W)`` normalised images.
+            images: ``(B, C, H, W)`` images in ``[0, 1]`` (normalised here, with :attr:`normalization`).
             mask_ratio: Fraction of patches dropped before the encoder (MAE); ``0`` keeps all, in order.
             generator: Optional generator for reproducible masks.
             noise: Optional ``(B, N)`` masking scores (lowest kept) instead of random ones.
@@ -139,10 +143,20 @@ class IsstadModel(nn.Module):
             ``ids_restore`` as in :func:`~isstad_plugin.model.patching.random_masking`, or ``None`` when nothing is
             masked.
         """
+        return self._encode(self.normalization.to_model(images), mask_ratio, generator, noise)
+
+    def _encode(
+        self,
+        model_images: torch.Tensor,
+        mask_ratio: float,
+        generator: torch.Generator | None,
+        noise: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`encode` of images already in the network's normalised space."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             enc = self.encoder
             pos_embed, cls_token = cast(torch.Tensor, enc.pos_embed), cast(torch.Tensor, enc.cls_token)
-            x = enc.patch_embed(images)
+            x = enc.patch_embed(model_images)
             x = x + pos_embed[:, 1:].to(x.dtype)
             mask = ids_restore = None
             if mask_ratio > 0:
@@ -161,7 +175,7 @@ class IsstadModel(nn.Module):
         """Masked mode (``mask_ratio > 0``, stage 1) or full mode (stage 2 and inference).
 
         Args:
-            images: ``(B, C, H, W)`` normalised images at ``image_size``.
+            images: ``(B, C, H, W)`` images in ``[0, 1]`` at ``image_size``.
             mask_ratio: Fraction of patches hidden from the encoder; only used in training mode.
             generator: Optional generator for reproducible masks.
 
@@ -182,18 +196,24 @@ class IsstadModel(nn.Module):
         with_classifier: bool = True,
         noise: torch.Tensor | None = None,
     ) -> IsstadOutput:
-        """Encoder, decoder and heads; the pixel classifier head runs only when ``with_classifier``."""
-        tokens, mask, ids_restore = self.encode(images, mask_ratio, generator, noise)
+        """Encoder, decoder and heads on ``[0, 1]`` images; the reconstruction is returned in ``[0, 1]`` too.
+
+        The network itself works in ImageNet-normalised space (as the MAE checkpoints): :attr:`normalization` maps
+        the input there and the reconstruction head's output back. The pixel classifier head runs only when
+        ``with_classifier``.
+        """
+        model_images = self.normalization.to_model(images)
+        tokens, mask, ids_restore = self._encode(model_images, mask_ratio, generator, noise)
         levels = self.decoder(tokens, ids_restore)
         patches = self.reconstruction_head(levels[-1][:, 1:])
-        reconstruction = unpatchify(patches, self.patch_size, self.grid_size)
+        reconstruction = self.normalization.to_unit(unpatchify(patches, self.patch_size, self.grid_size))
         logits = None
         if with_classifier:
-            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size, images)
+            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size, model_images)
         return IsstadOutput(reconstruction=reconstruction, level_logits=logits, mask=mask)
 
     def anomaly_maps(self, images: torch.Tensor) -> AnomalyMaps:
-        """Smoothed E, P and S for normalised ``images`` (for reports and the paper's Fig. 5 panels)."""
+        """Smoothed E, P and S for ``[0, 1]`` ``images`` (for reports and the paper's Fig. 5 panels)."""
         return self.fusion.maps(*self._full_maps(images))
 
     def _full_maps(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -215,10 +235,10 @@ class IsstadModel(nn.Module):
         """Reconstruct every patch from passes in which it is masked (Model I inference), deterministically.
 
         Args:
-            images: ``(B, C, H, W)`` normalised images.
+            images: ``(B, C, H, W)`` images in ``[0, 1]``.
 
         Returns:
-            ``(B, C, H, W)`` reconstruction, each patch averaged over the passes that hid it.
+            ``(B, C, H, W)`` reconstruction in ``[0, 1]``, each patch averaged over the passes that hid it.
         """
         generator = torch.Generator(device=images.device).manual_seed(self.inference_seed)
         length = self.grid_size[0] * self.grid_size[1]
@@ -234,14 +254,13 @@ class IsstadModel(nn.Module):
         return unpatchify(total / count.clamp_min(1), self.patch_size, self.grid_size)
 
     def _error_and_probability(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        unit = self.normalization.to_unit
         if self.inference_mask_ratio > 0:
-            return squared_error(unit(images), unit(self.masked_reconstruction(images))), None
+            return squared_error(images, self.masked_reconstruction(images)), None
         need_classifier = self.fusion.source != "reconstruction"
         output = self.reconstruct_and_classify(images, with_classifier=need_classifier)
         error = None
         if self.fusion.source != "classification":
-            error = squared_error(unit(images), unit(output.reconstruction))
+            error = squared_error(images, output.reconstruction)
         probability = None
         if output.level_logits is not None:
             probability = level_probability(self.pixel_classifier_head.probabilities(output.level_logits))

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from isstad_plugin.model.config import RuntimeConfig
+
 logger = logging.getLogger(__name__)
 
 # Official MAE key prefix -> IsstadModel key prefix. Keys matching no prefix belong to the encoder.
@@ -196,7 +198,7 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
     """
     from anomalib.utils.serialization import anomalib_safe_globals
 
-    from isstad_plugin.training.checkpointing import check_checkpoint_file
+    from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
     file = Path(path).expanduser()
     if not file.is_file():
@@ -222,3 +224,11 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
     report = copy_matching_weights(model, network, f"stage1_checkpoint {file}")
     logger.info("Loaded stage-1 weights from %s (%d tensors)", file, len(report.loaded))
     return report
+
+
+def load_initial_weights(model: nn.Module, runtime: RuntimeConfig) -> None:
+    """Before a fresh fit: the MAE ``encoder_weights`` and/or the ``stage1_checkpoint`` the options name."""
+    if runtime.encoder_weights:
+        load_mae_weights(model, runtime.encoder_weights, runtime.load_decoder_weights)
+    if runtime.stage1_checkpoint:
+        load_stage1_checkpoint(model, runtime.stage1_checkpoint)

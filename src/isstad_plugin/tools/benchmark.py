@@ -24,12 +24,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
+from isstad_plugin.model.schedule import StageSchedule, Unit
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import PEERS, ModelSpec, benchmark_evaluator, peer_specs
 from isstad_plugin.tools.run_config import (
     RunConfig,
-    budget_trainer_args,
     load_run_config,
     packaged_config,
     stage_lengths,
@@ -163,7 +163,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
             total = stage1 + stage2
             args["stage1_steps"] = stage1 if two_stages else (total if variant.pretrain else None)
             args["stage2_steps"] = stage2 if two_stages else (total if variant.finetune else None)
-        budget = budget_trainer_args(stage1, stage2, unit)
+        budget = StageSchedule.trainer_arguments(stage1, stage2, unit)
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
         settings = f"{args.get('encoder')} {_size_text(args.get('image_size', PAPER_IMAGE_SIZE))} px, " + (
             f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
@@ -172,7 +172,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     return specs
 
 
-def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, int, str]:
+def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, int, Unit]:
     """Stage lengths and unit: the options' steps or epochs where given, else the config's."""
     config_stage1, config_stage2, unit = stage_lengths(config)
     by_steps = options.stage1_steps is not None or options.stage2_steps is not None

@@ -21,8 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from isstad_plugin.tools.anomalib_corrections import installed
+
     try:
-        return args.run(args)
+        with installed():  # anomalib's Engine as the anomalib command gives it to ISSTAD runs, for this command only
+            return args.run(args)
     except (OSError, ValueError) as error:  # this package's errors are one line naming the file or option
         print(f"isstad {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -27,11 +27,11 @@ from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
+from isstad_plugin.model.schedule import StageSchedule, Unit
 from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.report import save_loss_curve, save_panels, write_metrics
 from isstad_plugin.tools.run_config import (
     RunConfig,
-    budget_trainer_args,
     load_run_config,
     packaged_config,
     stage_lengths,
@@ -93,10 +93,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     """Run the demo end to end and return its metrics and report folder."""
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
     stage1, stage2, unit = _budget(config, options)
-    if unit == "steps":
-        lengths = {"stage1_steps": stage1, "stage2_steps": stage2, "stage1_epochs": None}
-    else:
-        lengths = {"stage1_epochs": stage1}
+    lengths = StageSchedule.model_options(stage1, stage2, unit)
     model_args = {**config.model, **(FAST_OVERRIDES if options.fast else {}), **lengths, **options.overrides}
     output = options.output.resolve()
     root = _dataset_root(options, output, _generated_side(model_args.get("image_size", 128)))
@@ -106,7 +103,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     model = Isstad(**model_args)
     engine = Engine(
         default_root_dir=output / "anomalib",
-        **budget_trainer_args(stage1, stage2, unit),
+        **StageSchedule.trainer_arguments(stage1, stage2, unit),
         precision=resolve_precision(config.trainer.get("precision")),  # "auto" when unset: from the hardware
         logger=CSVLogger(save_dir=output, name="logs", version=""),  # output/logs/metrics.csv
         log_every_n_steps=1,
@@ -134,7 +131,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     return DemoResult(metrics, output, fit_seconds, test_seconds, peak, curve)
 
 
-def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, str]:
+def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
     """Stage lengths and unit: the config's; on generated data a step budget is scaled to :data:`DEMO_STEPS`."""
     stage1, stage2, unit = stage_lengths(config)
     if options.fast:

@@ -11,8 +11,6 @@ from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models import Draem, Padim, Patchcore
 from anomalib.models.components import AnomalibModule
 
-from isstad_plugin.tools.run_config import budget_trainer_args
-
 PEERS = ("draem", "padim", "patchcore")
 """The anomalib models ``isstad benchmark --models`` can compare with."""
 
@@ -34,6 +32,11 @@ class ModelSpec:
     budget: dict[str, Any]
     settings: str
     trainer_args: dict[str, Any] = field(default_factory=dict)
+
+
+def _epochs(epochs: int) -> dict[str, int]:
+    """Trainer settings for a peer: ``epochs`` epochs, thresholds learnt in the last one."""
+    return {"max_epochs": epochs, "check_val_every_n_epoch": epochs}
 
 
 def peer_specs(
@@ -60,7 +63,7 @@ def peer_specs(
                 lambda: Draem(
                     dtd_dir=dtd, pre_processor=Draem.configure_pre_processor(size), evaluator=benchmark_evaluator()
                 ),
-                budget_trainer_args(draem_epochs, 0, "epochs"),
+                _epochs(draem_epochs),
                 f"from scratch, {draem_epochs} epoch(s)"
                 + (f", capped at {draem_minutes:g} min" if draem_minutes else ""),
                 cap,
@@ -76,7 +79,7 @@ def peer_specs(
                     pre_processor=Padim.configure_pre_processor(size),
                     evaluator=benchmark_evaluator(),
                 ),
-                budget_trainer_args(1, 0, "epochs"),
+                _epochs(1),
                 "resnet18, random init (pre_trained=False)",
             )
         )
@@ -92,7 +95,7 @@ def peer_specs(
                     pre_processor=Patchcore.configure_pre_processor(size),
                     evaluator=benchmark_evaluator(),
                 ),
-                budget_trainer_args(1, 0, "epochs"),
+                _epochs(1),
                 "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
             )
         )

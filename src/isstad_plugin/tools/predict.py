@@ -166,15 +166,16 @@ def run_predict(options: PredictOptions) -> PredictResult:
         FileNotFoundError: The checkpoint or the images do not exist.
         CheckpointError: The checkpoint is truncated, not a checkpoint, or has no learnt thresholds.
     """
-    from anomalib.data import PredictDataset
     from anomalib.engine import Engine
     from anomalib.visualization import ImageVisualizer
     from torch.utils.data import DataLoader
     from torchvision.transforms.v2 import Resize
 
+    from isstad_plugin.data.predict import ReadablePredictDataset
     from isstad_plugin.model.lightning_model import Isstad
     from isstad_plugin.model.torch_model import IsstadModel
-    from isstad_plugin.training.checkpointing import check_checkpoint_file, require_statistics
+    from isstad_plugin.training.checkpoint_io import check_checkpoint_file
+    from isstad_plugin.training.checkpointing import require_statistics
 
     for name, path in (("--ckpt", options.ckpt), ("--images", options.images)):
         if not path.exists():
@@ -189,7 +190,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
     # Images of any size: resized to the model's input, as its pre-processor would, so that they batch together.
     network = cast(IsstadModel, model.model)
     whole_image = network.config.image_hw  # with tiles: the whole image, which the model then tiles
-    dataset = PredictDataset(options.images, transform=Resize(list(whole_image), antialias=True))
+    dataset = ReadablePredictDataset(options.images, transform=Resize(list(whole_image), antialias=True))
     loader = DataLoader(dataset, batch_size=options.batch_size, collate_fn=dataset.collate_fn)
     table = PredictionTable(output)
     engine = Engine(

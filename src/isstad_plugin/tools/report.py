@@ -76,7 +76,7 @@ def panel_figure(
     """The figure :func:`save_panels` saves: five columns per image, a colour bar under E, P and S."""
     model.eval()
     maps = model.anomaly_maps(images)
-    pixels = model.normalization.to_unit(images).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    pixels = images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
     columns: list[tuple[str, np.ndarray | None]] = [
         ("E (reconstruction error)", _maps_or_none(maps.error)),
         ("P (pixel classifier)", _maps_or_none(maps.probability)),

@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+from isstad_plugin.model.options import IsstadConfig, option_defaults
+from isstad_plugin.model.schedule import StageSchedule, Unit
+
 
 @dataclass
 class RunConfig:
@@ -60,27 +63,13 @@ def load_run_config(path: str | Path) -> RunConfig:
     )
 
 
-def budget_trainer_args(stage1: int, stage2: int, unit: str) -> dict[str, Any]:
-    """Trainer settings for a fit of ``stage1 + stage2`` epochs or optimiser steps, thresholds learnt once at the end.
-
-    Args:
-        stage1: Stage-1 length.
-        stage2: Stage-2 length.
-        unit: ``"epochs"`` or ``"steps"`` (a step budget: the model's ``stage1_steps``/``stage2_steps`` end the fit;
-            the trainer validates every epoch, which the model skips until the budget is spent).
-
-    Returns:
-        Keyword arguments of :class:`lightning.pytorch.Trainer` (or anomalib's ``Engine``).
-    """
-    if unit == "steps":
-        return {"max_epochs": -1, "check_val_every_n_epoch": 1}
-    total = stage1 + stage2
-    return {"max_epochs": total, "check_val_every_n_epoch": total}
+def run_schedule(config: RunConfig) -> StageSchedule:
+    """The stage schedule of a run config's model (the model's own rule: unset ``stage1_epochs`` is the paper's 120)."""
+    known = option_defaults()
+    options = IsstadConfig.from_options({key: value for key, value in config.model.items() if key in known})
+    return StageSchedule.resolve(options.training, options.network.variant_spec, options.runtime.stage1_checkpoint)
 
 
-def stage_lengths(config: RunConfig) -> tuple[int, int, str]:
-    """``(stage1, stage2, unit)`` of a run config: its ``stage1_steps``/``stage2_steps``, or its epoch settings."""
-    if config.model.get("stage1_steps") or config.model.get("stage2_steps"):
-        return int(config.model.get("stage1_steps") or 0), int(config.model.get("stage2_steps") or 0), "steps"
-    stage1 = int(config.model.get("stage1_epochs") or 0)
-    return stage1, int(config.trainer.get("max_epochs", stage1 + 1)) - stage1, "epochs"
+def stage_lengths(config: RunConfig) -> tuple[int, int, Unit]:
+    """``(stage1, stage2, unit)`` of a run config: its step budget, or its epochs (stage 2: ``trainer.max_epochs``)."""
+    return run_schedule(config).lengths(config.trainer.get("max_epochs"))

@@ -5,7 +5,9 @@ and then moves it, so it needs free space there too, and a full disk leaves a tr
 :class:`AtomicCheckpointIO` serialises the checkpoint in memory, writes ``.<name>.partial`` next to the target,
 flushes it to disk (``fsync``) and renames it over the target: a reader sees the old file or the new one, never a
 part. On ``OSError`` (``ENOSPC``: no space left) the partial file is removed, the previous checkpoint is untouched
-and the error is one line naming the folder and the space the file needs.
+and the error is one line naming the folder and the space the file needs. Before a checkpoint is read,
+:func:`check_checkpoint_file` refuses a missing, empty or truncated file in one line naming it (Lightning would end in
+torch's message, without the path).
 
 :class:`~isstad_plugin.IsstadCheckpoints` installs it for every ISSTAD fit whose trainer uses anomalib's default IO;
 a user's own ``CheckpointIO`` is kept.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,13 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         write_atomically(buffer.getbuffer(), Path(path))
+
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any = None, weights_only: bool | None = True
+    ) -> dict[str, Any]:
+        """Check the file (:func:`check_checkpoint_file`: named in one line), then load it as anomalib does."""
+        check_checkpoint_file(path)
+        return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)  # type: ignore[arg-type]  # None: as Lightning passes it
 
 
 def write_atomically(data: memoryview | bytes, target: Path) -> None:
@@ -89,3 +99,49 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read; the message names the file and what to do."""
+
+
+def check_checkpoint_file(path: str | Path, option: str = "--ckpt_path") -> Path:
+    """Refuse a missing, truncated or non-checkpoint file with one line naming it, before torch reads it.
+
+    A Lightning checkpoint is a zip archive (``torch.save``); a truncated copy has lost its central directory, which
+    :mod:`zipfile` finds without reading the tensors.
+
+    Args:
+        path: The ``.ckpt`` file.
+        option: How to name it in the message.
+
+    Returns:
+        The path.
+
+    Raises:
+        CheckpointError: The file is missing, empty, truncated or not a torch checkpoint.
+    """
+    file = Path(path).expanduser()
+    advice = (
+        "use another checkpoint of the run (weights/lightning/last.ckpt, stage1.ckpt or model.ckpt) or copy it again"
+    )
+    if not file.is_file():
+        msg = f"{option} {file}: file not found: check the path ({advice})"
+        raise CheckpointError(msg)
+    size = file.stat().st_size
+    if size == 0:
+        msg = f"{option} {file} is empty (0 bytes): {advice}"
+        raise CheckpointError(msg)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        msg = (
+            f"{option} {file} is not a readable checkpoint ({size} bytes, {error}): it is truncated or not a torch "
+            f"file; {advice}"
+        )
+        raise CheckpointError(msg) from None
+    if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+        msg = f"{option} {file} is a zip archive but not a torch checkpoint (no data.pkl): {advice}"
+        raise CheckpointError(msg)
+    return file

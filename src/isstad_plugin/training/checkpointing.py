@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-import zipfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from anomalib.callbacks.checkpoint import ModelCheckpoint
@@ -35,16 +33,13 @@ from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 
-from isstad_plugin.training.checkpoint_io import AtomicCheckpointIO
+from isstad_plugin.training.checkpoint_io import AtomicCheckpointIO, CheckpointError
+from isstad_plugin.training.two_stage import TwoStageModule
 
 logger = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
 STAGE1 = "stage1.ckpt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read; the message names the file and what to do."""
 
 
 class IsstadCheckpoints(Callback):
@@ -128,17 +123,11 @@ class IsstadCheckpoints(Callback):
         """Write ``stage1.ckpt`` at the end of stage 1 and ``last.ckpt`` when due."""
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
-        model: Any = pl_module
         epoch = trainer.current_epoch
-        stage1_ends = (
-            self.stage1
-            and getattr(model, "stage", None) == 1
-            and model.variant.finetune
-            and model.stage1_complete(epoch + 1, trainer.global_step)
-        )
-        if stage1_ends:
+        two_stage = pl_module if isinstance(pl_module, TwoStageModule) else None
+        if self.stage1 and two_stage is not None and two_stage.stage1_ends(epoch + 1, trainer.global_step):
             self._write(trainer, STAGE1)
-        if self._due(trainer, epoch, model):
+        if self._due(trainer, epoch, two_stage):
             self._write(trainer, LAST)
             self._last_write = time.monotonic()
 
@@ -157,10 +146,10 @@ class IsstadCheckpoints(Callback):
                 trainer.limit_val_batches,
             )
 
-    def _due(self, trainer: Trainer, epoch: int, model: Any) -> bool:
+    def _due(self, trainer: Trainer, epoch: int, model: TwoStageModule | None) -> bool:
         if trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch + 1:
             return True
-        if getattr(model, "step_budget", 0) and model.budget_spent():
+        if model is not None and model.budget_spent():
             return True
         if self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0:
             return True
@@ -256,45 +245,3 @@ def require_statistics(module: object, source: str) -> None:
             "from its last.ckpt"
         )
         raise CheckpointError(msg)
-
-
-def check_checkpoint_file(path: str | Path, option: str = "--ckpt_path") -> Path:
-    """Refuse a missing, truncated or non-checkpoint file with one line naming it, before torch reads it.
-
-    A Lightning checkpoint is a zip archive (``torch.save``); a truncated copy has lost its central directory, which
-    :mod:`zipfile` finds without reading the tensors.
-
-    Args:
-        path: The ``.ckpt`` file.
-        option: How to name it in the message.
-
-    Returns:
-        The path.
-
-    Raises:
-        CheckpointError: The file is missing, empty, truncated or not a torch checkpoint.
-    """
-    file = Path(path).expanduser()
-    advice = (
-        "use another checkpoint of the run (weights/lightning/last.ckpt, stage1.ckpt or model.ckpt) or copy it again"
-    )
-    if not file.is_file():
-        msg = f"{option} {file}: file not found: check the path ({advice})"
-        raise CheckpointError(msg)
-    size = file.stat().st_size
-    if size == 0:
-        msg = f"{option} {file} is empty (0 bytes): {advice}"
-        raise CheckpointError(msg)
-    try:
-        with zipfile.ZipFile(file) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as error:
-        msg = (
-            f"{option} {file} is not a readable checkpoint ({size} bytes, {error}): it is truncated or not a torch "
-            f"file; {advice}"
-        )
-        raise CheckpointError(msg) from None
-    if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
-        msg = f"{option} {file} is a zip archive but not a torch checkpoint (no data.pkl): {advice}"
-        raise CheckpointError(msg)
-    return file

@@ -11,10 +11,13 @@ Three checks (all raise :class:`TrainingDivergedError`, a :class:`FloatingPointE
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+
+from isstad_plugin.training.two_stage import TwoStageModule
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -51,7 +54,7 @@ class IsstadDivergenceGuard(Callback):
         if bool(finite.all()):
             return
         bad = [name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
-        stage = int(getattr(pl_module, "stage", 1))
+        stage = pl_module.stage if isinstance(pl_module, TwoStageModule) else 1
         msg = (
             f"training diverged in stage {stage} at epoch {trainer.current_epoch}, batch {batch_idx}: {len(bad)} "
             f"parameter tensor(s) became inf/NaN after the optimiser step (first: {bad[0]}); the checkpoints "
@@ -60,12 +63,23 @@ class IsstadDivergenceGuard(Callback):
         raise TrainingDivergedError(msg)
 
 
-def stage1_encoder_broken(model: Any, images: torch.Tensor) -> bool:
-    """Whether the frozen encoder (trained in stage 1) gives inf/NaN features for ``images``."""
-    if not getattr(model.variant, "pretrain", False):
-        return False
+def non_finite_loss_error(
+    loss: torch.Tensor, epoch: int, stage: int, batch: object, encoder_broken: bool
+) -> TrainingDivergedError:
+    """The one-line error of a non-finite training loss; a broken stage-1 encoder is blamed on stage 1."""
+    culprit = 1 if encoder_broken else stage
+    cause = " (the encoder trained in stage 1 gives inf/NaN features: stage 1 diverged)" if culprit != stage else ""
+    msg = (
+        f"non-finite training loss ({loss.item()}) at epoch {epoch}, stage {stage}, batch {batch}{cause}: the "
+        f"weights were not updated and the checkpoints already written are kept; {advice(culprit)}"
+    )
+    return TrainingDivergedError(msg)
+
+
+def stage1_encoder_broken(encode: Callable[..., tuple[torch.Tensor | None, ...]], images: torch.Tensor) -> bool:
+    """Whether the frozen encoder (trained in stage 1; ``encode`` gives its tokens first) has inf/NaN features."""
     with torch.no_grad():
-        tokens, _, _ = model.model.encode(images)
+        tokens = cast(torch.Tensor, encode(images)[0])
     return not bool(torch.isfinite(tokens).all())
 
 

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import seed_everything
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 
-from isstad_plugin.tools.run_config import budget_trainer_args
+from isstad_plugin.model.schedule import StageSchedule
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     seed_everything(0)
     # 16 images, batch 4 on each of 2 ranks: 2 steps an epoch
     model = tiny_isstad(stage1_steps=2, stage2_steps=4) if unit == "steps" else tiny_isstad(stage1_epochs=1)
-    budget = budget_trainer_args(1, 2, unit)
+    budget = StageSchedule.trainer_arguments(1, 2, unit)
     engine = engine_for(out, devices=2, strategy="ddp", **budget)
     datamodule = small_datamodule(data_root, train_batch_size=4, eval_batch_size=2)
     engine.fit(model, datamodule=datamodule)

@@ -1,6 +1,6 @@
-"""Fixes to anomalib's ``Engine`` and CLI for ISSTAD runs, so that no run is lost or overwritten.
+"""anomalib behaviour this plugin corrects for ISSTAD runs under the ``anomalib`` and ``isstad`` commands.
 
-anomalib 2.7, unpatched:
+anomalib 2.7 offers no hook for these (checked on anomalib 2.7.0 with Lightning 2.6):
 
 * ``Engine.train(..., ckpt_path=...)`` resumes the fit, then tests ``ckpt_path`` (the model it resumed FROM);
 * ``anomalib test`` / ``predict`` write ``config.yaml`` and images into the latest training run's folder, overwriting
@@ -8,12 +8,19 @@ anomalib 2.7, unpatched:
 * every fit moves the ``latest`` link to its new version folder when it starts, also when it then fails;
 * ``MVTecAD`` starts a 5 GB download for a missing or misspelled root/category and ends in a raw ``URLError``;
 * ``anomalib predict --data DIR`` stops at the first unreadable image;
-* a truncated ``--ckpt_path`` fails with torch's message, without the path; every error comes after a rich traceback.
+* a truncated ``--ckpt_path`` of ``export`` fails with torch's message, without the path;
+* the CLI never applies ``seed_everything`` before it builds the model; every log line is printed twice and every
+  error comes after a rich traceback.
 
-:func:`install` (run when :mod:`isstad_plugin.model.lightning_model` is first imported, i.e. when ``Isstad`` is
-first used, which the CLI does when it reads ``isstad_plugin.Isstad``; ``import isstad_plugin`` alone patches nothing)
-changes this for :class:`~isstad_plugin.Isstad` models only; other models keep anomalib's behaviour, except that
-unreadable images in ``predict`` folders are skipped with a warning for every model:
+What has a hook uses it and works in Python too: the checkpoint file is checked when Lightning reads it
+(:class:`~isstad_plugin.training.checkpoint_io.AtomicCheckpointIO`), the plugin's ``MVTec`` datamodule refuses a
+missing root, :class:`~isstad_plugin.data.predict.ReadablePredictDataset` skips unreadable images. The rest is here.
+
+:func:`install` applies the corrections below; it runs only in the ``anomalib`` command's process (when the CLI imports
+``isstad_plugin`` to read ``--model isstad_plugin.Isstad``, see ``isstad_plugin/__init__.py``) and in the ``isstad``
+command. ``import isstad_plugin`` and ``Isstad(...)`` in Python change nothing; :func:`uninstall` restores anomalib's
+objects, and :func:`installed` applies them for a ``with`` block (for Python users who want them). Every correction
+checks that the model is an :class:`~isstad_plugin.Isstad`; other models keep anomalib's behaviour:
 
 * a resumed ``train`` tests the final, resumed model;
 * ``test``/``predict``/``validate`` write into a folder of their own, ``<run>/<command>/v<N>`` (``<run>`` is the run
@@ -21,13 +28,13 @@ unreadable images in ``predict`` folders are skipped with a warning for every mo
 * ``latest`` moves to a new version folder only when its fit has finished;
 * a missing MVTecAD category folder stops in one line when the category is not an MVTec AD one or the download host
   is unreachable (or ``ISSTAD_OFFLINE=1``); a failed download stops in one line;
-* ``seed_everything`` of the config is applied before the model is built (anomalib's CLI never applies it);
-* ``--ckpt_path`` is checked before Lightning reads it
-  (:func:`~isstad_plugin.training.checkpointing.check_checkpoint_file`);
-* under the ``anomalib`` command, each log line is printed once (anomalib prints it plain and again with rich), and
-  errors with a one-line message (raised by this package, or the constructor's reason
-  inside jsonargparse's "Does not validate against any of the Union subtypes") are printed as that one line, last,
-  without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it).
+* ``predict --data DIR`` reads the folder with :class:`~isstad_plugin.data.predict.ReadablePredictDataset` and repeats
+  the skipped files as its last line;
+* ``--ckpt_path`` is checked before Lightning or ``export`` reads it;
+* ``seed_everything`` of the config is applied before the model is built;
+* under the ``anomalib`` command, each log line is printed once, and errors with a one-line message (raised by this
+  package, or the constructor's reason inside jsonargparse's "Does not validate against any of the Union subtypes")
+  are printed as that one line, last, without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it).
 """
 
 from __future__ import annotations
@@ -39,25 +46,27 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from anomalib.data import MVTecAD
-from anomalib.data import predict as anomalib_predict
 from anomalib.engine import Engine
 from anomalib.engine import engine as engine_module
 from anomalib.utils.path import _highest_version_dir
 from lightning.pytorch.trainer.states import TrainerStatus
 
-from isstad_plugin.data.checks import DatasetError, check_image
+from isstad_plugin.data.checks import DatasetError
 from isstad_plugin.data.download import check_mvtecad_download
-from isstad_plugin.training.checkpointing import check_checkpoint_file
-from isstad_plugin.training.cli_errors import one_line_excepthook, one_log_handler, running_anomalib_cli
+from isstad_plugin.data.predict import ReadablePredictDataset, skipped_message
+from isstad_plugin.model.lightning_model import Isstad
+from isstad_plugin.tools.cli_errors import one_line_excepthook, one_log_handler, running_anomalib_cli
+from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
 
-_ORIGINAL: dict[str, Any] = {}
+_ORIGINAL: dict[tuple[Any, str], Any] = {}
 _KEEP_LATEST: contextvars.ContextVar[bool] = contextvars.ContextVar("isstad_keep_latest", default=False)
 _COMMAND: contextvars.ContextVar[tuple[str, str | Path | None] | None] = contextvars.ContextVar(
     "isstad_command", default=None
@@ -65,8 +74,6 @@ _COMMAND: contextvars.ContextVar[tuple[str, str | Path | None] | None] = context
 
 
 def _is_isstad(model: object) -> bool:
-    from isstad_plugin.model.lightning_model import Isstad
-
     return isinstance(model, Isstad)
 
 
@@ -74,7 +81,7 @@ def _is_isstad(model: object) -> bool:
 def _create_versioned_dir(root_dir: str | Path) -> Path:
     """Anomalib's ``create_versioned_dir``, without moving ``latest`` during an ISSTAD fit (moved when it ends)."""
     if not _KEEP_LATEST.get():
-        return _ORIGINAL["create_versioned_dir"](root_dir)
+        return _ORIGINAL[engine_module, "create_versioned_dir"](root_dir)
     root = Path(root_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     highest = _highest_version_dir(root)
@@ -119,14 +126,14 @@ def _run_folder(ckpt_path: str | Path | None) -> Path | None:
 
 def _setup_workspace(self: Engine, model: Any, *args: Any, versioned_dir: bool = False, **kwargs: Any) -> None:
     """Anomalib's workspace, but test/predict/validate of a fresh Engine get a new ``<run>/<command>/v<N>``."""
-    _ORIGINAL["_setup_workspace"](self, model, *args, versioned_dir=versioned_dir, **kwargs)
+    _ORIGINAL[Engine, "_setup_workspace"](self, model, *args, versioned_dir=versioned_dir, **kwargs)
     command = _COMMAND.get()
     if versioned_dir or command is None or self._trainer is not None or not _is_isstad(model):
         return
     name, ckpt_path = command
     resolved = Path(self._cache.args["default_root_dir"])
     base = _run_folder(ckpt_path) or (resolved if resolved.is_dir() else resolved.parent)
-    self._cache.args["default_root_dir"] = _ORIGINAL["create_versioned_dir"](base / name)
+    self._cache.args["default_root_dir"] = _ORIGINAL[engine_module, "create_versioned_dir"](base / name)
 
 
 # ------------------------------------------------------------------------------------------------ Engine methods
@@ -139,12 +146,12 @@ def _fit(
     ckpt_path: str | Path | None = None,
 ) -> None:
     if not _is_isstad(model):
-        return _ORIGINAL["fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+        return _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
     if ckpt_path:
         check_checkpoint_file(ckpt_path)
     token = _KEEP_LATEST.set(True)
     try:
-        _ORIGINAL["fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+        _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
     finally:
         _KEEP_LATEST.reset(token)
     _finished(self)
@@ -162,7 +169,7 @@ def _train(
 ) -> Any:
     """Anomalib's ``train`` (fit, then test), testing the model the fit ended with, also after resuming."""
     if not _is_isstad(model):
-        return _ORIGINAL["train"](
+        return _ORIGINAL[Engine, "train"](
             self, model, train_dataloaders, val_dataloaders, test_dataloaders, datamodule, ckpt_path
         )
     if ckpt_path:
@@ -182,7 +189,7 @@ def _train(
 
 def _evaluating(name: str) -> Callable[..., Any]:
     """``test``/``predict``/``validate``: check ``ckpt_path``, write into a folder of their own."""
-    original = _ORIGINAL[name]
+    original = _ORIGINAL[Engine, name]
     signature = inspect.signature(original)
 
     @functools.wraps(original)
@@ -196,9 +203,11 @@ def _evaluating(name: str) -> Callable[..., Any]:
         ckpt_path = arguments.get("ckpt_path")
         if ckpt_path:
             check_checkpoint_file(ckpt_path)
+        if arguments.get("data_path") is not None and arguments.get("dataset") is None:
+            arguments["dataset"] = ReadablePredictDataset(arguments.pop("data_path"))
         token = _COMMAND.set((name, ckpt_path))
         try:
-            result = original(self, *args, **kwargs)
+            result = original(**arguments)
         finally:
             _COMMAND.reset(token)
         if name == "predict":
@@ -209,10 +218,10 @@ def _evaluating(name: str) -> Callable[..., Any]:
 
 
 def _export(self: Engine, *args: Any, **kwargs: Any) -> Any:
-    arguments = inspect.signature(_ORIGINAL["export"]).bind(self, *args, **kwargs).arguments
+    arguments = inspect.signature(_ORIGINAL[Engine, "export"]).bind(self, *args, **kwargs).arguments
     if _is_isstad(arguments.get("model")) and arguments.get("ckpt_path"):
         check_checkpoint_file(arguments["ckpt_path"])
-    return _ORIGINAL["export"](self, *args, **kwargs)
+    return _ORIGINAL[Engine, "export"](self, *args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ MVTecAD download
@@ -220,12 +229,12 @@ def _mvtecad_prepare_data(self: MVTecAD) -> None:
     trainer = getattr(self, "trainer", None)
     root, category = Path(self.root), self.category
     if not _is_isstad(getattr(trainer, "lightning_module", None)) or (root / category).is_dir():
-        return _ORIGINAL["mvtecad_prepare_data"](self)
+        return _ORIGINAL[MVTecAD, "prepare_data"](self)
     check_mvtecad_download(root, category)
     created = not root.exists()
     logger.warning("ISSTAD: %s not found: downloading MVTec AD (about 5 GB) into %s", root / category, root)
     try:
-        return _ORIGINAL["mvtecad_prepare_data"](self)
+        return _ORIGINAL[MVTecAD, "prepare_data"](self)
     except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash is a RuntimeError
         if created and root.is_dir() and not any(root.iterdir()):
             root.rmdir()
@@ -237,32 +246,6 @@ def _mvtecad_prepare_data(self: MVTecAD) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ predict folders
-def _predict_dataset_init(self: Any, path: str | Path, *args: Any, **kwargs: Any) -> None:
-    _ORIGINAL["predict_dataset_init"](self, path, *args, **kwargs)
-    readable, skipped = [], []
-    for filename in self.image_filenames:
-        try:
-            check_image(Path(filename))
-            readable.append(filename)
-        except DatasetError:
-            skipped.append(str(filename))
-    self.skipped_images = skipped
-    if skipped and not readable:
-        msg = f"none of the {len(skipped)} image(s) in {path} can be read (first: {skipped[0]}): replace them"
-        raise DatasetError(msg)
-    self.image_filenames = readable
-    if skipped:
-        logger.warning(skipped_message(skipped))
-
-
-def skipped_message(skipped: list[str]) -> str:
-    """One line listing the unreadable images that ``predict`` skipped."""
-    return (
-        f"predict skipped {len(skipped)} unreadable image(s), replace or remove them and predict again: "
-        f"{', '.join(skipped)}"
-    )
-
-
 def _report_skipped(engine: Engine) -> None:
     """Repeat the list of skipped images as the last line of ``predict`` (``warning: predict skipped ...``)."""
     loaders = engine.trainer.predict_dataloaders or []
@@ -274,37 +257,35 @@ def _report_skipped(engine: Engine) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ install
+ENGINE_METHODS = ("_setup_workspace", "fit", "train", "test", "predict", "validate", "export")
+"""The ``Engine`` methods :func:`install` wraps."""
+
+_CLI_CLASS: list[type] = []
+
+
+def _engine_replacements() -> dict[str, Callable[..., Any]]:
+    evaluating = {name: _evaluating(name) for name in ("test", "predict", "validate")}
+    return {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train, "export": _export, **evaluating}
+
+
 def install() -> None:
-    """Apply the changes listed in the module docstring (idempotent)."""
+    """Apply the corrections listed in the module docstring (idempotent; :func:`uninstall` undoes them)."""
     if _ORIGINAL:
         return
-    _ORIGINAL.update(
-        create_versioned_dir=engine_module.create_versioned_dir,
-        _setup_workspace=Engine._setup_workspace,
-        fit=Engine.fit,
-        train=Engine.train,
-        test=Engine.test,
-        predict=Engine.predict,
-        validate=Engine.validate,
-        export=Engine.export,
-        mvtecad_prepare_data=MVTecAD.prepare_data,
-        predict_dataset_init=anomalib_predict.PredictDataset.__init__,
-    )
+    originals: dict[tuple[Any, str], Any] = {(Engine, name): getattr(Engine, name) for name in ENGINE_METHODS}
+    originals[engine_module, "create_versioned_dir"] = engine_module.create_versioned_dir
+    originals[MVTecAD, "prepare_data"] = MVTecAD.prepare_data
+    originals[sys, "excepthook"] = sys.excepthook
+    _ORIGINAL.update(originals)
     engine_module.create_versioned_dir = _create_versioned_dir
-    Engine._setup_workspace = functools.wraps(_ORIGINAL["_setup_workspace"])(_setup_workspace)  # type: ignore[method-assign]
-    Engine.fit = functools.wraps(_ORIGINAL["fit"])(_fit)  # type: ignore[method-assign]
-    Engine.train = functools.wraps(_ORIGINAL["train"])(_train)  # type: ignore[method-assign]
-    for name in ("test", "predict", "validate"):
-        setattr(Engine, name, _evaluating(name))
-    Engine.export = functools.wraps(_ORIGINAL["export"])(_export)  # type: ignore[method-assign]
-    MVTecAD.prepare_data = functools.wraps(_ORIGINAL["mvtecad_prepare_data"])(_mvtecad_prepare_data)  # type: ignore[method-assign]
-    anomalib_predict.PredictDataset.__init__ = functools.wraps(_ORIGINAL["predict_dataset_init"])(  # type: ignore[method-assign]
-        _predict_dataset_init
-    )
+    for name, replacement in _engine_replacements().items():
+        setattr(Engine, name, functools.wraps(_ORIGINAL[Engine, name])(replacement))
+    MVTecAD.prepare_data = functools.wraps(_ORIGINAL[MVTecAD, "prepare_data"])(_mvtecad_prepare_data)  # type: ignore[method-assign]
     cli_module = sys.modules.get("anomalib.cli.cli")
     if cli_module is not None:  # the CLI imported the plugin while reading --model / --config
         cli_class = cli_module.AnomalibCLI
-        _ORIGINAL["before_instantiate_classes"] = cli_class.before_instantiate_classes
+        _ORIGINAL[cli_class, "before_instantiate_classes"] = cli_class.before_instantiate_classes
+        _CLI_CLASS.append(cli_class)
         cli_class.before_instantiate_classes = functools.wraps(cli_class.before_instantiate_classes)(
             _seed_before_instantiation
         )
@@ -313,12 +294,37 @@ def install() -> None:
         one_log_handler()
 
 
+def uninstall() -> None:
+    """Give anomalib (and Python) back every object :func:`install` replaced (idempotent)."""
+    for (owner, name), original in _ORIGINAL.items():
+        setattr(owner, name, original)
+    _ORIGINAL.clear()
+    _CLI_CLASS.clear()
+
+
+def is_installed() -> bool:
+    """Whether the corrections are in place."""
+    return bool(_ORIGINAL)
+
+
+@contextmanager
+def installed() -> Iterator[None]:
+    """Apply the corrections inside the ``with`` block only (for Python users who want them)."""
+    was_installed = is_installed()
+    install()
+    try:
+        yield
+    finally:
+        if not was_installed:
+            uninstall()
+
+
 def _seed_before_instantiation(self: Any) -> None:
     """Apply ``seed_everything`` before the classes are built, as its help says (anomalib 2.7 never applies it).
 
     Only for ``isstad_plugin`` models: without it, two runs of the same config start from different weights.
     """
-    _ORIGINAL["before_instantiate_classes"](self)
+    _ORIGINAL[_CLI_CLASS[0], "before_instantiate_classes"](self)
     config = self.config.get(str(self.config.get("subcommand")), None)
     model = config.get("model") if config is not None else None
     class_path = str(getattr(model, "class_path", "") or "")

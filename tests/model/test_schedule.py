@@ -1,4 +1,4 @@
-"""The step budget: stage lengths in optimiser steps, per-step schedules, the switch, exact resume, bad budgets."""
+"""The stage schedule: lengths in epochs or steps, which stage an epoch is in, the switch, exact resume, bad budgets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, seed_everything
 
-from isstad_plugin.tools.run_config import budget_trainer_args
+from isstad_plugin.model.schedule import StageSchedule
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 from tests.model.test_lightning import EveryEpoch
 
@@ -35,7 +35,7 @@ def _fit(root, dataset_root, ckpt_path=None, callbacks=()):
     keep = EveryEpoch(
         dirpath=root / "epochs", filename="{epoch}", save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True
     )
-    engine = engine_for(root, callbacks=[keep, *callbacks], **budget_trainer_args(0, 0, "steps"))
+    engine = engine_for(root, callbacks=[keep, *callbacks], **StageSchedule.trainer_arguments(0, 0, "steps"))
     datamodule = small_datamodule(dataset_root)
     engine.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = engine.test(model, datamodule=datamodule)[0]
@@ -84,7 +84,7 @@ def test_step_budget_resumes_exactly(tmp_path, dataset_root, step_run, epoch, st
     ],
 )
 def test_bad_step_budget_is_one_line(tmp_path, dataset_root, overrides, message):
-    budget = {**budget_trainer_args(0, 0, "steps"), **overrides}
+    budget = {**StageSchedule.trainer_arguments(0, 0, "steps"), **overrides}
     model = tiny_isstad(stage1_steps=STAGE1_STEPS, stage2_steps=STAGE2_STEPS)
     with pytest.raises(ValueError, match=message) as error:
         engine_for(tmp_path, **budget).fit(model, datamodule=small_datamodule(dataset_root))
@@ -120,3 +120,40 @@ def test_a_separate_validation_of_a_step_budget_model_learns_thresholds(tmp_path
     model = tiny_isstad(stage1_steps=STAGE1_STEPS, stage2_steps=STAGE2_STEPS)
     engine_for(tmp_path).validate(model, datamodule=small_datamodule(dataset_root), ckpt_path=checkpoint)
     assert torch.isfinite(model.post_processor.image_threshold)
+
+
+# ------------------------------------------------------------------------------------------------ the schedule object
+def _schedule(**options):
+    return tiny_isstad(**options).schedule
+
+
+def test_the_schedule_answers_which_stage_an_epoch_is_in():
+    epochs = _schedule(stage1_epochs=3)
+    assert [epochs.stage_at(epoch, 0) for epoch in range(5)] == [1, 1, 1, 2, 2]
+    assert epochs.unit == "epochs" and epochs.lengths(10) == (3, 7, "epochs")
+    steps = _schedule(stage1_steps=STAGE1_STEPS, stage2_steps=STAGE2_STEPS)
+    assert [steps.stage_at(epoch, 2 * epoch) for epoch in range(4)] == [1, 1, 2, 2]  # 2 steps an epoch
+    assert steps.lengths(None) == (STAGE1_STEPS, STAGE2_STEPS, "steps") and not steps.spent(7) and steps.spent(8)
+    assert steps.stage1_ends(1, 1, 4) and not steps.stage1_ends(2, 2, 4) and not steps.stage1_ends(1, 1, 2)
+    assert _schedule(variant="I").stage_at(100, 10**6) == 1  # stage 1 alone
+    assert _schedule(variant="III").first_stage == 2  # no stage 1
+
+
+def test_the_isstad_commands_read_a_config_with_the_models_own_rule():
+    """An unset ``stage1_epochs`` is the paper's 120 for the model and for ``isstad demo``/``benchmark`` alike."""
+    from isstad_plugin.tools.run_config import RunConfig, stage_lengths
+
+    config = RunConfig(model={"image_size": 64, "stage1_epochs": None}, trainer={"max_epochs": 320})
+    assert stage_lengths(config) == (120, 200, "epochs") == tiny_isstad(stage1_epochs=None).schedule.lengths(320)
+    stepped = RunConfig(model={"stage1_steps": 4, "stage2_steps": 6})
+    assert stage_lengths(stepped) == (4, 6, "steps")
+    assert StageSchedule.model_options(4, 6, "steps") == {"stage1_steps": 4, "stage2_steps": 6, "stage1_epochs": None}
+    assert StageSchedule.trainer_arguments(3, 2, "epochs") == {"max_epochs": 5, "check_val_every_n_epoch": 5}
+
+
+def test_the_old_stage_switch_callback_is_a_deprecated_no_op():
+    from isstad_plugin import IsstadStageSwitch
+
+    with pytest.warns(DeprecationWarning, match="IsstadStageSwitch is deprecated and does nothing"):
+        callback = IsstadStageSwitch()
+    assert type(callback).__dict__.keys().isdisjoint({"on_train_epoch_start", "on_train_epoch_end", "setup"})

@@ -1,13 +1,21 @@
-"""How long each stage trains: in epochs (the paper's 120 + 200) or in optimiser steps (a step budget).
+"""The two-stage schedule, in one place: how long each stage trains, which stage an epoch is in, what Lightning needs.
 
-:class:`StageBudget` resolves :class:`~isstad_plugin.model.config.TrainingConfig` against the variant (one-stage
-variants train one stage) and a ``stage1_checkpoint`` (which skips stage 1), and checks that the trainer lets the
-budget run: a step budget ends the fit itself, an epoch budget needs ``max_epochs > stage1_epochs``.
+Stages are measured in epochs (the paper's 120 + 200: ``stage1_epochs`` and ``trainer.max_epochs``) or in optimiser
+steps (a step budget: ``stage1_steps`` + ``stage2_steps``, which ends the fit itself). :class:`StageSchedule` resolves
+:class:`~isstad_plugin.model.config.TrainingConfig` against the variant (one-stage variants train one stage) and a
+``stage1_checkpoint`` (which skips stage 1); it answers which stage the fit is in at the start of an epoch
+(:meth:`~StageSchedule.stage_at`), whether a step budget is spent, which trainer settings let it run
+(:meth:`~StageSchedule.trainer_arguments`, :meth:`~StageSchedule.check_trainer`) and which model options give a
+length (:meth:`~StageSchedule.model_options`). :class:`~isstad_plugin.Isstad` switches stage in its own
+``on_train_epoch_start`` from it (as anomalib's two-phase DSR does); the ``isstad`` commands and the callbacks of
+:mod:`isstad_plugin.training` ask the model, never their own copy of the rule.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from lightning.pytorch import Trainer
 
@@ -21,32 +29,43 @@ STEP_BUDGET_WARMUP_FRACTION = 0.05
 """Stage-1 warm-up share of a step budget when ``stage1_warmup_steps`` is unset (MAE: 40 of 800 epochs)."""
 
 
+Unit = Literal["epochs", "steps"]
+
+
 @dataclass(frozen=True)
-class StageBudget:
-    """The resolved length of both stages.
+class StageSchedule:
+    """The resolved schedule of both stages.
 
     Attributes:
         stage1_epochs: Stage-1 epochs of an epoch budget (0 under a step budget, without stage 1 or pre-training).
         stage1_steps: Stage-1 optimiser steps of a step budget (0 without one).
         stage2_steps: Stage-2 optimiser steps of a step budget (0 without one).
         warmup_steps: Stage-1 warm-up in steps, or ``None`` to use ``stage1_warmup_epochs``.
+        two_stages: Whether the variant trains stage 2 after stage 1 (``False``: one stage, all of the fit).
     """
 
     stage1_epochs: int
     stage1_steps: int
     stage2_steps: int
     warmup_steps: int | None
+    two_stages: bool = True
 
     @classmethod
-    def resolve(cls, training: TrainingConfig, variant: Variant, stage1_checkpoint: str | None) -> StageBudget:
-        """The budget of ``training`` for ``variant``; one-line errors for lengths that contradict each other."""
+    def resolve(cls, training: TrainingConfig, variant: Variant, stage1_checkpoint: str | None) -> StageSchedule:
+        """The schedule of ``training`` for ``variant``; one-line errors for lengths that contradict each other."""
         stage1_steps, stage2_steps = _step_budget(training, variant)
         _check_stage1_steps(training.stage1_steps, variant, stage1_checkpoint)
         epochs = 0 if stage1_steps + stage2_steps else training.stage1_epochs
         warmup = training.stage1_warmup_steps
         if warmup is None and stage1_steps:
             warmup = max(1, round(STEP_BUDGET_WARMUP_FRACTION * stage1_steps))
-        return cls(_stage1_epochs(variant, epochs, stage1_checkpoint), stage1_steps, stage2_steps, warmup)
+        stage1_epochs = _stage1_epochs(variant, epochs, stage1_checkpoint)
+        return cls(stage1_epochs, stage1_steps, stage2_steps, warmup, variant.finetune)
+
+    @property
+    def unit(self) -> Unit:
+        """``"steps"`` for a step budget, else ``"epochs"``."""
+        return "steps" if self.steps else "epochs"
 
     @property
     def steps(self) -> int:
@@ -58,23 +77,80 @@ class StageBudget:
         """Whether the fit starts with stage 1."""
         return self.stage1_epochs > 0 or self.stage1_steps > 0
 
+    @property
+    def first_stage(self) -> int:
+        """The stage of the first epoch: 2 when stage 1 is skipped (``stage1_checkpoint``, Models without stage 1)."""
+        return 1 if (self.pretraining or not self.two_stages) else 2
+
     def stage1_complete(self, epochs_done: int, global_step: int) -> bool:
         """Whether stage 1 has run its length after ``epochs_done`` epochs and ``global_step`` optimiser steps."""
         if self.steps:
             return global_step >= self.stage1_steps
         return epochs_done >= self.stage1_epochs
 
+    def stage_at(self, epochs_done: int, global_step: int) -> int:
+        """The stage of the epoch that starts after ``epochs_done`` epochs and ``global_step`` steps.
+
+        Stage 2 starts at the first epoch boundary after stage 1's length (a step budget switches between epochs).
+        """
+        if not self.two_stages:
+            return 1
+        return 2 if self.stage1_complete(epochs_done, global_step) else 1
+
+    def stage1_ends(self, stage: int, epochs_done: int, global_step: int) -> bool:
+        """Whether an epoch end with these counts, in ``stage``, is the end of stage 1 (``stage1.ckpt`` is due)."""
+        return stage == 1 and self.two_stages and self.stage1_complete(epochs_done, global_step)
+
     def spent(self, global_step: int) -> bool:
         """Whether a step budget has run all its steps (always ``False`` for an epoch budget)."""
         return bool(self.steps) and global_step >= self.steps
 
-    def check_trainer(self, trainer: Trainer, variant: Variant) -> None:
-        """Refuse trainer settings under which this budget cannot run, in one line naming the option."""
+    def stage1_schedule_steps(self, max_epochs: int | None, stepping_batches: float) -> tuple[int, int]:
+        """``(steps per epoch, stage-1 steps)`` of stage 1's per-step learning-rate schedule.
+
+        Args:
+            max_epochs: The trainer's ``max_epochs`` (an epoch budget).
+            stepping_batches: The trainer's ``estimated_stepping_batches`` over the whole fit.
+        """
+        if self.steps:
+            return 1, self.stage1_steps
+        epochs = max_epochs if max_epochs is not None and max_epochs > 0 else 1
+        per_epoch = max(1, math.ceil(stepping_batches / epochs))
+        return per_epoch, per_epoch * (self.stage1_epochs if self.two_stages else epochs)
+
+    def lengths(self, max_epochs: int | None) -> tuple[int, int, Unit]:
+        """``(stage1, stage2, unit)``: the steps of a step budget, or the epochs (stage 2: ``max_epochs - stage 1``)."""
+        if self.steps:
+            return self.stage1_steps, self.stage2_steps, "steps"
+        total = max_epochs if max_epochs is not None and max_epochs > 0 else self.stage1_epochs + 1
+        return self.stage1_epochs, total - self.stage1_epochs, "epochs"
+
+    @staticmethod
+    def trainer_arguments(stage1: int, stage2: int, unit: Unit) -> dict[str, Any]:
+        """What Lightning must be told for a fit of ``stage1 + stage2`` epochs or steps (thresholds learnt at the end).
+
+        A step budget ends the fit itself (the model validates only once its steps are spent); an epoch budget runs
+        ``max_epochs`` epochs and validates in the last one.
+        """
+        if unit == "steps":
+            return {"max_epochs": -1, "check_val_every_n_epoch": 1}
+        total = stage1 + stage2
+        return {"max_epochs": total, "check_val_every_n_epoch": total}
+
+    @staticmethod
+    def model_options(stage1: int, stage2: int, unit: Unit) -> dict[str, int | None]:
+        """The ``Isstad`` options that give a two-stage fit these lengths (the other unit's options unset)."""
+        if unit == "steps":
+            return {"stage1_steps": stage1, "stage2_steps": stage2, "stage1_epochs": None}
+        return {"stage1_epochs": stage1, "stage1_steps": None, "stage2_steps": None}
+
+    def check_trainer(self, trainer: Trainer) -> None:
+        """Refuse trainer settings under which this schedule cannot run, in one line naming the option."""
         if self.steps:
             self._check_step_trainer(trainer)
             return
         max_epochs = trainer.max_epochs
-        if variant.finetune and max_epochs is not None and 0 <= max_epochs <= self.stage1_epochs:
+        if self.two_stages and max_epochs is not None and 0 <= max_epochs <= self.stage1_epochs:
             msg = (
                 f"trainer.max_epochs ({max_epochs}) must exceed model.stage1_epochs ({self.stage1_epochs}): stage 2 "
                 f"runs for max_epochs - stage1_epochs epochs (paper: 120 + 200, i.e. --trainer.max_epochs 320)"
