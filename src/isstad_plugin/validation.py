@@ -2,6 +2,8 @@
 
 Each check raises a ``ValueError`` whose message starts from the option's name, so that a bad value on the command line
 or in a YAML file points to the key to change.
+
+Layer: the lowest one; it imports nothing of the package.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ head. Two modes:
 
 Dtype rule: computation is in float32 and the corrupted batch is returned in the input dtype (float16, bfloat16,
 float32 or float64); labels are always float32. Everything runs on the images' device.
+
+Layer: beside ``data``, below ``training``. May import ``validation`` only.
 """
 
 from __future__ import annotations

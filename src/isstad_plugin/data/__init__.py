@@ -1,4 +1,7 @@
-"""Data helpers: the ``MVTec`` datamodule alias and the procedural demo dataset."""
+"""Data helpers: the ``MVTec`` datamodule alias, checks, readers and the procedural demo dataset.
+
+Layer: beside ``corruption``, below ``training``. May import ``validation`` only.
+"""
 
 from pathlib import Path
 

@@ -1,1 +1,4 @@
-"""The ISSTAD model: the pure-torch network and its parts, the losses, the anomalib module and its stage switch."""
+"""The ISSTAD model: the pure-torch network and its parts, the options, the schedule, the losses, the anomalib module.
+
+Layer: below ``tools``. May import ``training``, ``corruption``, ``data`` and ``validation``; never ``tools``.
+"""

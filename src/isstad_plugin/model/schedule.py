@@ -138,8 +138,23 @@ class StageSchedule:
         return {"max_epochs": total, "check_val_every_n_epoch": total}
 
     @staticmethod
-    def model_options(stage1: int, stage2: int, unit: Unit) -> dict[str, int | None]:
-        """The ``Isstad`` options that give a two-stage fit these lengths (the other unit's options unset)."""
+    def model_options(
+        stage1: int, stage2: int, unit: Unit, pretrain: bool = True, finetune: bool = True
+    ) -> dict[str, int | None]:
+        """The ``Isstad`` options that give a fit these lengths (the other unit's options unset).
+
+        A variant with one stage (``pretrain`` or ``finetune`` off) trains it for ``stage1 + stage2``, so every
+        variant of a benchmark gets the same budget.
+        """
+        if not (pretrain and finetune):
+            total = stage1 + stage2
+            if unit == "epochs":  # one stage runs for all of trainer.max_epochs
+                return {"stage1_epochs": None, "stage1_steps": None, "stage2_steps": None}
+            return {
+                "stage1_epochs": None,
+                "stage1_steps": total if pretrain else None,
+                "stage2_steps": None if pretrain else total,
+            }
         if unit == "steps":
             return {"stage1_steps": stage1, "stage2_steps": stage2, "stage1_epochs": None}
         return {"stage1_epochs": stage1, "stage1_steps": None, "stage2_steps": None}

@@ -24,7 +24,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
-from isstad_plugin.model.schedule import StageSchedule, Unit
+from isstad_plugin.model.schedule import Unit
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import PEERS, ModelSpec, benchmark_evaluator, peer_specs
@@ -34,8 +34,7 @@ from isstad_plugin.tools.run_config import (
     packaged_config,
     stage_lengths,
 )
-from isstad_plugin.tools.runs import fit_and_test, held_out_datamodule
-from isstad_plugin.training.precision import resolve_precision
+from isstad_plugin.tools.runs import IsstadRun, fit_and_test, held_out_datamodule
 
 logger = logging.getLogger(__name__)
 
@@ -148,28 +147,26 @@ def _size_text(image_size: object) -> str:
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
     stage1, stage2, unit = _isstad_budget(options, config)
-    precision = {"precision": resolve_precision(config.trainer.get("precision"))}  # unset: from the hardware
     specs: list[ModelSpec] = []
     for name in options.variants:
         variant = get_variant(name)
-        args = {**config.model, "variant": variant.name}
+        overrides: dict[str, Any] = {"variant": variant.name}
         if options.image_size is not None:
-            args["image_size"] = options.image_size
+            overrides["image_size"] = options.image_size
+        run = IsstadRun(config, stage1, stage2, unit, overrides)  # one-stage variants: the whole budget in it
+        args = run.model_options
         two_stages = variant.pretrain and variant.finetune
-        # Same budget for every variant: stage 1 + stage 2, or all of it in the one stage there is.
-        args["stage1_epochs"] = stage1 if two_stages and unit == "epochs" else None
-        args["stage1_steps"] = args["stage2_steps"] = None
-        if unit == "steps":
-            total = stage1 + stage2
-            args["stage1_steps"] = stage1 if two_stages else (total if variant.pretrain else None)
-            args["stage2_steps"] = stage2 if two_stages else (total if variant.finetune else None)
-        budget = StageSchedule.trainer_arguments(stage1, stage2, unit)
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
         settings = f"{args.get('encoder')} {_size_text(args.get('image_size', PAPER_IMAGE_SIZE))} px, " + (
             f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
         )
-        specs.append(ModelSpec(label, functools.partial(_build_isstad, args), budget, settings, precision))
+        build = functools.partial(_build_isstad, run)
+        specs.append(ModelSpec(label, build, run.schedule_arguments, settings, run.precision_arguments))
     return specs
+
+
+def _build_isstad(run: IsstadRun) -> Isstad:
+    return run.model(evaluator=benchmark_evaluator())  # a new evaluator for every fit
 
 
 def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, int, Unit]:
@@ -195,10 +192,6 @@ def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, i
         )
         raise ValueError(msg)
     return stage1, stage2, unit
-
-
-def _build_isstad(args: dict[str, Any]) -> Isstad:
-    return Isstad(**args, evaluator=benchmark_evaluator())
 
 
 def _run_one(options: BenchmarkOptions, category: str, spec: ModelSpec) -> Row:

@@ -17,7 +17,6 @@ from typing import Any, cast
 
 import torch
 from anomalib.data import AnomalibDataModule, MVTecAD
-from anomalib.engine import Engine
 from anomalib.pre_processing import PreProcessor
 from lightning.pytorch import seed_everything
 from lightning.pytorch.loggers import CSVLogger
@@ -27,8 +26,7 @@ from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
-from isstad_plugin.model.schedule import StageSchedule, Unit
-from isstad_plugin.tools.devices import device_args
+from isstad_plugin.model.schedule import Unit
 from isstad_plugin.tools.report import save_loss_curve, save_panels, write_metrics
 from isstad_plugin.tools.run_config import (
     RunConfig,
@@ -36,8 +34,7 @@ from isstad_plugin.tools.run_config import (
     packaged_config,
     stage_lengths,
 )
-from isstad_plugin.tools.runs import fit_and_test
-from isstad_plugin.training.precision import resolve_precision
+from isstad_plugin.tools.runs import IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
 
@@ -93,21 +90,19 @@ def run_demo(options: DemoOptions) -> DemoResult:
     """Run the demo end to end and return its metrics and report folder."""
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
     stage1, stage2, unit = _budget(config, options)
-    lengths = StageSchedule.model_options(stage1, stage2, unit)
-    model_args = {**config.model, **(FAST_OVERRIDES if options.fast else {}), **lengths, **options.overrides}
+    run = IsstadRun(config, stage1, stage2, unit, {**(FAST_OVERRIDES if options.fast else {}), **options.overrides})
     output = options.output.resolve()
-    root = _dataset_root(options, output, _generated_side(model_args.get("image_size", 128)))
+    root = _dataset_root(options, output, _generated_side(run.model_options.get("image_size", 128)))
     datamodule = _datamodule(config, root, options)
 
     seed_everything(options.seed, workers=True)
-    model = Isstad(**model_args)
-    engine = Engine(
-        default_root_dir=output / "anomalib",
-        **StageSchedule.trainer_arguments(stage1, stage2, unit),
-        precision=resolve_precision(config.trainer.get("precision")),  # "auto" when unset: from the hardware
+    model = run.model()
+    engine = run.engine(
+        output / "anomalib",
+        options.accelerator,
+        options.devices,
         logger=CSVLogger(save_dir=output, name="logs", version=""),  # output/logs/metrics.csv
         log_every_n_steps=1,
-        **device_args(options.accelerator, options.devices),
     )
     with high_bit_depth.installed():  # the user's 16-bit images are read scaled, for this run only
         result = fit_and_test(engine, model, datamodule)

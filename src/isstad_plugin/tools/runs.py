@@ -1,14 +1,72 @@
-"""Timed fit-then-test of an anomalib model and the held-out validation split, shared by the demo and benchmarks."""
+"""How the ``isstad`` commands build and run a fit: an ISSTAD run of a config, fit-then-test, the held-out split.
+
+:class:`IsstadRun` is the one way ``isstad demo`` and ``isstad benchmark`` turn a run config (the YAML that
+``anomalib train --config`` reads) and stage lengths into the model and the trainer settings.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from anomalib.data import AnomalibDataModule, MVTecAD
 from anomalib.engine import Engine
 from anomalib.models.components import AnomalibModule
+
+from isstad_plugin.model.lightning_model import Isstad
+from isstad_plugin.model.schedule import StageSchedule, Unit
+from isstad_plugin.model.variants import get_variant
+from isstad_plugin.tools.devices import device_args
+from isstad_plugin.tools.run_config import RunConfig
+from isstad_plugin.training.precision import resolve_precision
+
+
+@dataclass(frozen=True)
+class IsstadRun:
+    """An ISSTAD run of a run config with given stage lengths: its model and its trainer settings.
+
+    Attributes:
+        config: The run config (model options, trainer settings).
+        stage1: Stage-1 length (for a one-stage variant: added to ``stage2``, the variant's one stage).
+        stage2: Stage-2 length.
+        unit: ``"epochs"`` or ``"steps"``.
+        overrides: Model options that replace the config's (after the lengths).
+    """
+
+    config: RunConfig
+    stage1: int
+    stage2: int
+    unit: Unit
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """The config's model options with the lengths and the overrides."""
+        variant = get_variant(str({**self.config.model, **self.overrides}.get("variant", "full")))
+        lengths = StageSchedule.model_options(self.stage1, self.stage2, self.unit, variant.pretrain, variant.finetune)
+        return {**self.config.model, **lengths, **self.overrides}
+
+    def model(self, **components: Any) -> Isstad:
+        """A new :class:`~isstad_plugin.Isstad` (``components``: anomalib's ``evaluator``, ``visualizer``, ...)."""
+        return Isstad(**self.model_options, **components)
+
+    @property
+    def schedule_arguments(self) -> dict[str, Any]:
+        """What Lightning must be told for these lengths (:meth:`StageSchedule.trainer_arguments`)."""
+        return StageSchedule.trainer_arguments(self.stage1, self.stage2, self.unit)
+
+    @property
+    def precision_arguments(self) -> dict[str, Any]:
+        """The config's precision, or the hardware's when it sets none."""
+        return {"precision": resolve_precision(self.config.trainer.get("precision"))}
+
+    def engine(self, root: Path, accelerator: str, devices: str | int, **settings: Any) -> Engine:
+        """Anomalib's ``Engine`` writing under ``root``, with the schedule's, the precision's and ``settings``."""
+        arguments = {**self.schedule_arguments, **self.precision_arguments, **device_args(accelerator, devices)}
+        return Engine(default_root_dir=root, **arguments, **settings)
 
 
 @dataclass
