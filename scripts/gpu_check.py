@@ -26,12 +26,13 @@ import argparse
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from isstad_plugin import Isstad
+if TYPE_CHECKING:  # imported in main, after the device check: 'no CUDA device' answers in a second
+    from isstad_plugin import Isstad
 
 # Data-sheet dense bf16 tensor-core peaks (TFLOP/s), SXM parts; matched against torch.cuda.get_device_name().
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
@@ -125,7 +126,7 @@ def short_fit(args: argparse.Namespace, options: dict[str, Any]) -> str:
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
 
-    from isstad_plugin import HardwarePrecision
+    from isstad_plugin import HardwarePrecision, Isstad
     from isstad_plugin.data import generate_dataset
 
     size = int(options.get("image_size", 224))
@@ -167,6 +168,8 @@ def main() -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    from isstad_plugin import Isstad
+
     options: dict[str, Any] = dict(TINY) if args.tiny else {}  # {} = the paper network: ViT-L/16, 224 px
     torch.manual_seed(0)
     model = Isstad(**options, visualizer=False, evaluator=False).to(device).train()

@@ -18,19 +18,22 @@ from isstad_plugin.tools import anomalib_corrections
 PEERS = Path(__file__).parent / "scripts" / "peers_after_isstad.py"
 
 
-def _peers(data: Path, out: Path, *flags: str) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    done = subprocess.run(
-        [sys.executable, str(PEERS), str(data), str(out), *flags], env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _start_peers(data: Path, out: Path, *flags: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2]), "MPLBACKEND": "svg"}
+    command = [sys.executable, str(PEERS), str(data), str(out), *flags]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_padim_and_patchcore_after_an_isstad_fit_behave_as_without_the_plugin(dataset_root, tmp_path):
     """Same metrics and files after a Python ISSTAD fit (which replaced nothing), with the CLI corrections in place."""
-    alone = _peers(dataset_root, tmp_path / "alone")
-    after = _peers(dataset_root, tmp_path / "after", "--isstad")
+    runs = [_start_peers(dataset_root, tmp_path / "alone"), _start_peers(dataset_root, tmp_path / "after", "--isstad")]
+    alone, after = (_result(process) for process in runs)  # the two processes run side by side
     assert not alone["plugin"] and after["plugin"]
     assert after["changed"] == [], "importing isstad_plugin and fitting Isstad replaced anomalib/Python objects"
     assert after["metrics"] == alone["metrics"]

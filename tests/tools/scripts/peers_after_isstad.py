@@ -13,8 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
+import matplotlib
 from anomalib.cli import cli as anomalib_cli
 from anomalib.data import MVTecAD, PredictDataset
+from anomalib.data.datasets.base import image as anomalib_image_dataset
 from anomalib.engine import Engine
 from anomalib.engine import engine as engine_module
 from anomalib.models import Padim, Patchcore
@@ -34,6 +36,8 @@ def watched() -> dict[str, object]:
         "AnomalibCLI.before_instantiate_classes": anomalib_cli.AnomalibCLI.before_instantiate_classes,
         "sys.excepthook": sys.excepthook,
         "root log handlers": tuple(logging.getLogger().handlers),
+        "image dataset read_image": anomalib_image_dataset.read_image,
+        "matplotlib backend": matplotlib.get_backend(),
     }
     return objects
 
@@ -54,6 +58,9 @@ def main() -> None:
     if "--isstad" in sys.argv:
         sys.path.insert(0, str(Path(__file__).parents[3]))
         from tests.helpers import engine_for, small_datamodule, tiny_isstad
+
+        import isstad_plugin.tools.demo
+        import isstad_plugin.tools.report  # noqa: F401  (their imports must change nothing either)
 
         engine_for(out / "isstad", max_epochs=2).train(tiny_isstad(stage1_epochs=1), datamodule=small_datamodule(data))
     changed = sorted(name for name, value in watched().items() if value != before[name])
