@@ -83,12 +83,12 @@ def _recording_engine(seen):
 
 def test_demo_and_benchmark_train_on_the_gpu_auto_finds(monkeypatch, tmp_path, dataset_root):
     import isstad_plugin.tools.benchmark as benchmark
-    import isstad_plugin.tools.demo as demo
+    import isstad_plugin.tools.runs as runs
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # bf16-capable, for precision
     seen: dict = {}
-    monkeypatch.setattr(demo, "Engine", _recording_engine(seen))
+    monkeypatch.setattr(runs, "Engine", _recording_engine(seen))  # the demo's engine: IsstadRun.engine
     with pytest.raises(_StopError):
         main(["demo", "--fast", "--output", str(tmp_path / "demo")])
     assert (seen["accelerator"], seen["devices"]) == ("gpu", 1)

@@ -20,8 +20,7 @@ Importing ``isstad_plugin`` changes nothing in anomalib. Opt in with one of:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from anomalib.data.utils import synthetic as anomalib_synthetic
 from anomalib.data.utils.image import read_image as anomalib_read_image
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
+
+from isstad_plugin.data.reversible import installed_for_block
 
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 """PIL modes that hold more than 8 bits per channel."""
@@ -96,16 +97,9 @@ def is_installed() -> bool:
     return all(getattr(module, "read_image", None) is read_image for module in _MODULES)
 
 
-@contextmanager
-def installed() -> Iterator[None]:
+def installed() -> AbstractContextManager[None]:
     """Use :func:`read_image` inside the ``with`` block; the previous reader is restored after it."""
-    was_installed = is_installed()
-    install()
-    try:
-        yield
-    finally:
-        if not was_installed:
-            uninstall()
+    return installed_for_block(is_installed, install, uninstall)
 
 
 class HighBitDepthImages(Callback):

@@ -46,8 +46,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from isstad_plugin.data.checks import DatasetError
 from isstad_plugin.data.download import check_mvtecad_download
 from isstad_plugin.data.predict import ReadablePredictDataset, skipped_message
+from isstad_plugin.data.reversible import installed_for_block
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.tools.cli_errors import one_line_excepthook, one_log_handler, running_anomalib_cli
 from isstad_plugin.training.checkpoint_io import check_checkpoint_file
@@ -307,16 +308,9 @@ def is_installed() -> bool:
     return bool(_ORIGINAL)
 
 
-@contextmanager
-def installed() -> Iterator[None]:
+def installed() -> AbstractContextManager[None]:
     """Apply the corrections inside the ``with`` block only (for Python users who want them)."""
-    was_installed = is_installed()
-    install()
-    try:
-        yield
-    finally:
-        if not was_installed:
-            uninstall()
+    return installed_for_block(is_installed, install, uninstall)
 
 
 def _seed_before_instantiation(self: Any) -> None:
