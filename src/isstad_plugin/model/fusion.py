@@ -103,6 +103,7 @@ class AnomalyFusion(nn.Module):
 
     def __init__(
         self,
+        *,
         sigma: float = 4.0,
         aggregation: ScoreAggregation = "mean",
         topk_fraction: float = 0.01,

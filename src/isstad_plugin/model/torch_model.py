@@ -88,10 +88,10 @@ class IsstadModel(nn.Module):
         self.normalization = PixelNormalization()
         config = self.config
         self.fusion = AnomalyFusion(
-            config.smoothing_sigma,
-            config.score_aggregation,
-            config.topk_fraction,
-            config.map_source,
+            sigma=config.smoothing_sigma,
+            aggregation=config.score_aggregation,
+            topk_fraction=config.topk_fraction,
+            source=config.map_source,
             error_weight=config.fusion_error_weight,
         )
         self.encoder_frozen = False
