@@ -33,7 +33,7 @@ def step_seconds(image_size: list[int], batch: int, steps: int, bf16: bool, **op
     times = []
     for _ in range(steps + 2):
         start = time.perf_counter()
-        corrupted, labels = model.corruption(clean)
+        corrupted, labels = model.pixel_corruption(clean)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             output = network.reconstruct_and_classify(corrupted, with_classifier=True)
             losses = model.loss(output.reconstruction.float(), clean, output.level_logits, labels)

@@ -142,7 +142,7 @@ def stage2_training_step(
         model.zero_grad(set_to_none=True)
 
     def corrupt() -> None:
-        model.corruption(clean)
+        model.pixel_corruption(clean)
 
     return train, corrupt
 

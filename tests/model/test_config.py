@@ -7,11 +7,12 @@ import inspect
 
 import pytest
 
-from isstad_plugin import Isstad, IsstadModel, NetworkConfig
+from isstad_plugin import AnomalyFusion, Isstad, IsstadModel, NetworkConfig
+from isstad_plugin.model.config import TrainingConfig
 from isstad_plugin.model.options import CONFIGS, IsstadConfig, changed_network_options, option_defaults
 from tests.helpers import TINY_NETWORK
 
-PROCESSORS = ("pre_processor", "post_processor", "evaluator", "visualizer")
+PROCESSORS = ("config", "pre_processor", "post_processor", "evaluator", "visualizer")
 
 
 def test_signature_lists_every_field_with_its_default_and_type():
@@ -36,6 +37,25 @@ def test_hyperparameters_are_every_option_and_rebuild_the_same_model():
     assert set(model.hparams) == set(option_defaults())
     assert IsstadConfig.from_options(model.hparams) == model.config
     assert model.hparams["decoder_dim"] == TINY_NETWORK["decoder_dim"] and model.hparams["stage1_epochs"] is None
+
+
+def test_a_config_object_gives_the_same_model_and_flat_options_override_it():
+    network = NetworkConfig(image_size=64, **TINY_NETWORK)
+    config = IsstadConfig(network=network, training=TrainingConfig(stage1_steps=10, stage2_steps=20))
+    grouped = Isstad(config=config, visualizer=False)
+    flat = Isstad(image_size=64, **TINY_NETWORK, stage1_steps=10, stage2_steps=20, visualizer=False)
+    assert grouped.config == flat.config == config and dict(grouped.hparams) == dict(flat.hparams)
+    overridden = Isstad(config=config, stage2_steps=5, visualizer=False)
+    assert overridden.config.training.stage2_steps == 5 and overridden.config.network == network
+
+
+def test_fusion_options_are_checked_once_for_isstad_and_anomaly_fusion():
+    with pytest.raises(ValueError, match="topk_fraction must be in"):
+        Isstad(**TINY_NETWORK, topk_fraction=0)
+    with pytest.raises(ValueError, match="topk_fraction must be in"):
+        AnomalyFusion(topk_fraction=0)
+    with pytest.raises(ValueError, match="fusion_error_weight must be in"):
+        AnomalyFusion(error_weight=2)
 
 
 def test_unknown_option_is_named():

@@ -164,7 +164,7 @@ def test_official_preset_switches_head_loss_and_corruption():
     assert len(model.model.pixel_classifier_head.proj) == 1
     assert model.loss_weights.normal == 3.0
     assert model.loss_weights.target == "input"
-    assert model.corruption.mode == "official"
+    assert model.pixel_corruption.mode == "official"
     explicit = tiny_isstad(preset="official", classifier_output="sigmoid")
     assert explicit.model.pixel_classifier_head.classes == 1
 

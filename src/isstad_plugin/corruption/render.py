@@ -1,7 +1,7 @@
 """The vectorised paper-mode renderer: applies a :class:`~isstad_plugin.corruption.params.BlockParams` to a batch.
 
 It implements the semantics documented in :mod:`isstad_plugin.corruption.params` without any Python loop over images
-or blocks: :func:`~isstad_plugin.corruption.coverage.last_block_index` finds each pixel's winning block, the per-block
+or blocks: :func:`~isstad_plugin.corruption.winner.last_block_index` finds each pixel's winning block, the per-block
 values are laid out in a :class:`BlockTable`, and the covered pixels are rendered in chunks from their winning block
 only. :func:`finalise` is the clamp/label step shared with the loop oracle.
 """
@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 
 from isstad_plugin.corruption.config import DEFAULT_CHANGE_TOLERANCE
-from isstad_plugin.corruption.coverage import CHUNK_PIXELS, last_block_index
 from isstad_plugin.corruption.geometry import block_affine, source_coordinates
 from isstad_plugin.corruption.params import BlockParams
 from isstad_plugin.corruption.sources import Sources, build_sources, sample_clean, sample_level
+from isstad_plugin.corruption.winner import CHUNK_PIXELS, last_block_index
 
 
 class BlockTable(NamedTuple):
@@ -214,7 +214,7 @@ def apply_vectorised(
 ) -> tuple[Tensor, Tensor]:
     """Apply sampled block parameters to a batch without any Python loop over images or blocks.
 
-    The covered pixels are processed in chunks of :data:`~isstad_plugin.corruption.coverage.CHUNK_PIXELS` (a loop
+    The covered pixels are processed in chunks of :data:`~isstad_plugin.corruption.winner.CHUNK_PIXELS` (a loop
     over pixel ranges, not over blocks): each pixel is rendered from its winning block only, then clamped, cast,
     compared with the input and labelled as :func:`finalise` does for whole images. Pixel offsets are int32 (small
     temporaries are much cheaper than int64 on CPU), so a batch must hold fewer than ``2**31`` values.

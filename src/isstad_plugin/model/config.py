@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from isstad_plugin.corruption import PixelCorruption
-from isstad_plugin.model.fusion import MapSource, ScoreAggregation
+from isstad_plugin.model.fusion import MapSource, ScoreAggregation, check_fusion_options
 from isstad_plugin.model.loss import Stage2Weights
 from isstad_plugin.model.presets import (
     ENCODER_PRESETS,
@@ -116,9 +116,8 @@ class NetworkConfig:
             value = self.classifier_refinement
             msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {value!r}"
             raise ValueError(msg)
-        if not 0 <= self.fusion_error_weight <= 1:
-            msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S), got {self.fusion_error_weight}"
-            raise ValueError(msg)
+        check_fusion_options(self.smoothing_sigma, self.score_aggregation, self.topk_fraction, self.map_source,
+                             self.fusion_error_weight)  # fmt: skip
         if not 0 <= self.mask_ratio < 1:
             msg = f"mask_ratio must be in [0, 1), got {self.mask_ratio}"
             raise ValueError(msg)

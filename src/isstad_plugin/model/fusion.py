@@ -89,6 +89,31 @@ def weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weigh
     return error.clamp_min(0).pow(2 * error_weight) * probability.clamp_min(0).pow(2 * (1 - error_weight))
 
 
+def check_fusion_options(
+    sigma: float, aggregation: str, topk_fraction: float, source: str, error_weight: float
+) -> None:
+    """The one range check of the fusion options (``Isstad``'s and :class:`AnomalyFusion`'s), naming the option.
+
+    Raises:
+        ValueError: A value the fusion cannot use.
+    """
+    if sigma < 0:
+        msg = f"smoothing_sigma must be >= 0, got {sigma}"
+        raise ValueError(msg)
+    if aggregation not in ("mean", "max", "topk"):
+        msg = f"score_aggregation must be 'mean', 'max' or 'topk', got {aggregation!r}"
+        raise ValueError(msg)
+    if not 0 < topk_fraction <= 1:
+        msg = f"topk_fraction must be in (0, 1], got {topk_fraction}"
+        raise ValueError(msg)
+    if source not in ("fusion", "reconstruction", "classification"):
+        msg = f"map source must be 'fusion', 'reconstruction' or 'classification', got {source!r}"
+        raise ValueError(msg)
+    if not 0 <= error_weight <= 1:
+        msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S), got {error_weight}"
+        raise ValueError(msg)
+
+
 class AnomalyFusion(nn.Module):
     """Fuses E and P into S and the image score (paper section 3.5), as one small export-friendly module.
 
@@ -111,19 +136,8 @@ class AnomalyFusion(nn.Module):
         error_weight: float = 0.5,
     ) -> None:
         super().__init__()
+        check_fusion_options(sigma, aggregation, topk_fraction, source, error_weight)
         self.error_weight = error_weight
-        if sigma < 0:
-            msg = f"smoothing_sigma must be >= 0, got {sigma}"
-            raise ValueError(msg)
-        if aggregation not in ("mean", "max", "topk"):
-            msg = f"score_aggregation must be 'mean', 'max' or 'topk', got {aggregation!r}"
-            raise ValueError(msg)
-        if not 0 < topk_fraction <= 1:
-            msg = f"topk_fraction must be in (0, 1], got {topk_fraction}"
-            raise ValueError(msg)
-        if source not in ("fusion", "reconstruction", "classification"):
-            msg = f"map source must be 'fusion', 'reconstruction' or 'classification', got {source!r}"
-            raise ValueError(msg)
         self.aggregation: ScoreAggregation = aggregation
         self.topk_fraction = topk_fraction
         self.source: MapSource = source

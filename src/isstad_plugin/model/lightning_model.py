@@ -71,7 +71,13 @@ class Isstad(AnomalibModule):
     corrupted normal images and classify the corrupted pixels. At test time ``S = G(G(E) ⊙ G(P))`` is the anomaly map
     and ``mean(S)`` the image score.
 
+    The options can be given in two equal ways: grouped, as one documented object readable in the source
+    (``Isstad(config=IsstadConfig(network=NetworkConfig(image_size=[96, 256])))``, see
+    :class:`~isstad_plugin.model.options.IsstadConfig` and the groups of :mod:`isstad_plugin.model.config`), or flat,
+    as the CLI and YAML name them (``Isstad(image_size=[96, 256])``, ``--model.image_size``); flat ones win.
+
     Args:
+        config: Every option, grouped; ``None``: the defaults. Flat ``options`` override its fields.
         {options}
         pre_processor: anomalib pre-processor, ``True`` for resize to ``image_size`` (the network takes ``[0, 1]``
             pixels and normalises them itself).
@@ -89,13 +95,14 @@ class Isstad(AnomalibModule):
     def __init__(
         self,
         *,
+        config: IsstadConfig | None = None,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
-        **options: Any,  # the fields of model.config; the signature set below the class lists them
+        **options: Any,  # flat fields of config's groups (CLI, YAML); the signature set below the class lists them
     ) -> None:
-        config = IsstadConfig.from_options(options)
+        config = IsstadConfig.from_options({**(config or IsstadConfig()).options(), **options})
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(config.network.image_hw)
         # Called by name, not through super(): Lightning's hyperparameter collection then stops at anomalib's
@@ -120,7 +127,7 @@ class Isstad(AnomalibModule):
         self.variant = network.variant_spec
         self.schedule = StageSchedule.resolve(config.training, self.variant, config.runtime.stage1_checkpoint)
         self.loss_weights = config.loss.weights(network)
-        self.corruption = config.corruption.build(network)
+        self.pixel_corruption = config.corruption.build(network)
         self.model = IsstadModel(network)
         self.stage1_augmentation = mae_augmentation(network.network_hw) if config.training.stage1_augment else None
         self.stage1_loss = Stage1Loss(self.model.normalization, self.model.patch_size)
@@ -320,7 +327,7 @@ class Isstad(AnomalibModule):
         clean = images.clamp(0, 1)
         if self.variant.corrupt:
             with torch.autocast(clean.device.type, enabled=False):
-                corrupted, labels = self.corruption(clean.float())
+                corrupted, labels = self.pixel_corruption(clean.float())
         else:
             corrupted, labels = clean, torch.zeros_like(clean[:, :1])
         with_classifier = self.variant.classification_loss
