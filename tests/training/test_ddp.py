@@ -17,11 +17,13 @@ from tests.helpers import engine_for, small_datamodule
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_fit.py"
 
 
-@pytest.mark.parametrize("unit", ["epochs", "steps"])
-def test_ddp_two_processes(tmp_path, dataset_root, unit):
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory, dataset_root):
+    """One launch of the two processes: an epoch-budget fit and test, then a step-budget one."""
+    out = tmp_path_factory.mktemp("ddp")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), str(dataset_root), str(tmp_path), unit],
+        [sys.executable, str(SCRIPT), str(dataset_root), str(out), "epochs", "steps"],
         env=env,
         capture_output=True,
         text=True,
@@ -29,7 +31,12 @@ def test_ddp_two_processes(tmp_path, dataset_root, unit):
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return out
+
+
+@pytest.mark.parametrize("unit", ["epochs", "steps"])
+def test_ddp_two_processes(ddp_runs, tmp_path, dataset_root, unit):
+    ranks = [json.loads((ddp_runs / unit / f"rank{r}.json").read_text()) for r in (0, 1)]
     for rank in ranks:
         assert rank["world_size"] == 2
         assert rank["stage"] == 2

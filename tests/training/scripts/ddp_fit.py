@@ -1,8 +1,10 @@
 """Fit and test a tiny Isstad with DDP on 2 CPU processes (gloo); run by tests/training/test_ddp.py.
 
 Lightning's DDP launcher starts this script again for rank 1, so it must be run as a script:
-    python tests/scripts/ddp_fit.py DATA_ROOT OUT_DIR [epochs|steps]
-Each rank writes OUT_DIR/rank<N>.json; rank 0 also writes the test metrics and the checkpoint path.
+    python tests/training/scripts/ddp_fit.py DATA_ROOT OUT_DIR [epochs] [steps]
+One fit and test per budget unit (default both), one after the other in the same two processes (the process group
+and the imports are paid once). Each rank writes OUT_DIR/<unit>/rank<N>.json; rank 0 also writes the test metrics
+and the checkpoint path.
 """
 
 import json
@@ -22,7 +24,11 @@ from isstad_plugin.model.schedule import StageSchedule
 
 def main() -> None:
     data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
-    unit = sys.argv[3] if len(sys.argv) > 3 else "epochs"
+    for unit in sys.argv[3:] or ["epochs", "steps"]:
+        fit_and_report(data_root, out / unit, unit)
+
+
+def fit_and_report(data_root: Path, out: Path, unit: str) -> None:
     seed_everything(0)
     # 16 images, batch 4 on each of 2 ranks: 2 steps an epoch
     model = tiny_isstad(stage1_steps=2, stage2_steps=4) if unit == "steps" else tiny_isstad(stage1_epochs=1)
@@ -46,6 +52,7 @@ def main() -> None:
         report["metrics"] = results[0]
         report["checkpoint"] = engine.trainer.checkpoint_callback.best_model_path
         report["test_images"] = len(datamodule.test_data)
+    out.mkdir(parents=True, exist_ok=True)
     (out / f"rank{rank}.json").write_text(json.dumps(report))
     torch.distributed.barrier()
 
