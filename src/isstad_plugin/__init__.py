@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from isstad_plugin import data as data
     from isstad_plugin.corruption import PixelCorruption
-    from isstad_plugin.model.config import NetworkConfig
+    from isstad_plugin.model.config import CorruptionOptions, LossConfig, NetworkConfig, RuntimeConfig, TrainingConfig
     from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps
     from isstad_plugin.model.lightning_model import Isstad
+    from isstad_plugin.model.options import IsstadConfig
     from isstad_plugin.model.post_processor import IsstadPostProcessor
     from isstad_plugin.model.stage_switch import IsstadStageSwitch
     from isstad_plugin.model.torch_model import IsstadModel, IsstadOutput
@@ -38,7 +39,12 @@ _LAZY = {
     "IsstadOutput": "isstad_plugin.model.torch_model",
     "IsstadPostProcessor": "isstad_plugin.model.post_processor",
     "IsstadStageSwitch": "isstad_plugin.model.stage_switch",
+    "CorruptionOptions": "isstad_plugin.model.config",
+    "IsstadConfig": "isstad_plugin.model.options",
+    "LossConfig": "isstad_plugin.model.config",
     "NetworkConfig": "isstad_plugin.model.config",
+    "RuntimeConfig": "isstad_plugin.model.config",
+    "TrainingConfig": "isstad_plugin.model.config",
     "PixelCorruption": "isstad_plugin.corruption",
     "Variant": "isstad_plugin.model.variants",
 }
@@ -47,15 +53,20 @@ __all__ = [
     "VARIANTS",
     "AnomalyFusion",
     "AnomalyMaps",
+    "CorruptionOptions",
     "HardwarePrecision",
     "Isstad",
     "IsstadCheckpoints",
+    "IsstadConfig",
     "IsstadModel",
     "IsstadOutput",
     "IsstadPostProcessor",
     "IsstadStageSwitch",
+    "LossConfig",
     "NetworkConfig",
     "PixelCorruption",
+    "RuntimeConfig",
+    "TrainingConfig",
     "Variant",
 ]
 __version__ = "0.1.0"

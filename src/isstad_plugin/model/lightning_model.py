@@ -73,7 +73,7 @@ class Isstad(AnomalibModule):
 
     The options can be given in two equal ways: grouped, as one documented object readable in the source
     (``Isstad(config=IsstadConfig(network=NetworkConfig(image_size=[96, 256])))``, see
-    :class:`~isstad_plugin.model.options.IsstadConfig` and the groups of :mod:`isstad_plugin.model.config`), or flat,
+    :class:`~isstad_plugin.IsstadConfig` and the groups of :mod:`isstad_plugin.model.config`), or flat,
     as the CLI and YAML name them (``Isstad(image_size=[96, 256])``, ``--model.image_size``); flat ones win.
 
     Args:
