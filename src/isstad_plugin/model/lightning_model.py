@@ -71,10 +71,8 @@ class Isstad(AnomalibModule):
     corrupted normal images and classify the corrupted pixels. At test time ``S = G(G(E) ⊙ G(P))`` is the anomaly map
     and ``mean(S)`` the image score.
 
-    The options can be given in two equal ways: grouped, as one documented object readable in the source
-    (``Isstad(config=IsstadConfig(network=NetworkConfig(image_size=[96, 256])))``, see
-    :class:`~isstad_plugin.IsstadConfig` and the groups of :mod:`isstad_plugin.model.config`), or flat,
-    as the CLI and YAML name them (``Isstad(image_size=[96, 256])``, ``--model.image_size``); flat ones win.
+    Options: one grouped :class:`~isstad_plugin.IsstadConfig` (``config=``) and/or flat keywords, as the CLI and
+    YAML name them (``image_size=[96, 256]``, ``--model.image_size``); flat ones win.
 
     Args:
         config: Every option, grouped; ``None``: the defaults. Flat ``options`` override its fields.
@@ -148,11 +146,6 @@ class Isstad(AnomalibModule):
     def stage1_epochs(self) -> int:
         """Stage-1 epochs of an epoch budget (see :class:`~isstad_plugin.model.schedule.StageSchedule`)."""
         return self.schedule.stage1_epochs
-
-    @property
-    def step_budget(self) -> int:
-        """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
-        return self.schedule.steps
 
     # ------------------------------------------------------------------------------------------------ anomalib
     @classmethod
@@ -357,7 +350,7 @@ class Isstad(AnomalibModule):
         """
         del args, kwargs
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
-        if (self.stage == 1 and self.variant.finetune) or (fitting and self.step_budget and not self.budget_spent()):
+        if (self.stage == 1 and self.variant.finetune) or (fitting and self.schedule.steps and not self.budget_spent()):
             return None
         return batch.update(**self.model(batch.image)._asdict())
 
