@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,45 @@ def test_mvtec_layout_errors_point_to_folder(tmp_path, jpg_root):
     shutil.rmtree(png / "tiles" / "ground_truth")
     with pytest.raises(DatasetError, match=r"no ground_truth/ folder: .*anomalib\.data\.Folder"):
         check_mvtec_layout(png / "tiles")
+
+
+def test_benchmark_reads_a_maskless_jpg_folder_for_isstad_and_the_peers(tmp_path, jpg_root):
+    output = tmp_path / "bench"
+    args = ["benchmark", "--root", str(jpg_root), "--categories", "tiles", "--models", "isstad", "padim",
+            "--image-size", "32", "--stage1-epochs", "1", "--stage2-epochs", "1", "--limit-train-batches", "1",
+            "--batch-size", "4", "--output", str(output)]  # fmt: skip
+    assert main(args) == 0
+    rows = json.loads((output / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["ISSTAD", "PaDiM"]
+    for row in rows:
+        assert "FAILED" not in row["settings"] and 0.0 <= row["metrics"]["image_AUROC"] <= 1.0
+        assert "pixel_AUROC" not in row["metrics"], "no masks: no pixel metric"
+
+
+def _layout(root: Path, masks: tuple[str, ...], defects: tuple[str, ...] = ("hole", "crack")) -> Path:
+    category = root / "tiles"
+    generate_dataset(root, "tiles", n_train=2, n_test_good=1, n_test_defect=1, image_size=32, defects=defects)
+    for folder in (category / "ground_truth").iterdir():
+        if folder.name not in masks:
+            shutil.rmtree(folder)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("masks", "defects", "message"),
+    [
+        (("hole",), ("hole", "crack"), r"ground_truth has no folder for test/crack: add ground_truth/crack/"),
+        ((), (), r"tiles/test: no defect images; put them in test/<defect>/"),
+    ],
+)
+def test_benchmark_names_a_layout_it_cannot_read_in_one_line(tmp_path, capsys, masks, defects, message):
+    root = _layout(tmp_path / "data", masks, defects or ("hole",))
+    if not defects:
+        shutil.rmtree(root / "tiles" / "test" / "hole")
+    assert main(["benchmark", "--root", str(root), "--categories", "tiles", "--output", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert not (tmp_path / "b").exists(), "nothing written before the layout is read"
 
 
 @pytest.mark.slow

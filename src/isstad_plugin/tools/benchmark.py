@@ -1,5 +1,8 @@
 """``isstad benchmark``: ISSTAD (or its ablation variants) against anomalib peers on MVTec-layout data.
 
+The layout may come without masks (``train/good``, ``test/good``, ``test/<defect>``, any image type): every model then
+reads it through anomalib's ``Folder`` and only image metrics are reported.
+
 Protocol (the default, and the only one implemented): every model is trained for a fixed budget (epochs, or a
 wall-clock cap for DRAEM), the last state is tested, thresholds for F1 are learnt on a validation split taken from the
 test folder (anomalib's ``val_split_mode=from_test``) whose images are not tested, and the test set is never used for
@@ -21,7 +24,6 @@ from typing import Any
 from anomalib.engine import Engine
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
-from isstad_plugin.data.checks import require_category_folder
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
 from isstad_plugin.model.schedule import Unit
@@ -133,8 +135,8 @@ def _check_options(options: BenchmarkOptions) -> None:
         raise ValueError(msg)
     for variant in options.variants:
         get_variant(variant)
-    for category in options.categories:
-        require_category_folder(options.root, category, "--root")
+    for category in options.categories:  # a layout no datamodule reads stops here, in one line, before any fit
+        held_out_datamodule(options.root, category, options.seed, options.val_split_ratio)
 
 
 def _size_text(image_size: object) -> str:

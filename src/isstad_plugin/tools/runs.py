@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anomalib.data import AnomalibDataModule, MVTecAD
+from anomalib.data import AnomalibDataModule
 from anomalib.engine import Engine
 from anomalib.models.components import AnomalibModule
 
+from isstad_plugin.data.folders import mvtec_layout_datamodule
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import StageSchedule, Unit
 from isstad_plugin.model.variants import get_variant
@@ -97,15 +98,16 @@ def fit_and_test(engine: Engine, model: AnomalibModule, datamodule: AnomalibData
 
 def held_out_datamodule(
     root: Path, category: str, seed: int, val_split_ratio: float, train_batch_size: int = 32
-) -> MVTecAD:
+) -> AnomalibDataModule:
     """An MVTec-layout datamodule whose validation split is held out of the test folder and never tested.
 
     ``isstad benchmark`` learns thresholds on that split and ``isstad diagnose`` compares maps on it; the
-    same ``seed`` and ``val_split_ratio`` give both the same images.
+    same ``seed`` and ``val_split_ratio`` give both the same images. anomalib's ``MVTecAD`` reads a folder with a mask
+    per defect image (PNG), its ``Folder`` any other MVTec layout (JPEG, masks optional: image metrics only).
     """
-    return MVTecAD(
-        root=root,
-        category=category,
+    return mvtec_layout_datamodule(
+        root,
+        category,
         train_batch_size=train_batch_size,
         eval_batch_size=32,
         num_workers=0,
