@@ -14,11 +14,13 @@ from PIL import Image
 from isstad_plugin.data.synthetic import (
     CATEGORIES,
     DEFECT_TYPES,
+    LONG_CATEGORIES,
     MANIFEST_NAME,
     MAX_DEFECT_AREA,
     MIN_CHANGE,
     MIN_DEFECT_AREA,
     generate_dataset,
+    image_hw,
     render_sample,
 )
 
@@ -160,12 +162,14 @@ def test_masks_cover_exactly_the_defects(small_dataset: Path) -> None:
 @pytest.mark.parametrize("category", CATEGORIES)
 @pytest.mark.parametrize("size", [32, 96])
 def test_every_defect_renders_within_area_range(category: str, size: int) -> None:
+    width = round(size * LONG_CATEGORIES.get(category, 1))  # a long category's shorter side is `size`
+    height = image_hw(category, width)[0]
     for defect in DEFECT_TYPES:
         for index in range(2):
-            sample = render_sample(category, "test", index, defect=defect, image_size=size, seed=1)
+            sample = render_sample(category, "test", index, defect=defect, image_size=width, seed=1)
             assert sample.mask is not None
-            assert sample.image.shape == (size, size, 3)
-            assert sample.mask.shape == (size, size)
+            assert sample.image.shape == (height, width, 3)
+            assert sample.mask.shape == (height, width)
             mask = sample.mask > 0
             assert MIN_DEFECT_AREA <= mask.mean() <= MAX_DEFECT_AREA, (category, defect, index)
             assert np.array_equal(sample.image[~mask], sample.clean[~mask])
@@ -175,7 +179,9 @@ def test_every_defect_renders_within_area_range(category: str, size: int) -> Non
 
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_normal_images_vary_but_are_clean(category: str) -> None:
-    samples = [render_sample(category, "train", index, image_size=64) for index in range(3)]
+    samples = [
+        render_sample(category, "train", index, image_size=64 if category != "strip" else 128) for index in range(3)
+    ]
     for sample in samples:
         assert sample.mask is None
         assert sample.n_defects == 0
@@ -256,3 +262,21 @@ def test_default_dataset_is_fast(tmp_path: Path) -> None:
     assert len(list(root.rglob("*.png"))) == 120 + 30 + 2 * 10 * len(DEFECT_TYPES)
     assert cv2.imread(str(root / "train" / "good" / "000.png")).shape == (128, 128, 3)
     assert elapsed < 30
+
+
+def test_the_strip_is_long_and_narrow_with_hairline_cracks(tmp_path: Path) -> None:
+    root = generate_dataset(tmp_path, "strip", n_train=2, n_test_good=1, n_test_defect=3, image_size=128)
+    assert sorted(p.name for p in (root / "test").iterdir()) == ["crack", "good"], "cracks only, by default"
+    for path in sorted((root / "ground_truth" / "crack").glob("*.png")):
+        mask = np.asarray(Image.open(path)) > 0
+        assert mask.shape == (48, 128)
+        widths = [run for row in mask.T for run in _runs(row)] + [run for row in mask for run in _runs(row)]
+        assert np.median(widths) <= 2, "a hairline: most runs across the crack are 1-2 px"
+    with pytest.raises(ValueError, match=r"image_size of 'strip' \(its width\) must be at least 84"):
+        render_sample("strip", "train", 0, image_size=64)
+
+
+def _runs(line: np.ndarray) -> list[int]:
+    """Lengths of the runs of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(int), [0]])))
+    return list(edges[1::2] - edges[::2])

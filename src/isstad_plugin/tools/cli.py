@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "optional ground_truth/<defect> masks; any image type (.png, .jpg, ...)",
     )
     demo.add_argument(
-        "--category", default="tiles", help="category folder (generated: tiles, metal, fabric, wood, parts)"
+        "--category", default="tiles", help="category folder (generated: tiles, metal, fabric, wood, parts, strip)"
     )
     demo.add_argument("--config", type=Path, default=None, help="run config (default: configs/isstad_cpu.yaml)")
     _add_device_options(demo)

@@ -1,8 +1,9 @@
 """Deterministic procedural dataset in the MVTec AD folder layout.
 
 :func:`generate_dataset` paints industrial-looking RGB images (ceramic tiles, brushed metal, woven fabric, wood, a
-hex nut on a conveyor) and five defect types (``scratch``, ``hole``, ``crack``, ``stain``, ``missing``) with exact
-ground-truth masks, and writes them where anomalib's ``MVTecAD`` and ``Folder`` datamodules look for them::
+hex nut on a conveyor, a long narrow steel strip with hairline cracks) and five defect types (``scratch``, ``hole``,
+``crack``, ``stain``, ``missing``) with exact ground-truth masks, and writes them where anomalib's ``MVTecAD`` and
+``Folder`` datamodules look for them::
 
     root/category/train/good/000.png
     root/category/test/good/000.png
@@ -35,6 +36,7 @@ from isstad_plugin.data.synthetic.spec import (
     CATEGORIES,
     DEFECT_TYPES,
     GENERATOR_VERSION,
+    LONG_CATEGORIES,
     MANIFEST_NAME,
     MAX_DEFECT_AREA,
     MAX_IMAGE_SIZE,
@@ -42,6 +44,7 @@ from isstad_plugin.data.synthetic.spec import (
     MIN_DEFECT_AREA,
     MIN_IMAGE_SIZE,
     DatasetSpec,
+    image_hw,
 )
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "DEFECTS",
     "DEFECT_TYPES",
     "GENERATOR_VERSION",
+    "LONG_CATEGORIES",
     "MANIFEST_NAME",
     "MAX_DEFECT_AREA",
     "MAX_IMAGE_SIZE",
@@ -60,5 +64,6 @@ __all__ = [
     "Surface",
     "SyntheticSample",
     "generate_dataset",
+    "image_hw",
     "render_sample",
 ]

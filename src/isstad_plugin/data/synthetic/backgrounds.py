@@ -26,6 +26,7 @@ from isstad_plugin.data.synthetic.fields import (
     specks,
     streaks,
 )
+from isstad_plugin.data.synthetic.spec import band_rows
 
 Image = np.ndarray
 """Float32 ``(H, W, 3)`` RGB image in ``[0, 1]``."""
@@ -261,11 +262,33 @@ def parts_surface(rng: np.random.Generator, size: int) -> Surface:
     )
 
 
+def strip_surface(rng: np.random.Generator, size: int) -> Surface:
+    """Cold-rolled steel strip from above: rolling marks along it, a soft sheen across it, faint roll-mark blotches.
+
+    Painted on the square canvas; the renderer keeps the band of :func:`~isstad_plugin.data.synthetic.spec.band_rows`
+    (8 / 3 times as wide as high), and defects are centred inside it.
+    """
+    rows = band_rows("strip", size)
+    base = jitter_colour(rng, (0.55, 0.56, 0.58), 0.03)
+    marks = streaks(rng, size, size // 2, rng.normal(0, math.radians(0.5)))
+    yy, _ = grid(size)
+    across = (yy - rows.start) / (rows.stop - rows.start)
+    sheen = 0.07 * np.cos(2 * math.pi * (across - rng.uniform(0.3, 0.7)))
+    blotches = 0.025 * fbm(rng, size, size / 5, octaves=2)
+    image = base * (1 + 0.03 * marks + sheen + blotches)[..., None] * illumination(rng, size, 0.04)
+    surface = _texture_surface(image + grain(rng, size, 0.01), _substrate(rng, size, (0.12, 0.12, 0.13), 0.25))
+    margin = max(1, round(_TEXTURE_MARGIN * (rows.stop - rows.start)))
+    support = np.zeros((size, size), bool)
+    support[rows.start + margin : rows.stop - margin] = surface.support[rows.start + margin : rows.stop - margin]
+    return Surface(surface.image, surface.backing, support, support, surface.body)
+
+
 SURFACES: dict[str, SurfacePainter] = {
     "tiles": tiles_surface,
     "metal": metal_surface,
     "fabric": fabric_surface,
     "wood": wood_surface,
     "parts": parts_surface,
+    "strip": strip_surface,
 }
 """Surface painter per category (see :class:`SurfacePainter`)."""

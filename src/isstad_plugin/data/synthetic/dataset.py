@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from isstad_plugin.data.synthetic.render import render_sample
-from isstad_plugin.data.synthetic.spec import DEFECT_TYPES, MANIFEST_NAME, MIN_CHANGE, DatasetSpec
+from isstad_plugin.data.synthetic.spec import MANIFEST_NAME, MIN_CHANGE, DatasetSpec, default_defects
 
 _LAYOUT_DIRS = ("train", "test", "ground_truth")
 """The generated folders of a category (deleted before writing)."""
@@ -197,7 +197,7 @@ def generate_dataset(
     n_test_good: int = 30,
     n_test_defect: int = 10,
     image_size: int = 128,
-    defects: Sequence[str] = DEFECT_TYPES,
+    defects: Sequence[str] | None = None,
     seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
@@ -215,7 +215,8 @@ def generate_dataset(
         n_test_defect: Number of test images per defect type.
         image_size: Side length of the square images, between :data:`~isstad_plugin.data.synthetic.spec.MIN_IMAGE_SIZE`
             and :data:`~isstad_plugin.data.synthetic.spec.MAX_IMAGE_SIZE`.
-        defects: Defect types to include, from :data:`~isstad_plugin.data.synthetic.spec.DEFECT_TYPES`.
+        defects: Defect types to include, from :data:`~isstad_plugin.data.synthetic.spec.DEFECT_TYPES`; ``None``: the
+            category's (:func:`~isstad_plugin.data.synthetic.spec.default_defects`: every type but for ``strip``).
         seed: Non-negative seed; the same parameters always give byte-identical files.
         overwrite: Replace an existing dataset generated with other parameters (or not by this function).
 
@@ -225,7 +226,8 @@ def generate_dataset(
     Raises:
         ValueError: If an argument is invalid, or the folder holds another dataset and ``overwrite`` is False.
     """
-    spec = DatasetSpec(category, n_train, n_test_good, n_test_defect, image_size, defects, seed)
+    chosen = default_defects(category) if defects is None else defects
+    spec = DatasetSpec(category, n_train, n_test_good, n_test_defect, image_size, chosen, seed)
     category_root = Path(root) / spec.category
     if _can_reuse(category_root, spec, overwrite=overwrite):
         return category_root

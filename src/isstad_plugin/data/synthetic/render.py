@@ -13,11 +13,11 @@ from isstad_plugin.data.synthetic.spec import (
     DEFECT_TYPES,
     GENERATOR_VERSION,
     MAX_DEFECT_AREA,
-    MAX_IMAGE_SIZE,
     MIN_CHANGE,
     MIN_DEFECT_AREA,
-    MIN_IMAGE_SIZE,
     SPLITS,
+    band_rows,
+    check_image_size,
 )
 from isstad_plugin.validation import check_choice, check_int
 
@@ -77,13 +77,16 @@ def _sample_rng(
     return np.random.default_rng(key)
 
 
-def _paint_defects(rng: np.random.Generator, surface: Surface, defect: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Paint one or two defects, retrying until the changed area is within the allowed range.
+def _paint_defects(
+    rng: np.random.Generator, surface: Surface, defect: str, rows: slice
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Paint one or two defects, retrying until the changed area of the kept ``rows`` is within the allowed range.
 
     Args:
         rng: Random generator of the defect stream.
         surface: The clean surface.
         defect: Defect type.
+        rows: The rows of the canvas the image keeps (all of them for a square category).
 
     Returns:
         The uint8 defective image, the 0/255 uint8 mask and the number of defects painted.
@@ -91,14 +94,14 @@ def _paint_defects(rng: np.random.Generator, surface: Surface, defect: str) -> t
     Raises:
         RuntimeError: If no attempt lands within the area range (not expected for valid image sizes).
     """
-    clean = _to_uint8(surface.image)
+    clean = _to_uint8(surface.image)[rows]
     n_defects = 2 if rng.random() < _TWO_DEFECT_PROBABILITY else 1
     for _ in range(_MAX_ATTEMPTS):
         painted = surface.image
         for _ in range(n_defects):
             target, alpha = DEFECTS[defect](rng, surface, painted)
             painted = painted + (target - painted) * alpha[..., None]
-        image = _to_uint8(painted)
+        image = _to_uint8(painted)[rows]
         changed = np.abs(image.astype(np.int16) - clean).max(axis=2) >= MIN_CHANGE
         if MIN_DEFECT_AREA <= changed.mean() <= MAX_DEFECT_AREA:
             image = np.where(changed[..., None], image, clean)
@@ -130,7 +133,7 @@ def _check_sample_args(category: str, split: str, index: int, defect: str | None
             raise ValueError(msg)
     check_int("index", index, 0)
     check_int("seed", seed, 0)
-    check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    check_image_size(category, image_size)
 
 
 def render_sample(
@@ -146,7 +149,7 @@ def render_sample(
         split: ``"train"`` or ``"test"``.
         index: Image index within its folder (the ``000`` in ``000.png``).
         defect: Defect type (test split only), or ``None`` for a good image.
-        image_size: Side length in pixels.
+        image_size: Side length in pixels (the width of a long category: ``spec.LONG_CATEGORIES``).
         seed: Dataset seed.
 
     Returns:
@@ -157,8 +160,10 @@ def render_sample(
     """
     _check_sample_args(category, split, index, defect, image_size, seed)
     surface = SURFACES[category](_sample_rng(seed, category, split, defect, index, 0), image_size)
-    clean = _to_uint8(surface.image)
+    rows = band_rows(category, image_size)
+    clean = _to_uint8(surface.image)[rows]
     if defect is None:
         return SyntheticSample(image=clean, clean=clean, mask=None, defect_type=None, n_defects=0)
-    image, mask, n_defects = _paint_defects(_sample_rng(seed, category, split, defect, index, 1), surface, defect)
+    defect_rng = _sample_rng(seed, category, split, defect, index, 1)
+    image, mask, n_defects = _paint_defects(defect_rng, surface, defect, rows)
     return SyntheticSample(image=image, clean=clean, mask=mask, defect_type=defect, n_defects=n_defects)

@@ -5,6 +5,7 @@ This module only checks and describes arguments; it draws nothing (no OpenCV).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,8 +15,15 @@ from isstad_plugin.validation import check_choice, check_int
 DEFECT_TYPES: tuple[str, ...] = ("scratch", "hole", "crack", "stain", "missing")
 """Defect types, in the order used for seeding and folder listing."""
 
-CATEGORIES: tuple[str, ...] = ("tiles", "metal", "fabric", "wood", "parts")
-"""Surface categories: ceramic tiles, brushed metal, woven fabric, wood grain, a hex nut on a conveyor belt."""
+CATEGORIES: tuple[str, ...] = ("tiles", "metal", "fabric", "wood", "parts", "strip")
+"""Surface categories: ceramic tiles, brushed metal, woven fabric, wood grain, a hex nut on a conveyor belt, and a long
+narrow steel strip (:data:`LONG_CATEGORIES`) with hairline cracks."""
+
+LONG_CATEGORIES: dict[str, float] = {"strip": 8 / 3}
+"""Width : height of the categories whose images are not square; their ``image_size`` is the width."""
+
+CATEGORY_DEFECTS: dict[str, tuple[str, ...]] = {"strip": ("crack",)}
+"""Default defect types of a category (the others: every type). A strip 128 px long (48 high): cracks 1-2 px wide."""
 
 SPLITS: tuple[str, ...] = ("train", "test")
 """Dataset splits, in the order used for seeding."""
@@ -40,6 +48,37 @@ _INT_LIMITS: tuple[tuple[str, int, int | None], ...] = (
     ("seed", 0, None),
 )
 """``(field, minimum, maximum)`` of the integer fields of :class:`DatasetSpec`, in the order they are checked."""
+
+
+def image_hw(category: str, image_size: int) -> tuple[int, int]:
+    """``(height, width)`` of a category's images: a square, or ``image_size`` wide for :data:`LONG_CATEGORIES`."""
+    aspect = LONG_CATEGORIES.get(category, 1.0)
+    return round(image_size / aspect), image_size
+
+
+def band_rows(category: str, image_size: int) -> slice:
+    """The rows of the square canvas (side ``image_size``) that a category's image keeps: its centred band."""
+    height = image_hw(category, image_size)[0]
+    top = (image_size - height) // 2
+    return slice(top, top + height)
+
+
+def check_image_size(category: str, image_size: int) -> None:
+    """Refuse a size whose shorter side is below :data:`MIN_IMAGE_SIZE`, naming the smallest that works.
+
+    Raises:
+        ValueError: ``image_size`` too small for the category's aspect.
+    """
+    check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    if min(image_hw(category, image_size)) < MIN_IMAGE_SIZE:
+        smallest = math.ceil((MIN_IMAGE_SIZE - 0.5) * LONG_CATEGORIES[category])
+        msg = f"image_size of '{category}' (its width) must be at least {smallest}, got {image_size}"
+        raise ValueError(msg)
+
+
+def default_defects(category: str) -> tuple[str, ...]:
+    """The defect types a category gets when none are asked for (:data:`CATEGORY_DEFECTS`, else every type)."""
+    return CATEGORY_DEFECTS.get(category, DEFECT_TYPES)
 
 
 def normalise_defects(defects: Sequence[str]) -> tuple[str, ...]:
@@ -78,7 +117,8 @@ class DatasetSpec:
         n_train: Number of good training images (at least 1).
         n_test_good: Number of good test images.
         n_test_defect: Number of test images per defect type.
-        image_size: Side length of the square images, between :data:`MIN_IMAGE_SIZE` and :data:`MAX_IMAGE_SIZE`.
+        image_size: Side length of the square images (the width of :data:`LONG_CATEGORIES`), between
+            :data:`MIN_IMAGE_SIZE` and :data:`MAX_IMAGE_SIZE`.
         defects: Defect types to include, from :data:`DEFECT_TYPES`.
         seed: Non-negative dataset seed.
 
@@ -100,6 +140,7 @@ class DatasetSpec:
             value = getattr(self, name)
             check_int(name, value, minimum, maximum)
             object.__setattr__(self, name, int(value))
+        check_image_size(self.category, self.image_size)
         object.__setattr__(self, "defects", normalise_defects(self.defects))
 
     def manifest_params(self) -> dict[str, Any]:
