@@ -117,13 +117,15 @@ def test_benchmark_reads_a_maskless_jpg_folder_for_isstad_and_the_peers(tmp_path
     output = tmp_path / "bench"
     args = ["benchmark", "--root", str(jpg_root), "--categories", "tiles", "--models", "isstad", "padim",
             "--image-size", "32", "--stage1-epochs", "1", "--stage2-epochs", "1", "--limit-train-batches", "1",
-            "--batch-size", "4", "--output", str(output)]  # fmt: skip
+            "--batch-size", "4", "--budget-scales", "1", "2", "--output", str(output)]  # fmt: skip
     assert main(args) == 0
     rows = json.loads((output / "results.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["ISSTAD", "PaDiM"]
+    assert [r["model"] for r in rows] == ["ISSTAD x1", "ISSTAD x2", "PaDiM"]
+    assert [r["settings"].split(", ")[-1] for r in rows[:2]] == ["1+1 epochs", "2+2 epochs"]
     for row in rows:
         assert "FAILED" not in row["settings"] and 0.0 <= row["metrics"]["image_AUROC"] <= 1.0
         assert "pixel_AUROC" not in row["metrics"], "no masks: no pixel metric"
+    assert Image.open(output / "cost_quality_tiles.png").size[0] > 500, "the cost-against-quality figure"
 
 
 def _layout(root: Path, masks: tuple[str, ...], defects: tuple[str, ...] = ("hole", "crack")) -> Path:

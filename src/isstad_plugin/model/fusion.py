@@ -89,8 +89,12 @@ def weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weigh
     return error.clamp_min(0).pow(2 * error_weight) * probability.clamp_min(0).pow(2 * (1 - error_weight))
 
 
+FUSION_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+"""The weights ``w`` that ``fusion_error_weight: validation`` chooses from (0: P alone, 0.5: the paper's, 1: E)."""
+
+
 def check_fusion_options(
-    sigma: float, aggregation: str, topk_fraction: float, source: str, error_weight: float
+    sigma: float, aggregation: str, topk_fraction: float, source: str, error_weight: float | str
 ) -> None:
     """The one range check of the fusion options (``Isstad``'s and :class:`AnomalyFusion`'s), naming the option.
 
@@ -109,8 +113,8 @@ def check_fusion_options(
     if source not in ("fusion", "reconstruction", "classification"):
         msg = f"map source must be 'fusion', 'reconstruction' or 'classification', got {source!r}"
         raise ValueError(msg)
-    if not 0 <= error_weight <= 1:
-        msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S), got {error_weight}"
+    if error_weight != "validation" and not (isinstance(error_weight, float | int) and 0 <= error_weight <= 1):
+        msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S) or 'validation', got {error_weight!r}"
         raise ValueError(msg)
 
 
@@ -137,6 +141,8 @@ class AnomalyFusion(nn.Module):
     ) -> None:
         super().__init__()
         check_fusion_options(sigma, aggregation, topk_fraction, source, error_weight)
+        if not isinstance(error_weight, float | int):
+            raise ValueError("AnomalyFusion's error_weight must be a number ('validation' is an Isstad option)")
         self.error_weight = error_weight
         self.aggregation: ScoreAggregation = aggregation
         self.topk_fraction = topk_fraction

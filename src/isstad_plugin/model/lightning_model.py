@@ -38,6 +38,8 @@ from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_fit_data
 from isstad_plugin.data.geometry import resolve_image_size
 from isstad_plugin.model.augmentation import mae_augmentation
+from isstad_plugin.model.fusion_choice import CHECKPOINT_KEY as FUSION_WEIGHT_KEY
+from isstad_plugin.model.fusion_choice import FusionWeightChoice
 from isstad_plugin.model.loss import Stage1Loss, Stage2Loss
 from isstad_plugin.model.optimizers import (
     check_own_optimizers,
@@ -159,7 +161,7 @@ class Isstad(AnomalibModule):
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """Anomalib's callbacks, the divergence guard, the train-data cache and the checkpoints.
+        """Anomalib's callbacks, the divergence guard, the train-data cache, the fusion weight choice, the checkpoints.
 
         :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none (the user's settings win);
         anomalib's ``model.ckpt`` callback is replaced by :class:`~isstad_plugin.training.checkpointing.
@@ -168,6 +170,7 @@ class Isstad(AnomalibModule):
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
         callbacks += [IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb)]
+        callbacks += [FusionWeightChoice()] if self.config.network.fusion_error_weight == "validation" else []
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
             callbacks.append(IsstadCheckpoints())
@@ -245,11 +248,8 @@ class Isstad(AnomalibModule):
         if self.stage == 1 and self.schedule.stage_at(trainer.current_epoch, trainer.global_step) == 2:
             self.enter_stage2()
             trainer.strategy.setup_optimizers(trainer)
-            logger.info(
-                "ISSTAD: stage 2 starts at epoch %d (encoder frozen: %s)",
-                trainer.current_epoch,
-                self.model.encoder_frozen,
-            )
+            frozen = self.model.encoder_frozen
+            logger.info("ISSTAD: stage 2 starts at epoch %d (encoder frozen: %s)", trainer.current_epoch, frozen)
 
     def on_train_epoch_end(self) -> None:
         """End a step-budget fit once its steps are spent (its last validation, which learns thresholds, has run)."""
@@ -271,6 +271,7 @@ class Isstad(AnomalibModule):
         checkpoint[PIXEL_SPACE_KEY] = PIXEL_SPACE
         checkpoint["isstad_stage1_epochs"] = self.stage1_epochs
         checkpoint["isstad_rng"] = capture_rng_state()
+        checkpoint[FUSION_WEIGHT_KEY] = self.model.fusion.error_weight  # chosen on validation, or the option
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adopt the checkpoint's network options, stage and (when resuming a fit) random state.
@@ -291,6 +292,7 @@ class Isstad(AnomalibModule):
             self._rebuild(config)
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
+        self.model.fusion.error_weight = checkpoint.get(FUSION_WEIGHT_KEY, self.model.fusion.error_weight)
         self._initial_weights_done = True
         if self._trainer is not None and self.trainer.training and "isstad_rng" in checkpoint:
             restore_rng_state(checkpoint["isstad_rng"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from isstad_plugin.model.schedule import Unit
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import PEERS, ModelSpec, benchmark_evaluator, peer_specs
+from isstad_plugin.tools.report import CostPoint, save_cost_quality
 from isstad_plugin.tools.run_config import (
     RunConfig,
     load_run_config,
@@ -63,6 +65,7 @@ class BenchmarkOptions:
         stage2_epochs: ISSTAD stage-2 epochs (``None``: the config's).
         stage1_steps: ISSTAD stage-1 optimiser steps, for a step budget (``None``: the config's).
         stage2_steps: ISSTAD stage-2 optimiser steps, for a step budget (``None``: the config's).
+        budget_scales: ISSTAD runs at these multiples of both stage lengths (at least 1 each), a row each.
         draem_epochs: DRAEM epochs (capped by ``draem_minutes``).
         draem_minutes: Wall-clock cap of DRAEM's fit in minutes (``None``: no cap).
         batch_size: Training batch size of every model.
@@ -84,6 +87,7 @@ class BenchmarkOptions:
     stage2_epochs: int | None = None
     stage1_steps: int | None = None
     stage2_steps: int | None = None
+    budget_scales: Sequence[float] = (1.0,)
     draem_epochs: int = 1
     draem_minutes: float | None = None
     batch_size: int = 16
@@ -133,6 +137,10 @@ def _check_options(options: BenchmarkOptions) -> None:
     if unknown:
         msg = f"--models: unknown {unknown}; choose from isstad, {', '.join(PEERS)}"
         raise ValueError(msg)
+    if not options.budget_scales or min(options.budget_scales) <= 0:
+        msg = "--budget-scales must be positive multiples of the stage lengths (e.g. 0.25 1),"
+        msg += f" got {options.budget_scales}"
+        raise ValueError(msg)
     for variant in options.variants:
         get_variant(variant)
     for category in options.categories:  # a layout no datamodule reads stops here, in one line, before any fit
@@ -148,10 +156,11 @@ def _size_text(image_size: object) -> str:
 
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
-    stage1, stage2, unit = _isstad_budget(options, config)
+    full1, full2, unit = _isstad_budget(options, config)
     specs: list[ModelSpec] = []
-    for name in options.variants:
+    for name, scale in itertools.product(options.variants, options.budget_scales):
         variant = get_variant(name)
+        stage1, stage2 = max(1, round(full1 * scale)), max(1, round(full2 * scale))
         overrides: dict[str, Any] = {"variant": variant.name}
         if options.image_size is not None:
             overrides["image_size"] = options.image_size
@@ -159,6 +168,8 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
         args = run.model_options
         two_stages = variant.pretrain and variant.finetune
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
+        if len(options.budget_scales) > 1:
+            label += f" x{scale:g}"
         settings = f"{args.get('encoder')} {_size_text(args.get('image_size', PAPER_IMAGE_SIZE))} px, " + (
             f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
         )
@@ -290,6 +301,9 @@ def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
         *auroc_table(rows, "pixel_AUROC", "Pixel AUROC per category (layout of the paper's Table 5)"),
     ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
+    for category in dict.fromkeys(r.category for r in rows):
+        points = [CostPoint(r.model, r.fit_seconds, r.metrics) for r in rows if r.category == category and r.metrics]
+        save_cost_quality(points, f"{category}: {protocol_line(options)}", out / f"cost_quality_{category}.png")
     return out / "results.md"
 
 

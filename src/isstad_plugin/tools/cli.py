@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--stage2-epochs", type=int, default=None, help="ISSTAD stage-2 epochs (default: config's)")
     bench.add_argument("--stage1-steps", type=int, default=None, help="ISSTAD stage-1 steps (default: config's)")
     bench.add_argument("--stage2-steps", type=int, default=None, help="ISSTAD stage-2 steps (default: config's)")
+    bench.add_argument(
+        "--budget-scales",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        help="run ISSTAD at these multiples of its stage lengths, a row each (e.g. 0.25 0.5 1: cost against quality)",
+    )
     bench.add_argument("--draem-epochs", type=int, default=1)
     bench.add_argument("--draem-minutes", type=float, default=None, help="wall-clock cap of DRAEM's fit")
     bench.add_argument("--batch-size", type=int, default=16)
@@ -167,7 +174,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     table = options.output / "results.md"
     print()
     print(table.read_text())
-    print(f"tables: {table} (+ results.csv, results.json)")
+    print(f"tables: {table} (+ results.csv, results.json, cost_quality_<category>.png)")
     return 0
 
 

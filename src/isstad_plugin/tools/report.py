@@ -1,9 +1,11 @@
-"""Report files: metric tables (JSON and Markdown) and panels like the paper's Fig. 5 (input, E, P, S, GT)."""
+"""Report files: metric tables (JSON, Markdown), panels like the paper's Fig. 5 (input, E, P, S, GT), cost figures."""
 
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,43 @@ def _show(axis: Any, image: np.ndarray | None, name: str, cmap: str, vmax: float
     if image.ndim == 3:
         return axis.imshow(image)
     return axis.imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """One fitted model of a benchmark: its name, its fit time and its test metrics."""
+
+    model: str
+    fit_seconds: float
+    metrics: Mapping[str, float]
+
+
+def save_cost_quality(points: Sequence[CostPoint], title: str, path: Path) -> Path:
+    """Image and pixel AUROC against fit time (log scale), a point per model; ISSTAD's budgets joined by a line.
+
+    Args:
+        points: The models of one dataset (a model without a metric is left out of that panel).
+        title: The dataset and the protocol.
+        path: PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
+    for axis, metric in zip(figure.subplots(1, 2), ("image_AUROC", "pixel_AUROC"), strict=True):
+        shown = [p for p in points if p.metrics.get(metric) is not None]
+        families = dict.fromkeys(p.model.split(" x")[0] for p in shown)
+        for family in families:
+            members = sorted((p for p in shown if p.model.split(" x")[0] == family), key=lambda p: p.fit_seconds)
+            xs, ys = [max(p.fit_seconds, 1.0) for p in members], [p.metrics[metric] for p in members]
+            axis.plot(xs, ys, marker="o", label=family)
+            for p, x, y in zip(members, xs, ys, strict=True):
+                axis.annotate(p.model.removeprefix(family).strip() or None, (x, y), fontsize=7, xytext=(3, 3),
+                              textcoords="offset points")  # fmt: skip
+        axis.set(xscale="log", xlabel="fit time on this machine (s, log)", ylabel=metric.replace("_", " "))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(textwrap.fill(title, 140), fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path
