@@ -29,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "isstad_fusion_error_weight"
 """Where a checkpoint keeps the chosen weight."""
-AUROC_BINS = 2000
-"""Thresholds of the binned pixel AUROC (memory stays small however many validation pixels)."""
 
 
 @dataclass
@@ -64,8 +62,7 @@ def choose_error_weight(
     aurocs = {}
     for weight in FUSION_WEIGHTS:
         score = torch.cat([_score_map(fusion, e, p, weight).reshape(-1) for e, p in maps])
-        score = (score - score.min()) / (score.max() - score.min()).clamp_min(1e-12)
-        aurocs[weight] = float(binary_auroc(score, target, thresholds=AUROC_BINS))
+        aurocs[weight] = float(binary_auroc(score, target))  # exact: one sort of the validation pixels
     best = max(FUSION_WEIGHTS, key=lambda w: (round(aurocs[w], 4), -abs(w - 0.5)))
     return best, aurocs
 
@@ -104,7 +101,9 @@ class FusionWeightChoice(Callback):
         module: _Fused = pl_module
         fusion: AnomalyFusion = module.model.fusion
         masks = [mask for _, mask in self._batches if mask is not None]
-        if not self._maps or len(masks) < len(self._batches) or not any(bool(m.any()) for m in masks):
+        if not self._maps:  # a validation the model skipped (stage 1, or before a step budget's last epoch)
+            return
+        if len(masks) < len(self._batches) or not any(bool(m.any()) for m in masks):
             logger.info("fusion_error_weight: validation has no defect masks, keeping %s", fusion.error_weight)
             return
         weight, aurocs = choose_error_weight(fusion, self._maps, masks)

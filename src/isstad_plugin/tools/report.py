@@ -193,7 +193,9 @@ def save_cost_quality(points: Sequence[CostPoint], title: str, path: Path) -> Pa
             for p, x, y in zip(members, xs, ys, strict=True):
                 axis.annotate(p.model.removeprefix(family).strip() or None, (x, y), fontsize=7, xytext=(3, 3),
                               textcoords="offset points")  # fmt: skip
+        lowest = min((p.metrics[metric] for p in shown), default=0.5)
         axis.set(xscale="log", xlabel="fit time on this machine (s, log)", ylabel=metric.replace("_", " "))
+        axis.set_ylim(min(0.5, lowest - 0.02), 1.005)  # 0.5: chance
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(textwrap.fill(title, 140), fontsize=8)
