@@ -58,13 +58,34 @@ def choose_error_weight(
         maps: Smoothed ``(E, P)`` of each batch, ``(B, 1, H, W)`` each.
         masks: Ground truth of each batch, ``(B, H, W)`` or ``(B, 1, H, W)``.
     """
+    aurocs = pixel_aurocs(fusion, maps, masks)
+    return best_weight(aurocs), aurocs
+
+
+def pixel_aurocs(
+    fusion: AnomalyFusion, maps: list[tuple[torch.Tensor, torch.Tensor]], masks: list[torch.Tensor]
+) -> dict[float, float]:
+    """Pixel AUROC of S for every weight of :data:`FUSION_WEIGHTS` (arguments as :func:`choose_error_weight`)."""
     target = torch.cat([m.reshape(-1) for m in masks]).int()
     aurocs = {}
     for weight in FUSION_WEIGHTS:
         score = torch.cat([_score_map(fusion, e, p, weight).reshape(-1) for e, p in maps])
         aurocs[weight] = float(binary_auroc(score, target))  # exact: one sort of the validation pixels
-    best = max(FUSION_WEIGHTS, key=lambda w: (round(aurocs[w], 4), -abs(w - 0.5)))
-    return best, aurocs
+    return aurocs
+
+
+def best_weight(aurocs: dict[float, float]) -> float:
+    """The weight with the best AUROC (to 4 decimals); of equals, the one closest to the paper's 0.5."""
+    return max(aurocs, key=lambda w: (round(aurocs[w], 4), -abs(w - 0.5)))
+
+
+def _across_ranks(trainer: Trainer, aurocs: dict[float, float] | None) -> dict[float, float] | None:
+    """The mean AUROCs of the ranks that had masks, the same on every rank (``aurocs`` as is on one device)."""
+    if trainer.world_size == 1:
+        return aurocs
+    values = torch.tensor([*(aurocs or dict.fromkeys(FUSION_WEIGHTS, 0.0)).values(), float(aurocs is not None)])
+    total = trainer.strategy.reduce(values, reduce_op="sum")
+    return None if total[-1] == 0 else dict(zip(FUSION_WEIGHTS, (total[:-1] / total[-1]).tolist(), strict=True))
 
 
 def _score_map(fusion: AnomalyFusion, error: torch.Tensor, probability: torch.Tensor, weight: float) -> torch.Tensor:
@@ -103,10 +124,12 @@ class FusionWeightChoice(Callback):
         masks = [mask for _, mask in self._batches if mask is not None]
         if not self._maps:  # a validation the model skipped (stage 1, or before a step budget's last epoch)
             return
-        if len(masks) < len(self._batches) or not any(bool(m.any()) for m in masks):
+        has_masks = len(masks) == len(self._batches) and any(bool(m.any()) for m in masks)
+        aurocs = _across_ranks(trainer, pixel_aurocs(fusion, self._maps, masks) if has_masks else None)
+        if aurocs is None:
             logger.info("fusion_error_weight: validation has no defect masks, keeping %s", fusion.error_weight)
             return
-        weight, aurocs = choose_error_weight(fusion, self._maps, masks)
+        weight = best_weight(aurocs)
         table = ", ".join(f"{w:g}: {a:.4f}" for w, a in aurocs.items())
         logger.info("fusion_error_weight %g chosen on the validation split (pixel AUROC of S by weight: %s)", weight,
                     table)  # fmt: skip

@@ -85,7 +85,8 @@ def panel_figure(
         ("S = E ⊙ P", _maps_or_none(maps.score)),
     ]
     rows = len(images)
-    fig = Figure(figsize=(10, 2.1 * rows + 0.6), layout="constrained")
+    aspect = images.shape[-2] / images.shape[-1]  # rows as high as the images: no gaps for long, narrow ones
+    fig = Figure(figsize=(10, rows * (2.0 * aspect + 0.25) + 0.8), layout="constrained")
     axes = fig.subplots(rows, 5, squeeze=False)
     for col, (name, values) in enumerate(columns, start=1):
         # One colour scale per column, shared by all rows, so that a normal image looks normal.
