@@ -29,7 +29,7 @@ def test_config_builds_model_and_names_valid_options(path):
     content = yaml.safe_load(path.read_text())
     config = load_run_config(path)
     model = Isstad(**config.model)
-    if model.step_budget:  # the model ends the fit; thresholds are learnt at the end of its last epoch
+    if model.schedule.steps:  # the model ends the fit; thresholds are learnt at the end of its last epoch
         assert content["trainer"]["max_epochs"] == -1 and content["trainer"]["check_val_every_n_epoch"] == 1
     else:
         assert model.stage1_epochs < content["trainer"]["max_epochs"]
