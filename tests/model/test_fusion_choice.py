@@ -8,7 +8,7 @@ import torch
 from isstad_plugin import AnomalyFusion, Isstad
 from isstad_plugin.model import fusion_choice
 from isstad_plugin.model.fusion import FUSION_WEIGHTS
-from isstad_plugin.model.fusion_choice import CHECKPOINT_KEY, choose_error_weight
+from isstad_plugin.model.fusion_choice import CHECKPOINT_KEY, best_weight, pixel_aurocs
 from tests.helpers import engine_for, small_datamodule, tiny_isstad
 
 
@@ -27,7 +27,8 @@ def _maps(informative: str, generator: torch.Generator) -> tuple[list[tuple[torc
 @pytest.mark.parametrize(("informative", "chosen"), [("P", 0.0), ("E", 1.0)])
 def test_the_weight_follows_the_map_that_shows_the_defect(informative, chosen):
     maps, masks = _maps(informative, torch.Generator().manual_seed(0))
-    weight, aurocs = choose_error_weight(AnomalyFusion(sigma=0), maps, masks)
+    aurocs = pixel_aurocs(AnomalyFusion(sigma=0), maps, masks)
+    weight = best_weight(aurocs)
     assert set(aurocs) == set(FUSION_WEIGHTS)
     assert weight == chosen and aurocs[weight] == max(aurocs.values())
     assert aurocs[0.5] < aurocs[weight], "the paper's product is worse when one map is noise"
