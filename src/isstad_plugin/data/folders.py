@@ -12,6 +12,7 @@ benchmark`` and ``isstad diagnose``, for ISSTAD and every peer alike).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,5 +104,5 @@ def _defect_folders(category_dir: Path) -> list[Path]:
     return defects
 
 
-def _image_files(folder: Path) -> Any:
+def _image_files(folder: Path) -> Iterator[Path]:
     return (p for p in folder.rglob("*") if p.suffix in FOLDER_EXTENSIONS)

@@ -115,7 +115,9 @@ def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
 @torch.no_grad()
 def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, torch.Tensor, torch.Tensor, list[str]]:
     """Maps and image scores of the validation split; also the first defective images for the panels."""
-    datamodule = held_out_datamodule(options.root, options.category, options.seed, options.val_split_ratio)
+    datamodule = held_out_datamodule(
+        options.root, options.category, options.seed, options.val_split_ratio, option="root"
+    )
     datamodule.setup()
     collected: dict[str, list[np.ndarray]] = defaultdict(list)
     panel_images: list[torch.Tensor] = []

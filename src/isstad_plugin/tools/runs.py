@@ -97,7 +97,7 @@ def fit_and_test(engine: Engine, model: AnomalibModule, datamodule: AnomalibData
 
 
 def held_out_datamodule(
-    root: Path, category: str, seed: int, val_split_ratio: float, train_batch_size: int = 32
+    root: Path, category: str, seed: int, val_split_ratio: float, train_batch_size: int = 32, option: str = "--root"
 ) -> AnomalibDataModule:
     """An MVTec-layout datamodule whose validation split is held out of the test folder and never tested.
 
@@ -108,6 +108,7 @@ def held_out_datamodule(
     return mvtec_layout_datamodule(
         root,
         category,
+        option,
         train_batch_size=train_batch_size,
         eval_batch_size=32,
         num_workers=0,
