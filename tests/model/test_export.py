@@ -67,10 +67,11 @@ def test_openvino_export_matches_torch(trained):
     _assert_close(outputs, expected)
 
 
-def test_tiled_onnx_export_stitches_the_whole_map(tmp_path):
+@pytest.mark.parametrize("options", [{"tile_size": 32}, {"classifier_upsampling": "overlap"}], ids=["tiled", "overlap"])
+def test_tiled_and_overlap_head_onnx_exports_give_the_whole_map(tmp_path, options):
     onnxruntime = pytest.importorskip("onnxruntime", reason="the 'test' extra installs onnxruntime")
     seed_everything(0)
-    model = tiny_isstad(image_size=(32, 64), tile_size=32).eval()
+    model = tiny_isstad(image_size=(32, 64), **options).eval()
     post = model.post_processor  # statistics as a validation would leave them (export refuses NaN ones)
     for name, value in (("_image_threshold", 0.5), ("image_min", 0.0), ("image_max", 1.0)):
         setattr(post, name, torch.tensor(value))
@@ -78,7 +79,7 @@ def test_tiled_onnx_export_stitches_the_whole_map(tmp_path):
     images = torch.rand(1, 3, 32, 64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = model(images)
-    assert expected.anomaly_map.shape[-2:] == (32, 64)  # 2 tiles of 32 px, stitched back
+    assert expected.anomaly_map.shape[-2:] == (32, 64)  # tiled: 2 tiles of 32 px, stitched back
     path = model.to_onnx(export_root=tmp_path, input_size=(32, 64))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from isstad_plugin.data.geometry import auto_image_size, image_sizes, train_image_paths
+from isstad_plugin.model.patching import overlap_unpatchify
 from isstad_plugin.model.tiling import check_tile_size
 from tests.helpers import tiny_isstad, tiny_model
 
@@ -62,7 +63,9 @@ def test_auto_size_is_resolved_at_fit_and_stored_in_the_hyperparameters(tmp_path
     [({"image_size": "wide"}, "image_size"), ({"image_size": [32, 32, 3]}, "image_size"),
      ({"tile_size": 64}, "tile_size"), ({"tile_stride": 16}, "tile_stride"),
      ({"image_size": "auto", "tile_size": 16}, "explicit image_size"), ({"auto_image_pixels": 10}, "auto_image_pixels"),
-     ({"classifier_refinement": -1}, "classifier_refinement")],
+     ({"classifier_refinement": -1}, "classifier_refinement"),
+     ({"classifier_upsampling": "bilinear"}, "classifier_upsampling"),
+     ({"classifier_upsampling": "overlap", "patch_size": 5, "image_size": 40}, "even patch_size")],
 )  # fmt: skip
 def test_bad_geometry_options_are_one_line_errors(options, match):
     with pytest.raises(ValueError, match=match):
@@ -114,3 +117,25 @@ def test_refined_head_trains_and_exports_its_state():
     output = model(torch.rand(2, 3, 32, 32))
     output.level_logits.sum().backward()
     assert model.pixel_classifier_head.refinement.layers[-1].weight.grad is not None
+
+
+def test_overlapping_windows_that_are_constant_blend_bilinearly():
+    values = torch.randn(2, 12, 3)  # a 3 x 4 grid, 3 channels, one value per token
+    windows = values[:, :, None, :].expand(-1, -1, 8 * 8, -1).reshape(2, 12, -1)  # 2p x 2p windows, p = 4
+    blended = overlap_unpatchify(windows, 4, (3, 4))
+    grid = values.transpose(1, 2).reshape(2, 3, 3, 4)
+    expected = torch.nn.functional.interpolate(grid, scale_factor=4, mode="bilinear", align_corners=False)
+    assert torch.allclose(blended, expected, atol=1e-6)
+    blocks = blended.unfold(2, 4, 4).unfold(3, 4, 4).flatten(-2)
+    assert blocks.std(-1).mean() > 0.05  # not constant per patch, unlike the paper's head
+
+
+def test_the_overlap_head_paints_pixels_between_patches_and_trains():
+    torch.manual_seed(0)
+    model = tiny_model(classifier_upsampling="overlap")
+    patch = model.patch_size
+    assert model.pixel_classifier_head.proj[0].out_features == (2 * patch) ** 2  # one sigmoid logit a pixel
+    output = model(torch.rand(2, 3, 32, 32))
+    assert output.level_logits.shape[-2:] == (32, 32)
+    output.level_logits.sum().backward()
+    assert model.pixel_classifier_head.proj[0].weight.grad is not None

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.model.fusion import MapSource, ScoreAggregation, check_fusion_options
+from isstad_plugin.model.heads import check_head_options
 from isstad_plugin.model.loss import Stage2Weights
 from isstad_plugin.model.presets import (
     ENCODER_PRESETS,
@@ -28,6 +29,7 @@ from isstad_plugin.model.presets import (
     PRESETS,
     ClassifierOutput,
     ClassifierSharing,
+    ClassifierUpsampling,
     CorruptionMode,
     EncoderPreset,
     Preset,
@@ -67,15 +69,15 @@ class NetworkConfig:
         classifier_sharing: ``"per_block"`` or ``"shared"`` projections of the pixel classifier head; ``None`` takes
             the preset's.
         classifier_output: ``"sigmoid"`` or ``"softmax"`` (two classes); ``None`` takes the preset's.
-        classifier_refinement: Channels of a light convolutional refinement of each level's logits, guided by the
-            input image, so that P follows edges inside a patch; ``0`` (the paper's head) leaves P constant per patch.
+        classifier_refinement: Channels of an image-guided convolutional refinement of each level's logits (0: none).
+        classifier_upsampling: ``"patch"`` (the paper's head) or ``"overlap"`` (blended 2p x 2p windows: a smooth P).
         mask_ratio: Stage-1 masking ratio (paper: 0.75).
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
         fusion_error_weight: Weight ``w`` of E in ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``; 0.5 is the paper's
-            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more; ``"validation"``: the weight of ``FUSION_WEIGHTS`` whose S has
-            the best pixel AUROC on the validation split's masks, chosen at every validation of a fit and stored in the
+            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more; ``"validation"``: weights of ``FUSION_WEIGHTS`` chosen on the
+            validation split at every validation of a fit, one for the map, one for the image score, and stored in the
             checkpoint (:mod:`~isstad_plugin.model.fusion_choice`; 0.5 without masks).
     """
 
@@ -96,6 +98,7 @@ class NetworkConfig:
     classifier_sharing: ClassifierSharing | None = None
     classifier_output: ClassifierOutput | None = None
     classifier_refinement: int = 0
+    classifier_upsampling: ClassifierUpsampling = "patch"
     mask_ratio: float = PAPER_MASK_RATIO
     smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
     score_aggregation: ScoreAggregation = "mean"
@@ -114,10 +117,7 @@ class NetworkConfig:
             raise ValueError(msg)
         check_choice("classifier_sharing", self.classifier_sharing, ("per_block", "shared", None))
         check_choice("classifier_output", self.classifier_output, ("sigmoid", "softmax", None))
-        if not isinstance(self.classifier_refinement, int) or self.classifier_refinement < 0:
-            value = self.classifier_refinement
-            msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {value!r}"
-            raise ValueError(msg)
+        check_head_options(self.classifier_refinement, self.classifier_upsampling, self.patch)
         check_fusion_options(self.smoothing_sigma, self.score_aggregation, self.topk_fraction, self.map_source,
                              self.fusion_error_weight)  # fmt: skip
         if not 0 <= self.mask_ratio < 1:

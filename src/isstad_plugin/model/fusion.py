@@ -7,6 +7,7 @@
 Beyond the paper, ``error_weight`` ``w`` weighs the two maps in the product: ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``.
 ``w = 0.5`` is the paper's S exactly; ``w < 0.5`` trusts P more. Only the ranking of pixels depends on ``w`` (any
 monotone function of S ranks pixels alike), so it is the one number that decides how much E's texture noise enters S.
+The image score may take its S from another weight, ``score_error_weight`` (by default the map's).
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class AnomalyFusion(nn.Module):
         source: ``"fusion"`` (S, the paper's model), ``"reconstruction"`` (E alone) or ``"classification"`` (P alone),
             the latter two for the ablation models.
         error_weight: Weight ``w`` of E in the product (0.5: the paper's ``G(E) ⊙ G(P)``; see the module docstring).
+        score_error_weight: Weight of E in the S the image score is taken from; ``None``: ``error_weight``.
     """
 
     def __init__(
@@ -138,12 +140,14 @@ class AnomalyFusion(nn.Module):
         topk_fraction: float = 0.01,
         source: MapSource = "fusion",
         error_weight: float = 0.5,
+        score_error_weight: float | None = None,
     ) -> None:
         super().__init__()
         check_fusion_options(sigma, aggregation, topk_fraction, source, error_weight)
         if not isinstance(error_weight, float | int):
             raise ValueError("AnomalyFusion's error_weight must be a number ('validation' is an Isstad option)")
         self.error_weight = error_weight
+        self.score_error_weight = error_weight if score_error_weight is None else score_error_weight
         self.aggregation: ScoreAggregation = aggregation
         self.topk_fraction = topk_fraction
         self.source: MapSource = source
@@ -183,12 +187,20 @@ class AnomalyFusion(nn.Module):
             )
         return AnomalyMaps(error=smooth_error, probability=smooth_prob, score=score)
 
+    def image_scores(self, maps: AnomalyMaps) -> torch.Tensor:
+        """``(B,)`` image scores: the aggregate of S, fused with ``score_error_weight`` when it is not the map's."""
+        score = maps.score
+        if self.source == "fusion" and self.score_error_weight != self.error_weight:
+            error, probability = _required(maps.error, "E"), _required(maps.probability, "P")
+            score = self.smooth(weighted_product(error, probability, self.score_error_weight))
+        return aggregate_score(score, self.aggregation, self.topk_fraction)
+
     def forward(
         self, error: torch.Tensor | None, probability: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(image_scores (B,), score_map (B, 1, H, W))``."""
-        score = self.maps(error, probability).score
-        return aggregate_score(score, self.aggregation, self.topk_fraction), score
+        maps = self.maps(error, probability)
+        return self.image_scores(maps), maps.score
 
 
 def _required(value: torch.Tensor | None, name: str) -> torch.Tensor:

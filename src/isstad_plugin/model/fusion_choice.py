@@ -1,13 +1,20 @@
-"""``fusion_error_weight: validation``: the weight of E in S chosen on the validation split, not on the test set.
+"""``fusion_error_weight: validation``: the weights of E in S chosen on the validation split, not on the test set.
 
 The paper's ``S = G(G(E) ⊙ G(P))`` weighs E and P alike. Where one map is much noisier than the other (E on a
 texture that a small model reconstructs poorly, for instance), the product localises worse than P alone: on Magnetic
 Tile's validation split S had pixel AUROC 0.735, P 0.770 (``benchmarks/results/magnetic_tile_localise_diagnose.md``).
 :class:`FusionWeightChoice` scores every weight of :data:`~isstad_plugin.model.fusion.FUSION_WEIGHTS` on the
-validation images of the fit (their masks; never the test images), keeps the one whose S has the best pixel AUROC
-(ties: the one closest to the paper's 0.5) and has the post-processor learn its normalisation and thresholds again on
-that S. The grid holds 0 (P alone) and 1 (E alone), so on the validation split S is never below E or P. Without masks
-in the validation split the weight stays 0.5.
+validation images of the fit (their masks and labels; never the test images) and keeps two (ties: the one closest to
+the paper's 0.5):
+
+* the map's weight, whose S has the best mean of pixel AUROC and AUPRO (anomalib's two pixel metrics: the first
+  counts pixels, so large defects dominate it; the second counts each defect region alike); without masks, the
+  weight it had;
+* the image score's weight, whose image score has the best image AUROC (the map's weight when the validation split
+  has only one class).
+
+Then the post-processor learns its normalisation and thresholds again from those S. The grid holds 0 (P alone) and 1
+(E alone), so on the validation split S is never below E or P on its criterion.
 
 A callback rather than ``Isstad`` hooks: it must run after the post-processor's ``on_validation_epoch_end`` (the
 callbacks run in their order, the model's hooks before them), and it keeps the maps of one validation only.
@@ -17,9 +24,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import SimpleNamespace
+from typing import Any, Protocol, cast
 
 import torch
+from anomalib.metrics import AUPRO
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torchmetrics.functional.classification import binary_auroc
 
@@ -28,7 +37,9 @@ from isstad_plugin.model.fusion import FUSION_WEIGHTS, AnomalyFusion, aggregate_
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "isstad_fusion_error_weight"
-"""Where a checkpoint keeps the chosen weight."""
+"""Where a checkpoint keeps the map's weight (chosen or the option)."""
+SCORE_CHECKPOINT_KEY = "isstad_fusion_score_error_weight"
+"""Where a checkpoint keeps the image score's weight (older checkpoints: the map's)."""
 
 
 @dataclass
@@ -48,26 +59,52 @@ class _Fused(Protocol):
     post_processor: Any
 
 
-def pixel_aurocs(
+def map_figures(
     fusion: AnomalyFusion, maps: list[tuple[torch.Tensor, torch.Tensor]], masks: list[torch.Tensor]
 ) -> dict[float, float]:
-    """Pixel AUROC of S for every weight of :data:`FUSION_WEIGHTS`.
+    """The mean of S's pixel AUROC and AUPRO (false-positive limit 0.3) for every weight of :data:`FUSION_WEIGHTS`.
 
     Args:
         fusion: The model's fusion (its smoothing).
         maps: Smoothed ``(E, P)`` of each batch, ``(B, 1, H, W)`` each.
         masks: Ground truth of each batch, ``(B, H, W)`` or ``(B, 1, H, W)``.
     """
-    target = torch.cat([m.reshape(-1) for m in masks]).int()
-    aurocs = {}
+    target = torch.cat([m.reshape(m.shape[0], *m.shape[-2:]) for m in masks]).int()
+    figures = {}
     for weight in FUSION_WEIGHTS:
-        score = torch.cat([_score_map(fusion, e, p, weight).reshape(-1) for e, p in maps])
-        aurocs[weight] = float(binary_auroc(score, target))  # exact: one sort of the validation pixels
-    return aurocs
+        score = torch.cat([_score_map(fusion, e, p, weight)[:, 0] for e, p in maps])
+        aupro = AUPRO(fields=("anomaly_map", "gt_mask"), dist_sync_fn=_this_rank_only)  # ranks averaged after
+        aupro.update(cast("Any", SimpleNamespace(anomaly_map=score, gt_mask=target)))  # it reads its fields only
+        figures[weight] = (float(binary_auroc(score.reshape(-1), target.reshape(-1))) + float(aupro.compute())) / 2
+    return figures
+
+
+def image_aurocs(
+    fusion: AnomalyFusion, maps: list[tuple[torch.Tensor, torch.Tensor]], labels: list[torch.Tensor]
+) -> dict[float, float]:
+    """Image AUROC of the image score for every weight of :data:`FUSION_WEIGHTS` (``labels``: ``(B,)`` each)."""
+    target = torch.cat(labels).int()
+    scores = {
+        weight: torch.cat([_image_scores(fusion, _score_map(fusion, e, p, weight)) for e, p in maps])
+        for weight in FUSION_WEIGHTS
+    }
+    return {weight: float(binary_auroc(score, target)) for weight, score in scores.items()}
+
+
+def store_weights(fusion: AnomalyFusion, checkpoint: dict[str, Any]) -> None:
+    """Write the map's and the image score's weights into a checkpoint."""
+    checkpoint[CHECKPOINT_KEY] = fusion.error_weight
+    checkpoint[SCORE_CHECKPOINT_KEY] = fusion.score_error_weight
+
+
+def restore_weights(fusion: AnomalyFusion, checkpoint: dict[str, Any]) -> None:
+    """Read the weights of :func:`store_weights` (an older checkpoint's image score takes the map's weight)."""
+    fusion.error_weight = checkpoint.get(CHECKPOINT_KEY, fusion.error_weight)
+    fusion.score_error_weight = checkpoint.get(SCORE_CHECKPOINT_KEY, fusion.error_weight)
 
 
 def best_weight(aurocs: dict[float, float]) -> float:
-    """The weight with the best AUROC (to 4 decimals); of equals, the one closest to the paper's 0.5."""
+    """The weight with the best figure (to 4 decimals); of equals, the one closest to the paper's 0.5."""
     return max(aurocs, key=lambda w: (round(aurocs[w], 4), -abs(w - 0.5)))
 
 
@@ -82,6 +119,15 @@ def _across_ranks(trainer: Trainer, aurocs: dict[float, float] | None) -> dict[f
 
 def _score_map(fusion: AnomalyFusion, error: torch.Tensor, probability: torch.Tensor, weight: float) -> torch.Tensor:
     return fusion.smooth(weighted_product(error.float(), probability.float(), weight))
+
+
+def _image_scores(fusion: AnomalyFusion, score_map: torch.Tensor) -> torch.Tensor:
+    return aggregate_score(score_map, fusion.aggregation, fusion.topk_fraction)
+
+
+def _this_rank_only(state: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
+    """A ``dist_sync_fn`` that gathers nothing: the metric keeps this rank's state."""
+    return [state]
 
 
 class FusionWeightChoice(Callback):
@@ -110,29 +156,44 @@ class FusionWeightChoice(Callback):
         self._batches.append((batch.gt_label, batch.gt_mask))
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Choose the weight and, when it changed, let the post-processor learn from that S again."""
+        """Choose the weights and, when one changed, let the post-processor learn from those S again."""
         module: _Fused = pl_module
         fusion: AnomalyFusion = module.model.fusion
-        masks = [mask for _, mask in self._batches if mask is not None]
         if not self._maps:  # a validation the model skipped (stage 1, or before a step budget's last epoch)
             return
+        masks = [mask for _, mask in self._batches if mask is not None]
+        labels = [label for label, _ in self._batches if label is not None]
         has_masks = len(masks) == len(self._batches) and any(bool(m.any()) for m in masks)
-        aurocs = _across_ranks(trainer, pixel_aurocs(fusion, self._maps, masks) if has_masks else None)
-        if aurocs is None:
-            logger.info("fusion_error_weight: validation has no defect masks, keeping %s", fusion.error_weight)
+        has_classes = len(labels) == len(self._batches) and len(torch.cat(labels).unique()) == 2
+        on_maps = _across_ranks(trainer, map_figures(fusion, self._maps, masks) if has_masks else None)
+        on_images = _across_ranks(trainer, image_aurocs(fusion, self._maps, labels) if has_classes else None)
+        map_weight = fusion.error_weight
+        if on_maps is None:
+            logger.info("fusion_error_weight: validation has no defect masks, keeping %s for the map", map_weight)
+        else:
+            map_weight = _log_choice("map", on_maps, "(pixel AUROC + AUPRO) / 2")
+        weights = map_weight, map_weight if on_images is None else _log_choice("image score", on_images, "image AUROC")
+        if weights == (fusion.error_weight, fusion.score_error_weight):
             return
-        weight = best_weight(aurocs)
-        table = ", ".join(f"{w:g}: {a:.4f}" for w, a in aurocs.items())
-        logger.info("fusion_error_weight %g chosen on the validation split (pixel AUROC of S by weight: %s)", weight,
-                    table)  # fmt: skip
-        if weight == fusion.error_weight:
-            return
-        fusion.error_weight = weight
+        fusion.error_weight, fusion.score_error_weight = weights
+        self._replay(trainer, pl_module, fusion)
+
+    def _replay(self, trainer: Trainer, pl_module: LightningModule, fusion: AnomalyFusion) -> None:
+        """Have the post-processor learn its normalisation and thresholds from the S of the chosen weights."""
+        module: _Fused = pl_module
         post_processor = module.post_processor
         for (error, probability), (labels, mask) in zip(self._maps, self._batches, strict=True):
-            score_map = _score_map(fusion, error, probability, weight)
-            scored = _Scored(
-                labels, mask, aggregate_score(score_map, fusion.aggregation, fusion.topk_fraction), score_map
-            )
+            score_map = _score_map(fusion, error, probability, fusion.error_weight)
+            image_map = _score_map(fusion, error, probability, fusion.score_error_weight)
+            scored = _Scored(labels, mask, _image_scores(fusion, image_map), score_map)
             post_processor.on_validation_batch_end(trainer, pl_module, scored)
         post_processor.on_validation_epoch_end(trainer, pl_module)
+
+
+def _log_choice(what: str, figures: dict[float, float], criterion: str) -> float:
+    """The best weight of ``figures``, logged with them."""
+    weight = best_weight(figures)
+    table = ", ".join(f"{w:g}: {a:.4f}" for w, a in figures.items())
+    logger.info("fusion weight of the %s: %g, chosen on the validation split (%s by weight: %s)", what, weight,
+                criterion, table)  # fmt: skip
+    return weight

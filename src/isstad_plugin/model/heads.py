@@ -13,9 +13,25 @@ from typing import cast
 import torch
 from torch import nn
 
-from isstad_plugin.model.patching import unpatchify
-from isstad_plugin.model.presets import ClassifierOutput, ClassifierSharing
+from isstad_plugin.model.patching import overlap_unpatchify, unpatchify
+from isstad_plugin.model.presets import ClassifierOutput, ClassifierSharing, ClassifierUpsampling
 from isstad_plugin.model.transformer import layer_norm
+from isstad_plugin.validation import check_choice
+
+
+def check_head_options(refinement: object, upsampling: object, patch_size: int) -> None:
+    """The range check of the pixel classifier head's options (``classifier_refinement``, ``classifier_upsampling``).
+
+    Raises:
+        ValueError: A value the head cannot use, naming the option.
+    """
+    if not isinstance(refinement, int) or refinement < 0:
+        msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {refinement!r}"
+        raise ValueError(msg)
+    check_choice("classifier_upsampling", upsampling, ("patch", "overlap"))
+    if upsampling == "overlap" and patch_size % 2:
+        msg = f"classifier_upsampling: overlap needs an even patch_size, got {patch_size}: use 'patch'"
+        raise ValueError(msg)
 
 
 class ReconstructionHead(nn.Module):
@@ -75,6 +91,12 @@ class LevelRefinement(nn.Module):
 class PixelClassifierHead(nn.Module):
     """Pixel classifier head (PCH): a linear projection of every decoder level's patch tokens to pixel logits.
 
+    The paper's head projects each token to its own ``p x p`` pixels (``upsampling="patch"``), so a level's map is
+    nearly constant per patch. ``upsampling="overlap"`` projects each token to a ``2p x 2p`` window centred on its
+    patch and blends neighbouring windows with a bilinear tent (:func:`~isstad_plugin.model.patching.
+    overlap_unpatchify`): a learned upsampling whose map is smooth across patch borders, at the cost of a wider
+    linear layer only.
+
     Args:
         dim: Decoder width.
         patch_size: Patch side in pixels.
@@ -84,6 +106,7 @@ class PixelClassifierHead(nn.Module):
         output: ``"sigmoid"`` (one logit per pixel, the paper's eq. 10) or ``"softmax"`` (two classes, official code).
         refinement: Hidden channels of a :class:`LevelRefinement` guided by the input image; ``0``: none (paper).
         channels: Image channels (read by the refinement).
+        upsampling: ``"patch"`` (the paper's) or ``"overlap"`` (tent-blended ``2p x 2p`` windows; ``p`` even).
     """
 
     def __init__(
@@ -95,13 +118,16 @@ class PixelClassifierHead(nn.Module):
         output: ClassifierOutput = "sigmoid",
         refinement: int = 0,
         channels: int = 3,
+        upsampling: ClassifierUpsampling = "patch",
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.output: ClassifierOutput = output
+        self.upsampling: ClassifierUpsampling = upsampling
         self.classes = 1 if output == "sigmoid" else 2
         count = num_levels if sharing == "per_block" else 1
-        self.proj = nn.ModuleList(nn.Linear(dim, patch_size * patch_size * self.classes) for _ in range(count))
+        side = 2 * patch_size if upsampling == "overlap" else patch_size
+        self.proj = nn.ModuleList(nn.Linear(dim, side * side * self.classes) for _ in range(count))
         self.refinement = LevelRefinement(self.classes, channels, refinement) if refinement else None
 
     def forward(
@@ -120,7 +146,8 @@ class PixelClassifierHead(nn.Module):
         projections = [self.proj[i if len(self.proj) > 1 else 0](tokens) for i, tokens in enumerate(levels)]
         stacked = torch.stack(projections, dim=1)  # (B, L, N, p*p*K)
         batch, num_levels = stacked.shape[:2]
-        maps = unpatchify(stacked.flatten(0, 1), self.patch_size, grid_size)
+        to_pixels = overlap_unpatchify if self.upsampling == "overlap" else unpatchify
+        maps = to_pixels(stacked.flatten(0, 1), self.patch_size, grid_size)
         logits = maps.reshape(batch, num_levels, *maps.shape[1:])
         if self.refinement is None:
             return logits

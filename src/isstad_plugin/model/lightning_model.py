@@ -38,8 +38,7 @@ from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_fit_data
 from isstad_plugin.data.geometry import resolve_image_size
 from isstad_plugin.model.augmentation import mae_augmentation
-from isstad_plugin.model.fusion_choice import CHECKPOINT_KEY as FUSION_WEIGHT_KEY
-from isstad_plugin.model.fusion_choice import FusionWeightChoice
+from isstad_plugin.model.fusion_choice import FusionWeightChoice, restore_weights, store_weights
 from isstad_plugin.model.loss import Stage1Loss, Stage2Loss
 from isstad_plugin.model.optimizers import (
     check_own_optimizers,
@@ -271,7 +270,7 @@ class Isstad(AnomalibModule):
         checkpoint[PIXEL_SPACE_KEY] = PIXEL_SPACE
         checkpoint["isstad_stage1_epochs"] = self.stage1_epochs
         checkpoint["isstad_rng"] = capture_rng_state()
-        checkpoint[FUSION_WEIGHT_KEY] = self.model.fusion.error_weight  # chosen on validation, or the option
+        store_weights(self.model.fusion, checkpoint)  # chosen on validation, or the option
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adopt the checkpoint's network options, stage and (when resuming a fit) random state.
@@ -292,7 +291,7 @@ class Isstad(AnomalibModule):
             self._rebuild(config)
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
-        self.model.fusion.error_weight = checkpoint.get(FUSION_WEIGHT_KEY, self.model.fusion.error_weight)
+        restore_weights(self.model.fusion, checkpoint)
         self._initial_weights_done = True
         if self._trainer is not None and self.trainer.training and "isstad_rng" in checkpoint:
             restore_rng_state(checkpoint["isstad_rng"])

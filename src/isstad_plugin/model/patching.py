@@ -48,6 +48,51 @@ def unpatchify(patches: torch.Tensor, patch_size: int, grid_size: tuple[int, int
     return x.reshape(batch, channels, rows * patch_size, cols * patch_size)
 
 
+def tent_window(patch_size: int) -> torch.Tensor:
+    """The ``(2p, 2p)`` bilinear tent of :func:`overlap_unpatchify`: its copies at stride ``p`` sum to 1."""
+    ramp = 1 - (torch.arange(2 * patch_size) + 0.5 - patch_size).abs() / patch_size
+    return ramp[:, None] * ramp[None, :]
+
+
+def overlap_unpatchify(windows: torch.Tensor, patch_size: int, grid_size: tuple[int, int]) -> torch.Tensor:
+    """Blend one ``2p x 2p`` window per patch, centred on it, into an image: a learned upsampling of the tokens.
+
+    Each window is weighted by :func:`tent_window` and added to its neighbours' (every pixel gets four windows), then
+    divided by the sum of the weights, so windows that are constant give the bilinear interpolation of their values:
+    the result is not constant per patch. Equivalent to a transposed convolution (kernel ``2p``, stride ``p``) whose
+    kernel carries the tent; built from reshapes, pads and sums only, so it exports to ONNX.
+
+    Args:
+        windows: ``(B, N, 2p * 2p * C)`` windows, pixels in ``(row, column, channel)`` order as in :func:`patchify`.
+        patch_size: Side ``p`` of a square patch in pixels; even.
+        grid_size: ``(rows, cols)`` of the patch grid, ``rows * cols == N``.
+
+    Returns:
+        ``(B, C, rows * p, cols * p)`` images.
+    """
+    tent = tent_window(patch_size).to(windows)
+    blended = _add_windows(windows, tent[:, :, None], patch_size, grid_size)
+    weights = _add_windows(windows.new_ones(1, windows.shape[1], tent.numel()), tent[:, :, None], patch_size, grid_size)
+    return blended / weights
+
+
+def _add_windows(
+    windows: torch.Tensor, tent: torch.Tensor, patch_size: int, grid_size: tuple[int, int]
+) -> torch.Tensor:
+    """The tent-weighted sum of the windows: each of a window's four ``p x p`` quarters lands on its own grid cell."""
+    p, (rows, cols) = patch_size, grid_size
+    batch = windows.shape[0]
+    x = windows.reshape(batch, rows, cols, 2 * p, 2 * p, -1) * tent
+    total = torch.zeros(())
+    for top in (0, 1):
+        for left in (0, 1):
+            quarter = x[:, :, :, top * p : (top + 1) * p, left * p : (left + 1) * p]
+            image = unpatchify(quarter.flatten(3), p, grid_size)
+            total = total + torch.nn.functional.pad(image, (left * p, (1 - left) * p, top * p, (1 - top) * p))
+    half = p // 2  # a window starts half a patch before its patch
+    return total[..., half : half + rows * p, half : half + cols * p]
+
+
 def random_masking(
     tokens: torch.Tensor,
     mask_ratio: float,

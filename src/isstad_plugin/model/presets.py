@@ -14,6 +14,7 @@ from isstad_plugin.model.loss import Stage2Weights
 
 ClassifierSharing = Literal["per_block", "shared"]
 ClassifierOutput = Literal["sigmoid", "softmax"]
+ClassifierUpsampling = Literal["patch", "overlap"]
 CorruptionMode = Literal["paper", "official"]
 PresetName = Literal["paper", "official"]
 

@@ -84,6 +84,7 @@ class IsstadModel(nn.Module):
             self.config.output,
             refinement=self.config.classifier_refinement,
             channels=IN_CHANNELS,
+            upsampling=self.config.classifier_upsampling,
         )
         self.normalization = PixelNormalization()
         config = self.config

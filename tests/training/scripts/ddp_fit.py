@@ -52,7 +52,7 @@ def fit_and_report(data_root: Path, out: Path, unit: str) -> None:
         "fingerprint": fingerprint,
         "world_size": engine.trainer.world_size,
         "global_step": engine.trainer.global_step,
-        "fusion_weight": model.model.fusion.error_weight,
+        "fusion_weight": (model.model.fusion.error_weight, model.model.fusion.score_error_weight),
     }
     results = engine.test(model, datamodule=datamodule)
     if rank == 0:
