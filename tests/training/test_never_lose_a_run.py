@@ -181,8 +181,14 @@ def test_checkpoint_every_epoch_and_at_the_end_of_stage1(cli_runs):
     assert sorted(p.name for p in lightning.iterdir()) == ["last.ckpt", "model.ckpt", "stage1.ckpt"]
     stage1 = torch.load(lightning / "stage1.ckpt", weights_only=False, map_location="cpu")
     assert (stage1["epoch"], stage1["isstad_stage"]) == (1, 1)
-    model = Isstad(image_size=64, encoder="vit_micro_patch8", encoder_depth=1, decoder_dim=32, decoder_depth=1,
-                   classifier_upsampling="overlap")  # as the shipped config the run read
+    model = Isstad(
+        image_size=64,
+        encoder="vit_micro_patch8",
+        encoder_depth=1,
+        decoder_dim=32,
+        decoder_depth=1,
+        classifier_upsampling="overlap",
+    )  # as the shipped config the run read
     report = load_stage1_checkpoint(model.model, lightning / "stage1.ckpt")  # usable as --model.stage1_checkpoint
     assert "encoder.cls_token" in report.loaded
 
