@@ -37,6 +37,7 @@ import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from anomalib.pre_processing import PreProcessor
 from sklearn.metrics import roc_auc_score
 
 from isstad_plugin import IsstadModel
@@ -111,7 +112,7 @@ def score_split(model: Isstad, root: Path, category: str, seed: int, ratio: floa
     datamodule = held_out_datamodule(root, category, seed, ratio, option="root")
     datamodule.setup()
     net = model.model
-    transform = cast(Callable[[torch.Tensor], torch.Tensor], model.pre_processor.transform)  # type: ignore[union-attr]
+    transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     collected: dict[str, list[np.ndarray]] = defaultdict(list)
     for batch in datamodule.val_dataloader():
         images = transform(batch.image)
@@ -132,9 +133,8 @@ def score_split(model: Isstad, root: Path, category: str, seed: int, ratio: floa
 def figures(model: Isstad, split: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Pixel/image AUROC of each smoothed map and of its S with P, and its pixel AUROC per defect type."""
     fusion = model.model.fusion
-    smooth = lambda maps: fusion.smooth(torch.from_numpy(maps).unsqueeze(1))  # noqa: E731
     masks, labels, kinds = split["masks"], split["labels"], split["kinds"]
-    probability = smooth(split["P"])
+    probability = fusion.smooth(torch.from_numpy(split["P"]).unsqueeze(1))
     good = labels == 0
 
     def aurocs(maps: torch.Tensor, prefix: str) -> dict[str, float]:
@@ -146,15 +146,15 @@ def figures(model: Isstad, split: dict[str, np.ndarray]) -> dict[str, dict[str, 
         }
 
     def per_type(maps: torch.Tensor) -> dict[str, float]:
-        return {
-            f"map pixel {kind}": float(roc_auc_score(masks[chosen].ravel(), maps[chosen, 0].numpy().ravel()))
-            for kind in sorted(set(kinds[~good]))
-            for chosen in [good | (kinds == kind)]
-        }
+        row = {}
+        for kind in sorted(set(kinds[~good])):
+            chosen = good | (kinds == kind)
+            row[f"map pixel {kind}"] = float(roc_auc_score(masks[chosen].ravel(), maps[chosen, 0].numpy().ravel()))
+        return row
 
     table = {"P (the model's)": aurocs(probability, "map") | per_type(probability)}
     for name in VARIANTS:
-        error = smooth(split[name])
+        error = fusion.smooth(torch.from_numpy(split[name]).unsqueeze(1))
         fused = fusion.smooth(weighted_product(error, probability))
         table[name] = aurocs(error, "map") | aurocs(fused, "S") | per_type(error)
     return table
