@@ -1,6 +1,7 @@
 """Training-step throughput of IsstadModel on this machine (images/s), stage 1 and stage 2, fp32 and bf16 autocast.
 
     .venv/bin/python benchmarks/bench_train_step.py --image-size 128 --encoder vit_tiny_patch8 --decoder-dim 128
+    .venv/bin/python benchmarks/bench_train_step.py --encoder-backbone efficientnet_lite0   # the hybrid encoder
 
 Stage 2 here is the network's forward/backward with a frozen encoder (the corruption has its own benchmark).
 """
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--encoder", default="vit_tiny_patch8")
     parser.add_argument("--encoder-depth", type=int, default=None)
+    parser.add_argument("--encoder-backbone", default=None, help="a timm CNN: the hybrid encoder (e.g. efficientnet_lite0)")
     parser.add_argument("--decoder-dim", type=int, default=128)
     parser.add_argument("--decoder-depth", type=int, default=4)
     parser.add_argument("--decoder-heads", type=int, default=4)
@@ -60,6 +62,7 @@ def main() -> None:
                 image_size=args.image_size,
                 encoder=args.encoder,
                 encoder_depth=args.encoder_depth,
+                encoder_backbone=args.encoder_backbone,
                 decoder_dim=args.decoder_dim,
                 decoder_depth=args.decoder_depth,
                 decoder_heads=args.decoder_heads,

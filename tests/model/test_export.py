@@ -67,8 +67,12 @@ def test_openvino_export_matches_torch(trained):
     _assert_close(outputs, expected)
 
 
-@pytest.mark.parametrize("options", [{"tile_size": 32}, {"classifier_upsampling": "overlap"}], ids=["tiled", "overlap"])
-def test_tiled_and_overlap_head_onnx_exports_give_the_whole_map(tmp_path, options):
+@pytest.mark.parametrize(
+    "options",
+    [{"tile_size": 32}, {"classifier_upsampling": "overlap"}, {"encoder_backbone": "efficientnet_lite0"}],
+    ids=["tiled", "overlap", "hybrid"],
+)
+def test_tiled_overlap_and_hybrid_onnx_exports_give_the_whole_map(tmp_path, options):
     onnxruntime = pytest.importorskip("onnxruntime", reason="the 'test' extra installs onnxruntime")
     seed_everything(0)
     model = tiny_isstad(image_size=(32, 64), **options).eval()

@@ -111,7 +111,7 @@ def test_wrong_architecture_names_key_and_both_shapes(tmp_path):
 def test_not_an_mae_file(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, path)
-    with pytest.raises(ValueError, match="not an MAE checkpoint"):
+    with pytest.raises(ValueError, match="not an MAE or timm ViT checkpoint"):
         load_mae_weights(tiny_model(), path)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
@@ -123,3 +123,55 @@ def test_unreachable_hub_says_pass_a_local_file(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="pass its local path"):
         load_mae_weights(tiny_model(), "timm:vit_tiny_patch16_224.augreg_in21k")
+
+
+def _timm_vit(**options):
+    """A tiny timm ViT with a LEARNED position table (as DeiT, AugReg) and random weights, in timm's own layout."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10, **options)
+    for p in vit.parameters():
+        nn.init.normal_(p, std=0.1)
+    return vit.eval()
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_a_timm_layout_vit_file_loads_into_the_encoder(tmp_path, suffix):
+    vit = _timm_vit()
+    path = tmp_path / f"vit_tiny_timm{suffix}"
+    if suffix == ".pth":
+        torch.save(vit.state_dict(), path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
+    model = tiny_model().eval()
+    report = load_mae_weights(model, path)
+    assert "encoder.pos_embed" in report.loaded and "encoder.blocks.1.mlp.fc2.weight" in report.loaded
+    assert "encoder.head.weight" in report.unexpected
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens, _, _ = model.encode(images)
+        expected = vit.forward_features(model.normalization.to_model(images))
+    assert torch.allclose(tokens, expected, atol=1e-5)
+
+
+def test_a_learned_position_table_is_resized_to_the_model_grid(tmp_path):
+    from timm.layers import resample_abs_pos_embed
+
+    vit = _timm_vit()
+    path = tmp_path / "vit.pth"
+    torch.save(vit.state_dict(), path)
+    model = tiny_model(image_size=(48, 64))
+    load_mae_weights(model, path)
+    expected = resample_abs_pos_embed(vit.pos_embed.detach(), [6, 8], num_prefix_tokens=1)
+    assert torch.allclose(model.encoder.pos_embed, expected)
+
+
+def test_a_cnn_file_is_not_a_vit_and_says_so_in_one_line(tmp_path):
+    import timm
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    with pytest.raises(ValueError, match=r"not an MAE or timm ViT checkpoint .* configured encoder vit_micro_patch8"):
+        load_mae_weights(tiny_model(), path)

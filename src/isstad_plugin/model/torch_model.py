@@ -23,8 +23,9 @@ from isstad_plugin.model.config import NetworkConfig
 from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps, level_probability
 from isstad_plugin.model.fusion import reconstruction_error as squared_error
 from isstad_plugin.model.heads import PixelClassifierHead, ReconstructionHead
+from isstad_plugin.model.hybrid import CnnPatchEmbed, hide_masked_patches
 from isstad_plugin.model.normalization import PixelNormalization
-from isstad_plugin.model.patching import complementary_noise, patchify, random_masking, unpatchify
+from isstad_plugin.model.patching import complementary_noise, noise_mask, patchify, random_masking, unpatchify
 from isstad_plugin.model.tiling import Tiler, check_tile_size, tiler_for
 from isstad_plugin.model.transformer import IsstadDecoder, build_encoder, init_mae_layer
 
@@ -73,7 +74,9 @@ class IsstadModel(nn.Module):
         self.grid_size = (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
         self.in_channels = IN_CHANNELS
         decoder_dim, decoder_depth = self.config.decoder_dim, self.config.decoder_depth
-        self.encoder = build_encoder(self.image_size, self.patch_size, IN_CHANNELS, encoder)
+        self.encoder = build_encoder(
+            self.image_size, self.patch_size, IN_CHANNELS, encoder, self.config.encoder_backbone
+        )
         self.decoder = IsstadDecoder(encoder.dim, self.grid_size, decoder_dim, decoder_depth, self.config.decoder_heads)
         self.reconstruction_head = ReconstructionHead(decoder_dim, self.patch_size, IN_CHANNELS)
         self.pixel_classifier_head = PixelClassifierHead(
@@ -157,6 +160,11 @@ class IsstadModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             enc = self.encoder
             pos_embed, cls_token = cast(torch.Tensor, enc.pos_embed), cast(torch.Tensor, enc.cls_token)
+            if mask_ratio > 0 and isinstance(enc.patch_embed, CnnPatchEmbed):  # hide masked pixels from the CNN
+                if noise is None:
+                    noise = torch.rand(model_images.shape[0], enc.patch_embed.num_tokens(model_images),
+                                       device=model_images.device, generator=generator)  # fmt: skip
+                model_images = hide_masked_patches(model_images, noise_mask(noise, mask_ratio), self.patch_size)
             x = enc.patch_embed(model_images)
             x = x + pos_embed[:, 1:].to(x.dtype)
             mask = ids_restore = None

