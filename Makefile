@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "isstad-plugin needs Python 3.11 or newer (the pinned numpy, kornia, pillow need it): make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --no-compile --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -e '.[test,export,docs,lint]'
+		-c requirements/constraints.txt -e '.[test,export,docs,lint,imagenet]'
 	touch $(STAMP)
 
 venv: $(STAMP)

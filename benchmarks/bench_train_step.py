@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--encoder", default="vit_tiny_patch8")
     parser.add_argument("--encoder-depth", type=int, default=None)
-    parser.add_argument("--encoder-backbone", default=None, help="a timm CNN: the hybrid encoder (e.g. efficientnet_lite0)")
+    parser.add_argument("--encoder-backbone", default=None, help="a timm CNN: the hybrid encoder (efficientnet_lite0)")
     parser.add_argument("--decoder-dim", type=int, default=128)
     parser.add_argument("--decoder-depth", type=int, default=4)
     parser.add_argument("--decoder-heads", type=int, default=4)

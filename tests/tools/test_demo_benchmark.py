@@ -141,3 +141,23 @@ def test_benchmark_stage2_default_comes_from_the_config():
     assert spec.budget == {"max_epochs": -1, "check_val_every_n_epoch": 1}
     (spec,) = _isstad_specs(BenchmarkOptions(root=Path(), categories=["x"], stage1_epochs=5, stage2_epochs=7))
     assert spec.build().stage1_epochs == 5 and spec.budget == {"max_epochs": 12, "check_val_every_n_epoch": 12}
+
+
+def test_benchmark_runs_imagenet_and_random_peers_side_by_side_at_two_sizes(tmp_path, dataset_root):
+    output = tmp_path / "bench"
+    args = ["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--output", str(output)]
+    args += ["--models", "padim", "padim-imagenet", "--peer-image-sizes", "32", "64", "--batch-size", "4"]
+    assert main(args) == 0
+    rows = json.loads((output / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["PaDiM 32 px", "PaDiM ImageNet 32 px", "PaDiM 64 px", "PaDiM ImageNet 64 px"]
+    assert "random init" in rows[0]["settings"] and "efficientnet_lite0 ImageNet" in rows[1]["settings"]
+    assert all(0.0 <= r["metrics"]["image_AUROC"] <= 1.0 for r in rows)
+    assert (output / "cost_quality_tiles.png").stat().st_size > 0
+
+
+def test_benchmark_names_the_fix_for_missing_imagenet_weights(tmp_path, dataset_root, capsys):
+    args = ["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--models", "padim-imagenet"]
+    code = main([*args, "--imagenet-weights", str(tmp_path / "lite0.pth"), "--output", str(tmp_path / "b")])
+    assert code == 2
+    assert "--imagenet-weights file not found" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()  # nothing was started
