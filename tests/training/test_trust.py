@@ -191,6 +191,41 @@ def test_a_disk_that_fills_during_a_fit_ends_in_one_line_and_keeps_what_was_writ
         torch.load(file, weights_only=False, map_location="cpu")  # every file left is whole
 
 
+_SIGNAL_DURING_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from isstad_plugin.training import checkpoint_io
+target = Path(sys.argv[1])
+checkpoint_io.write_atomically(b"old", target)
+fsync = os.fsync
+def signalled(descriptor):  # the signal lands while the partial file is open, before it is renamed
+    checkpoint_io.os.fsync = fsync
+    os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+    fsync(descriptor)
+checkpoint_io.os.fsync = signalled
+try:
+    checkpoint_io.write_atomically(b"new" * 1000, target)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize(("name", "rc"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_during_a_checkpoint_write_leaves_no_partial_file(tmp_path, name, rc):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "weights" / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": str(Path(checkpoint_io.__file__).parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_DURING_WRITE, str(target), name], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == rc, done.stderr.decode()[-2000:]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"], "a partial file was left"
+    assert target.read_bytes() == b"old"
+
+
 def test_masks_with_intermediate_values_are_counted_in_one_warning(tmp_path, caplog):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)

@@ -23,6 +23,7 @@ interrupted fit never leaves a ``model.ckpt`` that calls every image normal. :fu
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +33,10 @@ from anomalib.engine.plugins import AnomalibCheckpointIO
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from isstad_plugin.training.checkpoint_io import AtomicCheckpointIO, CheckpointError
+from isstad_plugin.training.checkpoint_io import AtomicCheckpointIO, CheckpointError, resume_hint
 from isstad_plugin.training.two_stage import TwoStageModule
 
 logger = logging.getLogger(__name__)
@@ -88,13 +91,27 @@ class IsstadCheckpoints(Callback):
         self._last_write = time.monotonic()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Write checkpoints atomically (unless the user chose an IO); put the run's config in its folder."""
-        del pl_module
+        """Write checkpoints atomically (unless the user chose an IO)."""
+        del pl_module, stage
         current = trainer.strategy.checkpoint_io
         if type(current) is AnomalibCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO(current.extra_safe_globals)
-        if stage == "fit":
-            save_run_config(trainer)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Put the run's config in its folder, once the fit has started (a fit that fails in setup leaves none)."""
+        del pl_module
+        save_run_config(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """After Ctrl-C or ``SIGTERM``, print one line: how to resume (printed, not logged: it is the last line)."""
+        del pl_module
+        if not isinstance(exception, KeyboardInterrupt | SIGTERMException) or not trainer.is_global_zero:
+            return
+        if trainer.state.fn != TrainerFn.FITTING:
+            return
+        sys.stdout.flush()
+        line = f"fit interrupted at epoch {trainer.current_epoch}: {resume_hint(self.folder(trainer))}"
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
     def folder(self, trainer: Trainer) -> Path:
         """Where the files go."""
