@@ -264,6 +264,20 @@ def test_image_size_not_divisible_by_the_patch(cli, dataset_root):
     )
 
 
+def test_image_size_zero_says_it_must_be_positive(cli):
+    line = cli("fit", "--model", "isstad_plugin.Isstad", "--model.image_size", "0", "--data", "MVTecAD")
+    assert line.startswith("error: --model isstad_plugin.Isstad: image_size (0, 0) must be positive: use sides ")
+    assert "divisible" not in line
+
+
+def test_a_fit_that_fails_in_setup_leaves_no_run_folder(cli, tmp_path, dataset_root):
+    missing = tmp_path / "none.pth"
+    line = cli(*_fit_args(dataset_root), "--data.category", "tiles", "--model.encoder_weights", missing)
+    assert line.startswith("error: ") and "encoder_weights" in line and str(missing) in line
+    assert not list(tmp_path.rglob("config.yaml")), "a run folder holding only config.yaml was left"
+    assert not list(tmp_path.rglob("v0"))
+
+
 def test_missing_mvtecad_root_offline_is_one_line_and_creates_nothing(cli, tmp_path):
     line = cli(*_fit_args(tmp_path / "nowhere"), "--data.category", "bottle", "--data.num_workers", "0")
     assert line.startswith(f"error: dataset folder {tmp_path / 'nowhere' / 'bottle'} has no train/ folder")

@@ -5,7 +5,8 @@ anomalib 2.7 offers no hook for these (checked on anomalib 2.7.0 with Lightning 
 * ``Engine.train(..., ckpt_path=...)`` resumes the fit, then tests ``ckpt_path`` (the model it resumed FROM);
 * ``anomalib test`` / ``predict`` write ``config.yaml`` and images into the latest training run's folder, overwriting
   the training run's own ``config.yaml``;
-* every fit moves the ``latest`` link to its new version folder when it starts, also when it then fails;
+* every fit moves the ``latest`` link to its new version folder when it starts, also when it then fails, and a fit
+  that fails before it starts (a bad option found in ``setup``) leaves that folder behind;
 * ``MVTecAD`` starts a 5 GB download for a missing or misspelled root/category and ends in a raw ``URLError``;
 * ``anomalib predict --data DIR`` stops at the first unreadable image;
 * a truncated ``--ckpt_path`` of ``export`` fails with torch's message, without the path;
@@ -25,7 +26,8 @@ checks that the model is an :class:`~isstad_plugin.Isstad`; other models keep an
 * a resumed ``train`` tests the final, resumed model;
 * ``test``/``predict``/``validate`` write into a folder of their own, ``<run>/<command>/v<N>`` (``<run>`` is the run
   of ``--ckpt_path`` when it lies in ``<run>/weights/lightning/``, else the ``latest`` run);
-* ``latest`` moves to a new version folder only when its fit has finished;
+* ``latest`` moves to a new version folder only when its fit has finished; the folder of a fit that failed before
+  writing anything but ``config.yaml`` is removed;
 * a missing MVTecAD category folder stops in one line when the category is not an MVTec AD one or the download host
   is unreachable (or ``ISSTAD_OFFLINE=1``); a failed download stops in one line;
 * ``predict --data DIR`` reads the folder with :class:`~isstad_plugin.data.predict.ReadablePredictDataset` and repeats
@@ -115,6 +117,25 @@ def _finished(engine: Engine) -> None:
         point_latest(Path(trainer.default_root_dir))
 
 
+def _drop_unstarted_run(engine: Engine) -> None:
+    """Remove the folders of a fit that failed before it wrote anything but ``config.yaml`` (it never started).
+
+    The run's version folder (``<root>/v<N>``) and the logger's (``logs/<name>/version_<N>``, where Lightning's
+    ``SaveConfigCallback`` writes the config at setup), each only when it holds nothing else.
+    """
+    folders = [Path(engine._cache.args.get("default_root_dir") or ".")]
+    log_dir = engine._trainer.log_dir if engine._trainer is not None else None
+    folders += [Path(log_dir)] if log_dir else []
+    for folder in folders:
+        if not re.fullmatch(r"v\d+|version_\d+", folder.name) or not folder.is_dir():
+            continue
+        content = list(folder.iterdir())
+        if all(path.name == "config.yaml" and path.is_file() for path in content):
+            for path in content:
+                path.unlink()
+            folder.rmdir()
+
+
 def _run_folder(ckpt_path: str | Path | None) -> Path | None:
     """``<run>`` of ``<run>/weights/lightning/<file>.ckpt``, else ``None``."""
     if not ckpt_path:
@@ -153,6 +174,9 @@ def _fit(
     token = _KEEP_LATEST.set(True)
     try:
         _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    except BaseException:
+        _drop_unstarted_run(self)
+        raise
     finally:
         _KEEP_LATEST.reset(token)
     _finished(self)
@@ -182,8 +206,12 @@ def _train(
         )
     finally:
         _KEEP_LATEST.reset(token)
-    self._setup_trainer(model)
-    self.trainer.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    try:
+        self._setup_trainer(model)
+        self.trainer.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    except BaseException:
+        _drop_unstarted_run(self)
+        raise
     _finished(self)
     return self.trainer.test(model, test_dataloaders, datamodule=datamodule)  # the trained model, not ckpt_path
 

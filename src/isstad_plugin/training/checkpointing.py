@@ -110,7 +110,7 @@ class IsstadCheckpoints(Callback):
         if trainer.state.fn != TrainerFn.FITTING:
             return
         sys.stdout.flush()
-        line = f"fit interrupted at epoch {trainer.current_epoch}: {resume_hint(self.folder(trainer))}"
+        line = f"fit interrupted: {resume_hint(self.folder(trainer))}"
         print(f"warning: {line}", file=sys.stderr, flush=True)
 
     def folder(self, trainer: Trainer) -> Path:
