@@ -11,7 +11,7 @@ anomalib 2.7 offers no hook for these (checked on anomalib 2.7.0 with Lightning 
 * ``anomalib predict --data DIR`` stops at the first unreadable image;
 * a truncated ``--ckpt_path`` of ``export`` fails with torch's message, without the path;
 * the CLI never applies ``seed_everything`` before it builds the model; every log line is printed twice and every
-  error comes after a rich traceback.
+  error comes after a rich traceback; an unknown option is a ten-line jsonargparse report without the fix.
 
 What has a hook uses it and works in Python too: the checkpoint file is checked when Lightning reads it
 (:class:`~isstad_plugin.training.checkpoint_io.AtomicCheckpointIO`), the plugin's ``MVTec`` datamodule refuses a
@@ -36,7 +36,8 @@ checks that the model is an :class:`~isstad_plugin.Isstad`; other models keep an
 * ``seed_everything`` of the config is applied before the model is built;
 * under the ``anomalib`` command, each log line is printed once, and errors with a one-line message (raised by this
   package, or the constructor's reason inside jsonargparse's "Does not validate against any of the Union subtypes")
-  are printed as that one line, last, without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it).
+  are printed as that one line, last, without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it);
+  an unknown or misspelt option is one line naming it, the nearest valid name and the help command.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import jsonargparse
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from anomalib.engine import engine as engine_module
@@ -64,7 +66,12 @@ from isstad_plugin.data.download import check_mvtecad_download
 from isstad_plugin.data.predict import ReadablePredictDataset, skipped_message
 from isstad_plugin.data.reversible import installed_for_block
 from isstad_plugin.model.lightning_model import Isstad
-from isstad_plugin.tools.cli_errors import one_line_excepthook, one_log_handler, running_anomalib_cli
+from isstad_plugin.tools.cli_errors import (
+    one_line_excepthook,
+    one_line_parse_error,
+    one_log_handler,
+    running_anomalib_cli,
+)
 from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
@@ -321,6 +328,13 @@ def install() -> None:
     if running_anomalib_cli():
         sys.excepthook = functools.partial(one_line_excepthook, sys.excepthook)
         one_log_handler()
+        _ORIGINAL[jsonargparse.ArgumentParser, "error"] = jsonargparse.ArgumentParser.error
+        jsonargparse.ArgumentParser.error = functools.wraps(jsonargparse.ArgumentParser.error)(_parse_error)  # type: ignore[method-assign]
+
+
+def _parse_error(self: jsonargparse.ArgumentParser, message: str, ex: Exception | None = None) -> Any:
+    """Jsonargparse's ``error``, with an unknown option in one line (:func:`~.cli_errors.one_line_parse_error`)."""
+    return one_line_parse_error(_ORIGINAL[jsonargparse.ArgumentParser, "error"], self, message, ex)
 
 
 def uninstall() -> None:
