@@ -146,6 +146,30 @@ def test_isstad_predict_gives_one_line_errors(tmp_path, interrupted, dataset_roo
         assert "Traceback" not in err and "weights_only" not in last
 
 
+def test_isstad_predict_flags_a_tiny_image_and_leaves_no_empty_folder(tmp_path, finished, dataset_root, caplog):
+    import csv
+    import shutil
+
+    folder = finished[0]
+    run = folder.parent.parent
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(dataset_root / "tiles" / "test" / "good" / "000.png", images / "normal.png")
+    Image.new("RGB", (1, 1)).save(images / "dot.png")
+    before = sorted(run.rglob("*"))
+    output = tmp_path / "out"
+    args = ["predict", "--ckpt", str(folder / "model.ckpt"), "--images", str(images), "--output", str(output)]
+    with caplog.at_level(logging.WARNING):
+        assert cli.main([*args, "--no-images", "--accelerator", "cpu"]) == 0
+    rows = {Path(row["image_path"]).name: row for row in csv.DictReader((output / "predictions.csv").open())}
+    assert (rows["dot.png"]["small_image"], rows["normal.png"]["small_image"]) == ("1", "0")
+    (message,) = [r.getMessage() for r in caplog.records if "under 1/8" in r.getMessage()]
+    assert message.startswith("1 image(s) have a side under 1/8 of the model's input 64x64: ")
+    assert message.endswith(f"use larger images: {images / 'dot.png'}")
+    assert sorted(run.rglob("*")) == before, "isstad predict wrote into the training run"
+    assert not [d for d in output.rglob("*") if d.is_dir() and not any(d.iterdir())], "an empty folder was left"
+
+
 def _full_disk(monkeypatch, after: int) -> None:
     """Let ``after`` checkpoint writes through, then make every write fail with ENOSPC in ``fsync``."""
     calls = {"n": 0}

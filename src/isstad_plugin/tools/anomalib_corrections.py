@@ -25,7 +25,8 @@ checks that the model is an :class:`~isstad_plugin.Isstad`; other models keep an
 
 * a resumed ``train`` tests the final, resumed model;
 * ``test``/``predict``/``validate`` write into a folder of their own, ``<run>/<command>/v<N>`` (``<run>`` is the run
-  of ``--ckpt_path`` when it lies in ``<run>/weights/lightning/``, else the ``latest`` run);
+  of ``--ckpt_path`` when it lies in ``<run>/weights/lightning/``, else the ``latest`` run), removed again when the
+  command wrote nothing there;
 * ``latest`` moves to a new version folder only when its fit has finished; the folder of a fit that failed before
   writing anything but ``config.yaml`` is removed;
 * a missing MVTecAD category folder stops in one line when the category is not an MVTec AD one or the download host
@@ -72,6 +73,7 @@ from isstad_plugin.tools.cli_errors import (
     one_log_handler,
     running_anomalib_cli,
 )
+from isstad_plugin.tools.predict import PredictionTable, is_small_image, small_images_message
 from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
@@ -163,6 +165,21 @@ def _setup_workspace(self: Engine, model: Any, *args: Any, versioned_dir: bool =
     resolved = Path(self._cache.args["default_root_dir"])
     base = _run_folder(ckpt_path) or (resolved if resolved.is_dir() else resolved.parent)
     self._cache.args["default_root_dir"] = _ORIGINAL[engine_module, "create_versioned_dir"](base / name)
+    self._isstad_command_dir = self._cache.args["default_root_dir"]  # type: ignore[attr-defined]
+
+
+def _drop_empty_command_dir(engine: Engine) -> None:
+    """Remove ``<run>/<command>/v<N>`` when the command wrote nothing there, and ``<command>`` when then empty."""
+    folder = getattr(engine, "_isstad_command_dir", None)
+    if folder is None:
+        return
+    del engine._isstad_command_dir  # type: ignore[attr-defined]
+    for path in (Path(folder), Path(folder).parent):
+        if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+            return
+        for empty in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            empty.rmdir()
+        path.rmdir()
 
 
 # ------------------------------------------------------------------------------------------------ Engine methods
@@ -246,6 +263,7 @@ def _evaluating(name: str) -> Callable[..., Any]:
             result = original(**arguments)
         finally:
             _COMMAND.reset(token)
+            _drop_empty_command_dir(self)
         if name == "predict":
             _report_skipped(self)
         return result
@@ -283,12 +301,23 @@ def _mvtecad_prepare_data(self: MVTecAD) -> None:
 
 # ------------------------------------------------------------------------------------------------ predict folders
 def _report_skipped(engine: Engine) -> None:
-    """Repeat the list of skipped images as the last line of ``predict`` (``warning: predict skipped ...``)."""
+    """Repeat the list of skipped images as the last line of ``predict`` (``warning: predict skipped ...``).
+
+    Images far smaller than the model's input are named in a line before it (unless a ``PredictionTable`` does).
+    """
     loaders = engine.trainer.predict_dataloaders or []
     loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
-    skipped = [path for loader in loaders for path in getattr(getattr(loader, "dataset", None), "skipped_images", [])]
-    if skipped:  # printed, not logged: anomalib's log handlers wrap long lines, and this must be the last line
-        sys.stdout.flush()
+    datasets = [getattr(loader, "dataset", None) for loader in loaders]
+    skipped = [path for dataset in datasets for path in getattr(dataset, "skipped_images", [])]
+    config = getattr(getattr(engine.trainer.lightning_module, "model", None), "config", None)
+    input_hw = getattr(config, "image_hw", None)
+    tables = any(isinstance(callback, PredictionTable) for callback in engine.trainer.callbacks)  # type: ignore[attr-defined]
+    files = [str(path) for dataset in datasets for path in getattr(dataset, "image_filenames", [])]
+    small = [path for path in files if input_hw is not None and is_small_image(path, input_hw)] if not tables else []
+    sys.stdout.flush()
+    if small:  # printed, not logged: anomalib's log handlers wrap long lines
+        print(f"warning: {small_images_message(small, input_hw)}", file=sys.stderr, flush=True)
+    if skipped:  # the last line
         print(f"warning: {skipped_message(skipped)}", file=sys.stderr, flush=True)
 
 
