@@ -171,3 +171,31 @@ def test_the_isstad_command_names_a_misspelt_option_in_one_line(capsys):
     assert capsys.readouterr().err == (
         "isstad predict: error: unknown option --imags; did you mean --images? see `isstad predict --help`\n"
     )
+
+
+# ------------------------------------------------------------------------------------------------ noise
+BY_DESIGN_WARNINGS = (
+    "will override existing callbacks",  # Lightning, when configure_callbacks replaces a trainer's callback
+    "is not supported by the model summary",  # bf16-mixed
+    "log_every_n_steps",
+    "module(s) in eval mode",
+    "Seed set to",
+    "was called before the ``update`` method",
+)
+
+
+def test_a_tiny_fit_prints_few_plugin_lines_and_none_of_the_warnings_it_causes(tmp_path, dataset_root):
+    """The shipped config (CSV logger, precision plugin) with bf16 forced: the model summary's warning case."""
+    at = TINY.index("--trainer.logger")
+    args = TINY[:at] + TINY[at + 2 :]  # the config's CSVLogger: the log_every_n_steps case
+    result = _anomalib(*cli_train_args(dataset_root, "--trainer.plugins.precision", "bf16-mixed", *args), cwd=tmp_path)
+    output = result.stdout + result.stderr
+    plugin_info = [line for line in output.splitlines() if " - isstad_plugin." in line and " - INFO - " in line]
+    assert 1 <= len(plugin_info) <= 5, "\n".join(plugin_info)
+    assert any(
+        "ISSTAD: model saved: " in line and line.endswith("model.ckpt (the --ckpt_path of test, predict and export)")
+        for line in plugin_info
+    )
+    assert [w for w in BY_DESIGN_WARNINGS if w in output] == []
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert not {line for line in lines if lines.count(line) > 1}, "a line printed twice"

@@ -198,6 +198,12 @@ def test_ctrl_c_prints_the_resume_command_and_leaves_no_partial_file(cli_runs):
     assert not cli_runs["b1_partials"]  # B2 ran the printed command: the test above compares its weights
 
 
+def test_a_resume_in_stage2_gives_no_eval_mode_warning(cli_runs):
+    output = (cli_runs["work"] / "b" / "b2.log").read_text()
+    assert "Restored all states from the checkpoint" in output, "B2 did not resume"
+    assert "module(s) in eval mode" not in output  # the frozen encoder of stage 2, by design
+
+
 def test_the_printed_full_disk_fix_runs_verbatim_and_gives_the_uninterrupted_weights(cli_runs):
     line = cli_runs["e_line"]
     assert line.startswith("error: no space left on the device of ")

@@ -170,6 +170,36 @@ def test_isstad_predict_flags_a_tiny_image_and_leaves_no_empty_folder(tmp_path, 
     assert not [d for d in output.rglob("*") if d.is_dir() and not any(d.iterdir())], "an empty folder was left"
 
 
+def test_a_test_without_masks_warns_of_no_skipped_metric_and_keeps_no_filter(tmp_path, dataset_root):
+    import shutil
+    import warnings
+
+    from anomalib.data import Folder
+
+    parts = tmp_path / "parts"
+    shutil.copytree(dataset_root / "tiles" / "train" / "good", parts / "good")
+    for defect in ("hole", "crack"):
+        for image in (dataset_root / "tiles" / "test" / defect).glob("*.png"):
+            (parts / "defect").mkdir(exist_ok=True)
+            shutil.copy(image, parts / "defect" / f"{defect}_{image.name}")
+    datamodule = Folder(
+        name="parts", root=parts, normal_dir="good", abnormal_dir="defect", train_batch_size=8, eval_batch_size=8,
+        num_workers=0, val_split_ratio=0.5, seed=0,
+    )  # fmt: skip
+    model = _model()
+    engine = _engine(tmp_path / "run")
+    engine.fit(model, datamodule=datamodule)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        shown = list(warnings.filters)
+        results = engine.test(model, datamodule=datamodule)[0]
+        assert warnings.filters == shown, "a filter was left behind"
+    assert "image_AUROC" in results and not [key for key in results if key.startswith("pixel_")]
+    assert not [w for w in seen if "before the ``update`` method" in str(w.message)]
+    assert warnings.filters == before
+
+
 def _full_disk(monkeypatch, after: int) -> None:
     """Let ``after`` checkpoint writes through, then make every write fail with ENOSPC in ``fsync``."""
     calls = {"n": 0}

@@ -398,4 +398,4 @@ def _seed_before_instantiation(self: Any) -> None:
         return
     from lightning.pytorch import seed_everything
 
-    seed_everything(None if seed is True else int(seed), workers=True)
+    seed_everything(None if seed is True else int(seed), workers=True, verbose=False)  # the config shows it

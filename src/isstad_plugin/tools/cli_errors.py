@@ -175,6 +175,8 @@ def one_line_parse_error(previous: Callable[..., Any], parser: Any, message: str
         options = [name[2:] for action in actions for name in action.option_strings if name.startswith("--")]
         command = str(command_parser.prog).replace(" [options]", "").split()[-1:] or ["train"]
         line = parse_error_line(message, options, command[0])
+        if line is None and "\n" not in message.strip():  # already one line: without the "tip" line before it
+            line = f"{message.strip()}; see `anomalib {command[0]} --help -vv`"
         if line is not None:
             sys.stdout.flush()
             print(f"error: {line}", file=sys.stderr, flush=True)
