@@ -315,7 +315,7 @@ def _report_skipped(engine: Engine) -> None:
     files = [str(path) for dataset in datasets for path in getattr(dataset, "image_filenames", [])]
     small = [path for path in files if input_hw is not None and is_small_image(path, input_hw)] if not tables else []
     sys.stdout.flush()
-    if small:  # printed, not logged: anomalib's log handlers wrap long lines
+    if small and input_hw is not None:  # printed, not logged: anomalib's log handlers wrap long lines
         print(f"warning: {small_images_message(small, input_hw)}", file=sys.stderr, flush=True)
     if skipped:  # the last line
         print(f"warning: {skipped_message(skipped)}", file=sys.stderr, flush=True)

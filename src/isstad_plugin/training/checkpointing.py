@@ -28,6 +28,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 from anomalib.callbacks.checkpoint import ModelCheckpoint
@@ -235,7 +236,7 @@ def learnt_model_checkpoint(callbacks: list[Callback]) -> LearntModelCheckpoint 
     return None
 
 
-def _is_default_model_checkpoint(callback: Callback) -> bool:
+def _is_default_model_checkpoint(callback: Callback) -> TypeGuard[ModelCheckpoint]:
     """Anomalib's default ``model.ckpt`` callback."""
     return type(callback) is ModelCheckpoint and callback.filename == "model" and callback.monitor is None
 

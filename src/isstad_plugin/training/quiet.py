@@ -22,7 +22,7 @@ then. Every other warning, and these same ones elsewhere, are shown as usual.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -78,7 +78,8 @@ class QuietByDesign(Callback):
 
     def _remove(self) -> None:
         """Remove the filters, without resetting the warnings' registries (a warning shown once stays once)."""
+        filters = cast("list[Any]", warnings.filters)
         for entry in self._filters:
-            if entry in warnings.filters:
-                warnings.filters.remove(entry)
+            if entry in filters:
+                filters.remove(entry)
         self._filters = []
