@@ -324,6 +324,28 @@ def test_a_fit_that_fails_in_setup_leaves_no_run_folder(cli, tmp_path, dataset_r
     assert not list(tmp_path.rglob("v0"))
 
 
+def test_a_disk_full_at_the_first_checkpoint_prints_a_start_again_command_that_runs(cli, tmp_path, dataset_root):
+    import errno
+
+    from isstad_plugin.training import checkpoint_io
+
+    fsync = checkpoint_io.os.fsync
+
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    checkpoint_io.os.fsync = no_space
+    try:
+        line = cli(*_fit_args(dataset_root), "--data.category", "tiles", "--data.num_workers", "0")
+    finally:
+        checkpoint_io.os.fsync = fsync
+    assert line.startswith("error: no space left on the device of ") and "(no last.ckpt yet)" in line, line
+    command = _printed_command(line)
+    assert "--ckpt_path" not in command and Path(command[command.index("--config") + 1]).is_file()
+    cli(*command, "--default_root_dir", tmp_path / "larger", fails=False)
+    assert list((tmp_path / "larger").rglob("model.ckpt"))
+
+
 def test_missing_mvtecad_root_offline_is_one_line_and_creates_nothing(cli, tmp_path):
     line = cli(*_fit_args(tmp_path / "nowhere"), "--data.category", "bottle", "--data.num_workers", "0")
     assert line.startswith(f"error: dataset folder {tmp_path / 'nowhere' / 'bottle'} has no train/ folder")

@@ -132,8 +132,11 @@ def _drop_unstarted_run(engine: Engine) -> None:
     The run's version folder (``<root>/v<N>``) and the logger's (``logs/<name>/version_<N>``, where Lightning's
     ``SaveConfigCallback`` writes the config at setup), each only when it holds nothing else.
     """
+    trainer = engine._trainer
+    if trainer is not None and trainer.fit_loop.epoch_progress.total.ready:
+        return  # training began (its config.yaml is in the resume command an interruption prints)
     folders = [Path(engine._cache.args.get("default_root_dir") or ".")]
-    log_dir = engine._trainer.log_dir if engine._trainer is not None else None
+    log_dir = trainer.log_dir if trainer is not None else None
     folders += [Path(log_dir)] if log_dir else []
     for folder in folders:
         if not re.fullmatch(r"v\d+|version_\d+", folder.name) or not folder.is_dir():
