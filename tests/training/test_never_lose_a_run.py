@@ -1,14 +1,18 @@
 """Never lose a run: checkpoints every epoch, exact resume after kill -9, no overwritten runs, one-line errors.
 
 The CLI runs (module fixture ``cli_runs``) overlap to keep the file short: an uninterrupted ``anomalib train`` (A), a
-train killed (SIGKILL) in stage 1 (B), its resume with the documented command interrupted in stage 2 (B1), the
-resume of that (B2), ``anomalib test`` on A's checkpoint (C) and ``anomalib predict`` with a truncated checkpoint (D).
+train killed (SIGKILL) in stage 1 (B), its resume with the documented command interrupted by Ctrl-C (SIGINT) in
+stage 2 (B1), the resume of that with the command B1 printed (B2), ``anomalib test`` on A's checkpoint (C),
+``anomalib predict`` with a truncated checkpoint (D), a train whose disk fills in stage 2 (E) and its resume on
+another disk with the command E printed (E2).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -120,6 +124,7 @@ def cli_runs(tmp_path_factory, dataset_root):
     predict = ["predict", "--model", "isstad_plugin.Isstad", "--ckpt_path", truncated, "--data", dataset_root]
     d = Cli("d", predict, work / "d")
     a = Cli("a", _train(dataset_root), a_dir, ISSTAD_PROBE_METRICS=work / "a.json")
+    e = Cli("e", _train(dataset_root), work / "e", ISSTAD_PROBE_FULL_DISK=2)
     b = Cli("b", _train(dataset_root, logger=True), b_dir, ISSTAD_PROBE_BLOCK=1, ISSTAD_PROBE_MARKER=work / "b.marker")
     runs["b_marker"] = b.interrupt_when(work / "b.marker", signal.SIGKILL)
     runs["b_files"] = sorted(p.name for p in (runs["b"] / "weights" / "lightning").iterdir())
@@ -133,18 +138,31 @@ def cli_runs(tmp_path_factory, dataset_root):
     a_model = runs["a"] / "weights" / "lightning" / "model.ckpt"
     test = ["test", "--model", "isstad_plugin.Isstad", "--ckpt_path", a_model, "--data", "MVTecAD"]
     c = Cli("c", [*test, "--data.root", dataset_root, "--data.category", "tiles", "--trainer.logger", "false"], a_dir)
-    runs["b1_marker"] = b1.interrupt_when(work / "b1.marker", signal.SIGKILL)
+    runs["b1_marker"] = b1.interrupt_when(work / "b1.marker", signal.SIGINT)
+    runs["b1_line"] = _last_line(b1.output())
+    runs["b1_partials"] = list(b_dir.rglob("*.partial"))
     runs["b_latest_after_b1"] = (b_dir / RUN / "latest").exists()
     last1 = runs["b1"] / "weights" / "lightning" / "last.ckpt"
     runs["b1_last_epoch"] = torch.load(last1, weights_only=False, map_location="cpu")["epoch"]
-    resume = ["train", "--config", runs["b1"] / "config.yaml", "--ckpt_path", last1]
-    b2 = Cli("b2", resume, b_dir, ISSTAD_PROBE_METRICS=work / "b2.json")
+    b2 = Cli("b2", _printed_command(runs["b1_line"]), b_dir, ISSTAD_PROBE_METRICS=work / "b2.json")
+    runs["e_line"] = _last_line(e.wait(ok=False))
+    runs["e_partials"] = list((work / "e").rglob("*.partial"))
+    runs["e2_root"] = work / "larger_disk"
+    e2 = Cli("e2", [*_printed_command(runs["e_line"]), "--default_root_dir", runs["e2_root"]], work / "e2")
     runs["d_output"] = d.wait(ok=False)
     c.wait()
     b2.wait()
+    e2.wait()
     runs["b2"] = b_dir / RUN / "v2"
     runs["b_latest_final"] = (b_dir / RUN / "latest").resolve()
     return runs
+
+
+def _printed_command(line):
+    """The arguments of the ``anomalib train ...`` command quoted in a printed line (run verbatim)."""
+    found = re.search(r"`anomalib (train [^`]*)`", line)
+    assert found, f"no command in {line!r}"
+    return shlex.split(found[1])
 
 
 def _weights(path):
@@ -169,6 +187,34 @@ def test_kill_9_in_stage1_and_stage2_then_documented_resume_matches_the_uninterr
     for key, value in uninterrupted.items():
         assert after_resume[key] == pytest.approx(value, abs=1e-5), key
     assert uninterrupted["image_F1Score"] > 0, "thresholds were not learnt (max_epochs < check_val_every_n_epoch)"
+
+
+def test_ctrl_c_prints_the_resume_command_and_leaves_no_partial_file(cli_runs):
+    last = cli_runs["b1"] / "weights" / "lightning" / "last.ckpt"
+    assert cli_runs["b1_line"] == (
+        f"warning: fit interrupted: resume: `anomalib train --config {cli_runs['b1'] / 'config.yaml'} "
+        f"--ckpt_path {last}`"
+    )
+    assert not cli_runs["b1_partials"]  # B2 ran the printed command: the test above compares its weights
+
+
+def test_a_resume_in_stage2_gives_no_eval_mode_warning(cli_runs):
+    output = (cli_runs["work"] / "b" / "b2.log").read_text()
+    assert "Restored all states from the checkpoint" in output, "B2 did not resume"
+    assert "module(s) in eval mode" not in output  # the frozen encoder of stage 2, by design
+
+
+def test_the_printed_full_disk_fix_runs_verbatim_and_gives_the_uninterrupted_weights(cli_runs):
+    line = cli_runs["e_line"]
+    assert line.startswith("error: no space left on the device of ")
+    assert "to write last.ckpt (" in line and "the previous checkpoint is kept): free space there and resume: `" in line
+    assert line.endswith("(add `--default_root_dir DIR` to continue on a larger disk)")
+    assert not cli_runs["e_partials"]
+    final = _weights(cli_runs["a"] / "weights" / "lightning" / "model.ckpt")
+    (moved,) = cli_runs["e2_root"].rglob("model.ckpt")  # the resumed run is on the other disk
+    resumed = _weights(moved)
+    assert final.keys() == resumed.keys()
+    assert all(torch.equal(value, resumed[key]) for key, value in final.items())
 
 
 def test_checkpoint_every_epoch_and_at_the_end_of_stage1(cli_runs):
@@ -262,6 +308,42 @@ def test_image_size_not_divisible_by_the_patch(cli, dataset_root):
         "error: --model isstad_plugin.Isstad: image_size (100, 100) is not divisible by patch_size 16: use sides "
         "that are multiples of 16 (e.g. 96)"
     )
+
+
+def test_image_size_zero_says_it_must_be_positive(cli):
+    line = cli("fit", "--model", "isstad_plugin.Isstad", "--model.image_size", "0", "--data", "MVTecAD")
+    assert line.startswith("error: --model isstad_plugin.Isstad: image_size (0, 0) must be positive: use sides ")
+    assert "divisible" not in line
+
+
+def test_a_fit_that_fails_in_setup_leaves_no_run_folder(cli, tmp_path, dataset_root):
+    missing = tmp_path / "none.pth"
+    line = cli(*_fit_args(dataset_root), "--data.category", "tiles", "--model.encoder_weights", missing)
+    assert line.startswith("error: ") and "encoder_weights" in line and str(missing) in line
+    assert not list(tmp_path.rglob("config.yaml")), "a run folder holding only config.yaml was left"
+    assert not list(tmp_path.rglob("v0"))
+
+
+def test_a_disk_full_at_the_first_checkpoint_prints_a_start_again_command_that_runs(cli, tmp_path, dataset_root):
+    import errno
+
+    from isstad_plugin.training import checkpoint_io
+
+    fsync = checkpoint_io.os.fsync
+
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    checkpoint_io.os.fsync = no_space
+    try:
+        line = cli(*_fit_args(dataset_root), "--data.category", "tiles", "--data.num_workers", "0")
+    finally:
+        checkpoint_io.os.fsync = fsync
+    assert line.startswith("error: no space left on the device of ") and "(no last.ckpt yet)" in line, line
+    command = _printed_command(line)
+    assert "--ckpt_path" not in command and Path(command[command.index("--config") + 1]).is_file()
+    cli(*command, "--default_root_dir", tmp_path / "larger", fails=False)
+    assert list((tmp_path / "larger").rglob("model.ckpt"))
 
 
 def test_missing_mvtecad_root_offline_is_one_line_and_creates_nothing(cli, tmp_path):

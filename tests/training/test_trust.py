@@ -146,6 +146,60 @@ def test_isstad_predict_gives_one_line_errors(tmp_path, interrupted, dataset_roo
         assert "Traceback" not in err and "weights_only" not in last
 
 
+def test_isstad_predict_flags_a_tiny_image_and_leaves_no_empty_folder(tmp_path, finished, dataset_root, caplog):
+    import csv
+    import shutil
+
+    folder = finished[0]
+    run = folder.parent.parent
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(dataset_root / "tiles" / "test" / "good" / "000.png", images / "normal.png")
+    Image.new("RGB", (1, 1)).save(images / "dot.png")
+    before = sorted(run.rglob("*"))
+    output = tmp_path / "out"
+    args = ["predict", "--ckpt", str(folder / "model.ckpt"), "--images", str(images), "--output", str(output)]
+    with caplog.at_level(logging.WARNING):
+        assert cli.main([*args, "--no-images", "--accelerator", "cpu"]) == 0
+    rows = {Path(row["image_path"]).name: row for row in csv.DictReader((output / "predictions.csv").open())}
+    assert (rows["dot.png"]["small_image"], rows["normal.png"]["small_image"]) == ("1", "0")
+    (message,) = [r.getMessage() for r in caplog.records if "under 1/8" in r.getMessage()]
+    assert message.startswith("1 image(s) have a side under 1/8 of the model's input 64x64: ")
+    assert message.endswith(f"use larger images: {images / 'dot.png'}")
+    assert sorted(run.rglob("*")) == before, "isstad predict wrote into the training run"
+    assert not [d for d in output.rglob("*") if d.is_dir() and not any(d.iterdir())], "an empty folder was left"
+
+
+def test_a_test_without_masks_warns_of_no_skipped_metric_and_keeps_no_filter(tmp_path, dataset_root):
+    import shutil
+    import warnings
+
+    from anomalib.data import Folder
+
+    parts = tmp_path / "parts"
+    shutil.copytree(dataset_root / "tiles" / "train" / "good", parts / "good")
+    for defect in ("hole", "crack"):
+        for image in (dataset_root / "tiles" / "test" / defect).glob("*.png"):
+            (parts / "defect").mkdir(exist_ok=True)
+            shutil.copy(image, parts / "defect" / f"{defect}_{image.name}")
+    datamodule = Folder(
+        name="parts", root=parts, normal_dir="good", abnormal_dir="defect", train_batch_size=8, eval_batch_size=8,
+        num_workers=0, val_split_ratio=0.5, seed=0,
+    )  # fmt: skip
+    model = _model()
+    engine = _engine(tmp_path / "run")
+    engine.fit(model, datamodule=datamodule)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        shown = list(warnings.filters)
+        results = engine.test(model, datamodule=datamodule)[0]
+        assert warnings.filters == shown, "a filter was left behind"
+    assert "image_AUROC" in results and not [key for key in results if key.startswith("pixel_")]
+    assert not [w for w in seen if "before the ``update`` method" in str(w.message)]
+    assert warnings.filters == before
+
+
 def _full_disk(monkeypatch, after: int) -> None:
     """Let ``after`` checkpoint writes through, then make every write fail with ENOSPC in ``fsync``."""
     calls = {"n": 0}
@@ -189,6 +243,41 @@ def test_a_disk_that_fills_during_a_fit_ends_in_one_line_and_keeps_what_was_writ
     assert len(files) == writes_before_full if writes_before_full < 3 else len(files) >= 2
     for file in files:
         torch.load(file, weights_only=False, map_location="cpu")  # every file left is whole
+
+
+_SIGNAL_DURING_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from isstad_plugin.training import checkpoint_io
+target = Path(sys.argv[1])
+checkpoint_io.write_atomically(b"old", target)
+fsync = os.fsync
+def signalled(descriptor):  # the signal lands while the partial file is open, before it is renamed
+    checkpoint_io.os.fsync = fsync
+    os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+    fsync(descriptor)
+checkpoint_io.os.fsync = signalled
+try:
+    checkpoint_io.write_atomically(b"new" * 1000, target)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize(("name", "rc"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_during_a_checkpoint_write_leaves_no_partial_file(tmp_path, name, rc):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "weights" / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": str(Path(checkpoint_io.__file__).parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_DURING_WRITE, str(target), name], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == rc, done.stderr.decode()[-2000:]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"], "a partial file was left"
+    assert target.read_bytes() == b"old"
 
 
 def test_masks_with_intermediate_values_are_counted_in_one_warning(tmp_path, caplog):

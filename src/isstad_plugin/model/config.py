@@ -389,7 +389,13 @@ def _check_shapes(
     decoder_heads: int,
 ) -> None:
     """Raise a ``ValueError`` naming the first size that cannot work."""
-    if patch_size < 1 or any(side <= 0 or side % patch_size for side in image_size):
+    if any(side <= 0 for side in image_size):
+        msg = (
+            f"image_size {image_size} must be positive: use sides that are positive multiples of patch_size "
+            f"{patch_size} (e.g. {16 * patch_size}), or auto"
+        )
+        raise ValueError(msg)
+    if patch_size < 1 or any(side % patch_size for side in image_size):
         msg = (
             f"image_size {image_size} is not divisible by patch_size {patch_size}: "
             f"use sides that are multiples of {patch_size} (e.g. {max(1, image_size[0] // patch_size) * patch_size})"

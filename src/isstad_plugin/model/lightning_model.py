@@ -54,8 +54,9 @@ from isstad_plugin.model.schedule import StageSchedule
 from isstad_plugin.model.tiling import training_tiles
 from isstad_plugin.model.torch_model import IsstadModel
 from isstad_plugin.model.weights import load_initial_weights
-from isstad_plugin.training.checkpointing import IsstadCheckpoints, learnt_model_checkpoint, require_statistics
+from isstad_plugin.training.checkpointing import IsstadCheckpoints, require_statistics, use_learnt_model_checkpoint
 from isstad_plugin.training.divergence import IsstadDivergenceGuard, non_finite_loss_error, stage1_encoder_broken
+from isstad_plugin.training.quiet import QuietByDesign
 from isstad_plugin.training.rng import capture_rng_state, restore_rng_state
 from isstad_plugin.training.two_stage import allow_unused_parameters
 
@@ -163,20 +164,23 @@ class Isstad(AnomalibModule):
         """Anomalib's callbacks, the divergence guard, the train-data cache, the fusion weight choice, the checkpoints.
 
         :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none (the user's settings win);
-        anomalib's ``model.ckpt`` callback is replaced by :class:`~isstad_plugin.training.checkpointing.
-        LearntModelCheckpoint`, which writes only a model with learnt thresholds.
+        anomalib's ``model.ckpt`` callback is replaced, in its place, by :class:`~isstad_plugin.training.checkpointing.
+        LearntModelCheckpoint`, which writes only a model with learnt thresholds. Callbacks the trainer already holds
+        (from an earlier fit or test of this trainer) are not returned again, so Lightning reports no override.
         """
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
-        callbacks += [IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb)]
-        callbacks += [FusionWeightChoice()] if self.config.network.fusion_error_weight == "validation" else []
+        own = [IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb), QuietByDesign()]
+        own += [FusionWeightChoice()] if self.config.network.fusion_error_weight == "validation" else []
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
-            callbacks.append(IsstadCheckpoints())
-        model_checkpoint = learnt_model_checkpoint(trainer_callbacks)
-        if model_checkpoint is not None:
-            callbacks.append(model_checkpoint)
-        return callbacks
+            own.append(IsstadCheckpoints())
+        if self._trainer is not None:
+            use_learnt_model_checkpoint(self._trainer)
+        held = {type(c) for c in trainer_callbacks}
+        return [c for c in callbacks if not any(c is t for t in trainer_callbacks)] + [
+            c for c in own if type(c) not in held
+        ]
 
     learning_type = LearningType.ONE_CLASS  # ISSTAD trains on normal images only
 

@@ -5,12 +5,13 @@ anomalib 2.7 offers no hook for these (checked on anomalib 2.7.0 with Lightning 
 * ``Engine.train(..., ckpt_path=...)`` resumes the fit, then tests ``ckpt_path`` (the model it resumed FROM);
 * ``anomalib test`` / ``predict`` write ``config.yaml`` and images into the latest training run's folder, overwriting
   the training run's own ``config.yaml``;
-* every fit moves the ``latest`` link to its new version folder when it starts, also when it then fails;
+* every fit moves the ``latest`` link to its new version folder when it starts, also when it then fails, and a fit
+  that fails before it starts (a bad option found in ``setup``) leaves that folder behind;
 * ``MVTecAD`` starts a 5 GB download for a missing or misspelled root/category and ends in a raw ``URLError``;
 * ``anomalib predict --data DIR`` stops at the first unreadable image;
 * a truncated ``--ckpt_path`` of ``export`` fails with torch's message, without the path;
 * the CLI never applies ``seed_everything`` before it builds the model; every log line is printed twice and every
-  error comes after a rich traceback.
+  error comes after a rich traceback; an unknown option is a ten-line jsonargparse report without the fix.
 
 What has a hook uses it and works in Python too: the checkpoint file is checked when Lightning reads it
 (:class:`~isstad_plugin.training.checkpoint_io.AtomicCheckpointIO`), the plugin's ``MVTec`` datamodule refuses a
@@ -24,8 +25,10 @@ checks that the model is an :class:`~isstad_plugin.Isstad`; other models keep an
 
 * a resumed ``train`` tests the final, resumed model;
 * ``test``/``predict``/``validate`` write into a folder of their own, ``<run>/<command>/v<N>`` (``<run>`` is the run
-  of ``--ckpt_path`` when it lies in ``<run>/weights/lightning/``, else the ``latest`` run);
-* ``latest`` moves to a new version folder only when its fit has finished;
+  of ``--ckpt_path`` when it lies in ``<run>/weights/lightning/``, else the ``latest`` run), removed again when the
+  command wrote nothing there;
+* ``latest`` moves to a new version folder only when its fit has finished; the folder of a fit that failed before
+  writing anything but ``config.yaml`` is removed;
 * a missing MVTecAD category folder stops in one line when the category is not an MVTec AD one or the download host
   is unreachable (or ``ISSTAD_OFFLINE=1``); a failed download stops in one line;
 * ``predict --data DIR`` reads the folder with :class:`~isstad_plugin.data.predict.ReadablePredictDataset` and repeats
@@ -34,7 +37,8 @@ checks that the model is an :class:`~isstad_plugin.Isstad`; other models keep an
 * ``seed_everything`` of the config is applied before the model is built;
 * under the ``anomalib`` command, each log line is printed once, and errors with a one-line message (raised by this
   package, or the constructor's reason inside jsonargparse's "Does not validate against any of the Union subtypes")
-  are printed as that one line, last, without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it).
+  are printed as that one line, last, without the traceback (``ISSTAD_TRACEBACK=1`` prints the traceback before it);
+  an unknown or misspelt option is one line naming it, the nearest valid name and the help command.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import jsonargparse
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from anomalib.engine import engine as engine_module
@@ -62,7 +67,13 @@ from isstad_plugin.data.download import check_mvtecad_download
 from isstad_plugin.data.predict import ReadablePredictDataset, skipped_message
 from isstad_plugin.data.reversible import installed_for_block
 from isstad_plugin.model.lightning_model import Isstad
-from isstad_plugin.tools.cli_errors import one_line_excepthook, one_log_handler, running_anomalib_cli
+from isstad_plugin.tools.cli_errors import (
+    one_line_excepthook,
+    one_line_parse_error,
+    one_log_handler,
+    running_anomalib_cli,
+)
+from isstad_plugin.tools.predict import PredictionTable, is_small_image, small_images_message
 from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
@@ -115,6 +126,28 @@ def _finished(engine: Engine) -> None:
         point_latest(Path(trainer.default_root_dir))
 
 
+def _drop_unstarted_run(engine: Engine) -> None:
+    """Remove the folders of a fit that failed before it wrote anything but ``config.yaml`` (it never started).
+
+    The run's version folder (``<root>/v<N>``) and the logger's (``logs/<name>/version_<N>``, where Lightning's
+    ``SaveConfigCallback`` writes the config at setup), each only when it holds nothing else.
+    """
+    trainer = engine._trainer
+    if trainer is not None and trainer.fit_loop.epoch_progress.total.ready:
+        return  # training began (its config.yaml is in the resume command an interruption prints)
+    folders = [Path(engine._cache.args.get("default_root_dir") or ".")]
+    log_dir = trainer.log_dir if trainer is not None else None
+    folders += [Path(log_dir)] if log_dir else []
+    for folder in folders:
+        if not re.fullmatch(r"v\d+|version_\d+", folder.name) or not folder.is_dir():
+            continue
+        content = list(folder.iterdir())
+        if all(path.name == "config.yaml" and path.is_file() for path in content):
+            for path in content:
+                path.unlink()
+            folder.rmdir()
+
+
 def _run_folder(ckpt_path: str | Path | None) -> Path | None:
     """``<run>`` of ``<run>/weights/lightning/<file>.ckpt``, else ``None``."""
     if not ckpt_path:
@@ -135,6 +168,21 @@ def _setup_workspace(self: Engine, model: Any, *args: Any, versioned_dir: bool =
     resolved = Path(self._cache.args["default_root_dir"])
     base = _run_folder(ckpt_path) or (resolved if resolved.is_dir() else resolved.parent)
     self._cache.args["default_root_dir"] = _ORIGINAL[engine_module, "create_versioned_dir"](base / name)
+    self._isstad_command_dir = self._cache.args["default_root_dir"]  # type: ignore[attr-defined]
+
+
+def _drop_empty_command_dir(engine: Engine) -> None:
+    """Remove ``<run>/<command>/v<N>`` when the command wrote nothing there, and ``<command>`` when then empty."""
+    folder = getattr(engine, "_isstad_command_dir", None)
+    if folder is None:
+        return
+    del engine._isstad_command_dir  # type: ignore[attr-defined]
+    for path in (Path(folder), Path(folder).parent):
+        if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+            return
+        for empty in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            empty.rmdir()
+        path.rmdir()
 
 
 # ------------------------------------------------------------------------------------------------ Engine methods
@@ -153,6 +201,9 @@ def _fit(
     token = _KEEP_LATEST.set(True)
     try:
         _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    except BaseException:
+        _drop_unstarted_run(self)
+        raise
     finally:
         _KEEP_LATEST.reset(token)
     _finished(self)
@@ -182,8 +233,12 @@ def _train(
         )
     finally:
         _KEEP_LATEST.reset(token)
-    self._setup_trainer(model)
-    self.trainer.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    try:
+        self._setup_trainer(model)
+        self.trainer.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+    except BaseException:
+        _drop_unstarted_run(self)
+        raise
     _finished(self)
     return self.trainer.test(model, test_dataloaders, datamodule=datamodule)  # the trained model, not ckpt_path
 
@@ -211,6 +266,7 @@ def _evaluating(name: str) -> Callable[..., Any]:
             result = original(**arguments)
         finally:
             _COMMAND.reset(token)
+            _drop_empty_command_dir(self)
         if name == "predict":
             _report_skipped(self)
         return result
@@ -248,12 +304,23 @@ def _mvtecad_prepare_data(self: MVTecAD) -> None:
 
 # ------------------------------------------------------------------------------------------------ predict folders
 def _report_skipped(engine: Engine) -> None:
-    """Repeat the list of skipped images as the last line of ``predict`` (``warning: predict skipped ...``)."""
+    """Repeat the list of skipped images as the last line of ``predict`` (``warning: predict skipped ...``).
+
+    Images far smaller than the model's input are named in a line before it (unless a ``PredictionTable`` does).
+    """
     loaders = engine.trainer.predict_dataloaders or []
     loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
-    skipped = [path for loader in loaders for path in getattr(getattr(loader, "dataset", None), "skipped_images", [])]
-    if skipped:  # printed, not logged: anomalib's log handlers wrap long lines, and this must be the last line
-        sys.stdout.flush()
+    datasets = [getattr(loader, "dataset", None) for loader in loaders]
+    skipped = [path for dataset in datasets for path in getattr(dataset, "skipped_images", [])]
+    config = getattr(getattr(engine.trainer.lightning_module, "model", None), "config", None)
+    input_hw = getattr(config, "image_hw", None)
+    tables = any(isinstance(callback, PredictionTable) for callback in engine.trainer.callbacks)  # type: ignore[attr-defined]
+    files = [str(path) for dataset in datasets for path in getattr(dataset, "image_filenames", [])]
+    small = [path for path in files if input_hw is not None and is_small_image(path, input_hw)] if not tables else []
+    sys.stdout.flush()
+    if small and input_hw is not None:  # printed, not logged: anomalib's log handlers wrap long lines
+        print(f"warning: {small_images_message(small, input_hw)}", file=sys.stderr, flush=True)
+    if skipped:  # the last line
         print(f"warning: {skipped_message(skipped)}", file=sys.stderr, flush=True)
 
 
@@ -293,6 +360,13 @@ def install() -> None:
     if running_anomalib_cli():
         sys.excepthook = functools.partial(one_line_excepthook, sys.excepthook)
         one_log_handler()
+        _ORIGINAL[jsonargparse.ArgumentParser, "error"] = jsonargparse.ArgumentParser.error
+        jsonargparse.ArgumentParser.error = functools.wraps(jsonargparse.ArgumentParser.error)(_parse_error)  # type: ignore[method-assign]
+
+
+def _parse_error(self: jsonargparse.ArgumentParser, message: str, ex: Exception | None = None) -> Any:
+    """Jsonargparse's ``error``, with an unknown option in one line (:func:`~.cli_errors.one_line_parse_error`)."""
+    return one_line_parse_error(_ORIGINAL[jsonargparse.ArgumentParser, "error"], self, message, ex)
 
 
 def uninstall() -> None:
@@ -327,4 +401,4 @@ def _seed_before_instantiation(self: Any) -> None:
         return
     from lightning.pytorch import seed_everything
 
-    seed_everything(None if seed is True else int(seed), workers=True)
+    seed_everything(None if seed is True else int(seed), workers=True, verbose=False)  # the config shows it

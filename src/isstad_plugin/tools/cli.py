@@ -11,7 +11,9 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
+
+from isstad_plugin.tools.cli_errors import unknown_option_line  # the standard library only
 
 T = TypeVar("T")
 
@@ -19,7 +21,10 @@ T = TypeVar("T")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``isstad`` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    _Parser.argv = list(sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        return _unknown_arguments(parser, args.command, extras)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from isstad_plugin.tools.anomalib_corrections import installed
 
@@ -31,10 +36,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with errors in one line naming the help command (no usage block)."""
+
+    argv: list[str] = []
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>; see `<prog> --help``` and exit with status 2.
+
+        A missing required option after a misspelt one (``--imags``) names the misspelt one.
+        """
+        known = {name for action in self._actions for name in action.option_strings}
+        unknown = [a.partition("=")[0] for a in _Parser.argv if a.startswith("--") and a.partition("=")[0] not in known]
+        if message.startswith("the following arguments are required") and unknown and self.prog != "isstad":
+            message = unknown_option_line(unknown[0], sorted(known), f"{self.prog} --help")
+            self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def _unknown_arguments(parser: argparse.ArgumentParser, command: str, extras: list[str]) -> int:
+    """One line for arguments the subcommand does not know, with the nearest option name."""
+    subcommand = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    options = [name for action in subcommand._actions for name in action.option_strings if name.startswith("--")]
+    first = extras[0]
+    if first.startswith("--"):
+        line = unknown_option_line(first.partition("=")[0], options, f"{subcommand.prog} --help")
+    else:
+        line = f"unexpected argument {first}; see `{subcommand.prog} --help`"
+    print(f"{subcommand.prog}: error: {line}", file=sys.stderr)
+    return 2
+
+
 def _parser() -> argparse.ArgumentParser:
     from isstad_plugin import __version__
 
-    parser = argparse.ArgumentParser(prog="isstad", description="ISSTAD anomaly detection (anomalib plugin).")
+    parser = _Parser(prog="isstad", description="ISSTAD anomaly detection (anomalib plugin).")
     parser.add_argument("--version", action="version", version=f"isstad-plugin {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train and test a small ISSTAD on generated data, write a report")

@@ -4,6 +4,9 @@ anomalib's ``predict`` writes one picture per image (input, anomaly map, predict
 :class:`PredictionTable` callback collects, for every predicted image, its path, the normalised score, the label and
 the share of its pixels in the predicted mask, and writes ``predictions.csv`` and ``predictions.json``.
 
+An image far smaller than the model's input (a side under 1/8 of the input's, :data:`SMALL_IMAGE_FRACTION`) is upscaled
+so much that its score means little: it is flagged (``small_image`` 1) and named in one warning line.
+
 Scores are anomalib's normalised scores: the post-processor maps the threshold learnt on the validation split to
 0.5 and the validation minimum and maximum to about 0 and 1 (clamped to ``[0, 1]``); an image is labelled anomalous
 when its score is at least 0.5.
@@ -13,16 +16,22 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from PIL import Image
 
 from isstad_plugin.tools.devices import device_args
 
-FIELDS = ("image_path", "pred_score", "pred_label", "anomalous_area")
+logger = logging.getLogger(__name__)
+
+FIELDS = ("image_path", "pred_score", "pred_label", "anomalous_area", "small_image")
+SMALL_IMAGE_FRACTION = 1 / 8
+"""An image with a side under this fraction of the model's input side is flagged as too small to score."""
 
 
 @dataclass
@@ -34,12 +43,15 @@ class Prediction:
         pred_score: Normalised anomaly score in ``[0, 1]``; 0.5 is the threshold learnt on validation.
         pred_label: 1 for anomalous (``pred_score >= 0.5``), 0 for normal.
         anomalous_area: Fraction of the image's pixels in the predicted anomaly mask (``nan`` without a mask).
+        small_image: 1 when a side of the file is under 1/8 of the model's input side (upscaled that much, its score
+            means little), else 0.
     """
 
     image_path: str
     pred_score: float
     pred_label: int
     anomalous_area: float
+    small_image: int = 0
 
 
 class PredictionTable(Callback):
@@ -60,12 +72,15 @@ class PredictionTable(Callback):
         self.output_dir = Path(output_dir)
         self.rows: list[Prediction] = []
         self._pending: Any = None
+        self._input_hw: tuple[int, int] | None = None
 
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Start an empty table."""
-        del trainer, pl_module
+        """Start an empty table; note the model's input size (to flag images far smaller than it)."""
+        del trainer
         self.rows = []
         self._pending = None
+        config = getattr(getattr(pl_module, "model", None), "config", None)
+        self._input_hw = getattr(config, "image_hw", None)
 
     def on_predict_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any, **kwargs: Any
@@ -81,11 +96,39 @@ class PredictionTable(Callback):
         self._flush()
         if trainer.is_global_zero:
             write_predictions(self.rows, self.output_dir)
+            small = [row.image_path for row in self.rows if row.small_image]
+            if small and self._input_hw is not None:
+                logger.warning(small_images_message(small, self._input_hw))
 
     def _flush(self) -> None:
         if self._pending is not None:
-            self.rows.extend(predictions_of(self._pending))
+            rows = predictions_of(self._pending)
+            for row in rows:
+                row.small_image = int(self._input_hw is not None and is_small_image(row.image_path, self._input_hw))
+            self.rows.extend(rows)
             self._pending = None
+
+
+def is_small_image(path: str | Path, input_hw: tuple[int, int]) -> bool:
+    """Whether a side of the image file is under :data:`SMALL_IMAGE_FRACTION` of the model's input side.
+
+    Only the file's header is read; a file that cannot be opened is not flagged.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except OSError:
+        return False
+    return height < input_hw[0] * SMALL_IMAGE_FRACTION or width < input_hw[1] * SMALL_IMAGE_FRACTION
+
+
+def small_images_message(paths: list[str], input_hw: tuple[int, int]) -> str:
+    """One line naming the images far smaller than the model's input."""
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (
+        f"{len(paths)} image(s) have a side under 1/8 of the model's input {input_hw[0]}x{input_hw[1]}: upscaled that "
+        f"much, their scores mean little (small_image 1 in predictions.csv); use larger images: {shown}"
+    )
 
 
 def predictions_of(batch: Any) -> list[Prediction]:
@@ -200,6 +243,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
         enable_progress_bar=False,
         **device_args(options.accelerator, options.devices),
     )
-    engine.predict(model, dataloaders=loader, return_predictions=False, ckpt_path=options.ckpt)
+    # No ckpt_path: the model is loaded, and anomalib would give the training run an (empty) predict/v<N> folder.
+    engine.predict(model, dataloaders=loader, return_predictions=False)
     images = output / "images" if options.save_images else None
     return PredictResult(table.rows, output / "predictions.csv", output / "predictions.json", images)

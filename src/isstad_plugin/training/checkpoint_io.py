@@ -4,8 +4,9 @@ Lightning's ``TorchCheckpointIO`` (anomalib's ``AnomalibCheckpointIO``) stages a
 and then moves it, so it needs free space there too, and a full disk leaves a truncated file behind a long traceback.
 :class:`AtomicCheckpointIO` serialises the checkpoint in memory, writes ``.<name>.partial`` next to the target,
 flushes it to disk (``fsync``) and renames it over the target: a reader sees the old file or the new one, never a
-part. On ``OSError`` (``ENOSPC``: no space left) the partial file is removed, the previous checkpoint is untouched
-and the error is one line naming the folder and the space the file needs. Before a checkpoint is read,
+part. On any error or signal (``ENOSPC``: no space left, Ctrl-C, ``SIGTERM``) the partial file is removed and the
+previous checkpoint is untouched; a failed write is one line naming the folder, the space the file needs and the
+command that resumes the fit (:func:`resume_hint`). Before a checkpoint is read,
 :func:`check_checkpoint_file` refuses a missing, empty or truncated file in one line naming it (Lightning would end in
 torch's message, without the path).
 
@@ -15,10 +16,14 @@ a user's own ``CheckpointIO`` is kept.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
+import signal
+import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,32 +64,81 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
 def write_atomically(data: memoryview | bytes, target: Path) -> None:
     """Write ``data`` to ``target`` through ``.<name>.partial`` in the same folder, fsync and rename.
 
+    ``SIGTERM`` with Python's default action (which would end the process without cleaning up) ends it through
+    ``SystemExit`` while the file is written; Lightning's own ``SIGTERM`` handler, in a fit, waits for the batch end.
+
     Raises:
         CheckpointWriteError: The write failed; no partial file is left and ``target`` is unchanged.
+        BaseException: A signal (``KeyboardInterrupt``, ``SystemExit``) during the write, after removing the partial.
     """
     partial = target.with_name(f".{target.name}.partial")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with partial.open("wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        partial.replace(target)
-        _fsync_folder(target.parent)
+        with _sigterm_as_exit():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            partial.replace(target)
+            _fsync_folder(target.parent)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        megabytes = len(data) / 2**20
-        kept = "the previous checkpoint is kept" if target.is_file() else "nothing was written"
-        if error.errno == errno.ENOSPC:
-            msg = (
-                f"no space left on the device of {target.parent} to write {target.name} ({megabytes:.1f} MB needed, "
-                f"{kept}): free space there or set trainer.default_root_dir to a larger disk, then resume"
-            )
-        else:
-            msg = f"could not write {target} ({error.strerror or error}; {kept}): check the folder, then resume"
-        failure = CheckpointWriteError(msg)
+        failure = CheckpointWriteError(_write_error_message(error, target, len(data) / 2**20))
         failure.errno = error.errno
         raise failure from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _write_error_message(error: OSError, target: Path, megabytes: float) -> str:
+    kept = "the previous checkpoint is kept" if target.is_file() else "nothing was written"
+    if error.errno == errno.ENOSPC:
+        return (
+            f"no space left on the device of {target.parent} to write {target.name} ({megabytes:.1f} MB needed, "
+            f"{kept}): free space there and {resume_hint(target.parent, larger_disk=True)}"
+        )
+    reason = error.strerror or error
+    return f"could not write {target} ({reason}; {kept}): check the folder, then {resume_hint(target.parent)}"
+
+
+def resume_hint(folder: Path, larger_disk: bool = False) -> str:
+    """How to continue a fit whose checkpoints are in ``folder`` (``<run>/weights/lightning``), as a clause.
+
+    With ``<run>/config.yaml`` (written by every ``anomalib train``/``fit``) it is the exact command: resume from
+    ``last.ckpt``, or start again when there is none yet. ``larger_disk`` adds the top-level ``--default_root_dir``
+    (anomalib's CLI refuses ``--trainer.default_root_dir``).
+    """
+    last = folder / "last.ckpt"
+    run = folder.parent.parent
+    config = run / "config.yaml"
+    if folder.name == "lightning" and folder.parent.name == "weights" and config.is_file():
+        resume = f" --ckpt_path {last.resolve()}" if last.is_file() else ""
+        verb = "resume" if last.is_file() else "start again (no last.ckpt yet)"
+        hint = f"{verb}: `anomalib train --config {config.resolve()}{resume}`"
+        return hint + (" (add `--default_root_dir DIR` to continue on a larger disk)" if larger_disk else "")
+    disk = " on a larger disk (Engine(default_root_dir=DIR))" if larger_disk else ""
+    if last.is_file():
+        return f"resume{disk}: fit again with ckpt_path={last.resolve()}"
+    return f"start the fit again{disk} (no last.ckpt yet)"
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn ``SIGTERM`` into ``SystemExit(143)`` inside the block, when its action is Python's default (main thread)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def exit_now(signum: int, frame: object) -> None:
+        del frame
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -10,7 +10,9 @@ callback (added by :class:`~isstad_plugin.Isstad` to every fit) writes, next to 
 * ``stage1.ckpt``: the end of stage 1, usable as ``--model.stage1_checkpoint``.
 
 It also makes the last epoch validate when ``check_val_every_n_epoch`` would skip it, so the thresholds are always
-learnt on the trained model, and warns when they could not be learnt. At setup it makes the trainer write every file
+learnt on the trained model, warns when they could not be learnt, says where the model was saved, and after a Ctrl-C
+or ``SIGTERM`` prints the command that resumes the fit as the last line. The run's ``config.yaml`` is written when the
+fit starts (a fit that fails in setup leaves none). At setup it makes the trainer write every file
 atomically (:class:`~isstad_plugin.training.checkpoint_io.AtomicCheckpointIO`, unless the user chose a
 ``CheckpointIO``).
 
@@ -23,8 +25,10 @@ interrupted fit never leaves a ``model.ckpt`` that calls every image normal. :fu
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 from anomalib.callbacks.checkpoint import ModelCheckpoint
@@ -32,8 +36,10 @@ from anomalib.engine.plugins import AnomalibCheckpointIO
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from isstad_plugin.training.checkpoint_io import AtomicCheckpointIO, CheckpointError
+from isstad_plugin.training.checkpoint_io import AtomicCheckpointIO, CheckpointError, resume_hint
 from isstad_plugin.training.two_stage import TwoStageModule
 
 logger = logging.getLogger(__name__)
@@ -88,13 +94,27 @@ class IsstadCheckpoints(Callback):
         self._last_write = time.monotonic()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Write checkpoints atomically (unless the user chose an IO); put the run's config in its folder."""
-        del pl_module
+        """Write checkpoints atomically (unless the user chose an IO)."""
+        del pl_module, stage
         current = trainer.strategy.checkpoint_io
         if type(current) is AnomalibCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO(current.extra_safe_globals)
-        if stage == "fit":
-            save_run_config(trainer)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Put the run's config in its folder, once the fit has started (a fit that fails in setup leaves none)."""
+        del pl_module
+        save_run_config(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """After Ctrl-C or ``SIGTERM``, print one line: how to resume (printed, not logged: it is the last line)."""
+        del pl_module
+        if not isinstance(exception, KeyboardInterrupt | SIGTERMException) or not trainer.is_global_zero:
+            return
+        if trainer.state.fn != TrainerFn.FITTING:
+            return
+        sys.stdout.flush()
+        line = f"fit interrupted: {resume_hint(self.folder(trainer))}"
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
     def folder(self, trainer: Trainer) -> Path:
         """Where the files go."""
@@ -132,7 +152,10 @@ class IsstadCheckpoints(Callback):
             self._last_write = time.monotonic()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Warn when the fit ends without learnt thresholds (F1 and labels would be meaningless)."""
+        """Say where the model was saved; warn when the fit ends without learnt thresholds (F1, labels meaningless)."""
+        saved = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        if saved and trainer.is_global_zero:
+            logger.info("ISSTAD: model saved: %s (the --ckpt_path of test, predict and export)", saved)
         post_processor = getattr(pl_module, "post_processor", None)
         threshold = getattr(post_processor, "_image_threshold", None)
         enabled = getattr(post_processor, "enable_thresholding", False)
@@ -208,9 +231,28 @@ def learnt_model_checkpoint(callbacks: list[Callback]) -> LearntModelCheckpoint 
     if any(type(callback) in bases for callback in callbacks):
         return None
     for callback in callbacks:
-        if type(callback) is ModelCheckpoint and callback.filename == "model" and callback.monitor is None:
+        if _is_default_model_checkpoint(callback):
             return LearntModelCheckpoint(dirpath=callback.dirpath, filename="model", auto_insert_metric_name=False)
     return None
+
+
+def _is_default_model_checkpoint(callback: Callback) -> TypeGuard[ModelCheckpoint]:
+    """Anomalib's default ``model.ckpt`` callback."""
+    return type(callback) is ModelCheckpoint and callback.filename == "model" and callback.monitor is None
+
+
+def use_learnt_model_checkpoint(trainer: Trainer) -> None:
+    """Put a :class:`LearntModelCheckpoint` in the place of anomalib's default ``model.ckpt`` callback, if in use.
+
+    Replaced in the trainer's list, not returned by ``configure_callbacks``: Lightning would then print an override
+    line, and drop every other callback of anomalib's ``ModelCheckpoint`` type with it.
+    """
+    replacement = learnt_model_checkpoint(trainer.callbacks)  # type: ignore[attr-defined]
+    if replacement is None:
+        return
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]
+    index = next(i for i, callback in enumerate(callbacks) if _is_default_model_checkpoint(callback))
+    callbacks[index] = replacement
 
 
 def missing_statistics(module: object) -> list[str]:
