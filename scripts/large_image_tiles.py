@@ -94,7 +94,7 @@ def main() -> None:
         decoder_dim=128,
         decoder_depth=4,
         decoder_heads=4,
-        classifier_refinement=16,
+        classifier_upsampling="overlap",
         corruption_settings={"soft_prob": 0.5},
         stage1_steps=args.steps[0],
         stage2_steps=args.steps[1],

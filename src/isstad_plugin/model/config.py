@@ -69,7 +69,6 @@ class NetworkConfig:
         classifier_sharing: ``"per_block"`` or ``"shared"`` projections of the pixel classifier head; ``None`` takes
             the preset's.
         classifier_output: ``"sigmoid"`` or ``"softmax"`` (two classes); ``None`` takes the preset's.
-        classifier_refinement: Channels of an image-guided convolutional refinement of each level's logits (0: none).
         classifier_upsampling: ``"patch"`` (the paper's head) or ``"overlap"`` (blended 2p x 2p windows: a smooth P).
         mask_ratio: Stage-1 masking ratio (paper: 0.75).
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
@@ -97,7 +96,6 @@ class NetworkConfig:
     decoder_heads: int = PAPER_DECODER_HEADS
     classifier_sharing: ClassifierSharing | None = None
     classifier_output: ClassifierOutput | None = None
-    classifier_refinement: int = 0
     classifier_upsampling: ClassifierUpsampling = "patch"
     mask_ratio: float = PAPER_MASK_RATIO
     smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
@@ -117,7 +115,7 @@ class NetworkConfig:
             raise ValueError(msg)
         check_choice("classifier_sharing", self.classifier_sharing, ("per_block", "shared", None))
         check_choice("classifier_output", self.classifier_output, ("sigmoid", "softmax", None))
-        check_head_options(self.classifier_refinement, self.classifier_upsampling, self.patch)
+        check_head_options(self.classifier_upsampling, self.patch)
         check_fusion_options(self.smoothing_sigma, self.score_aggregation, self.topk_fraction, self.map_source,
                              self.fusion_error_weight)  # fmt: skip
         if not 0 <= self.mask_ratio < 1:

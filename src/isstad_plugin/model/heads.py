@@ -8,7 +8,6 @@ into P at inference (:func:`~isstad_plugin.model.fusion.level_probability`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 from torch import nn
@@ -19,15 +18,12 @@ from isstad_plugin.model.transformer import layer_norm
 from isstad_plugin.validation import check_choice
 
 
-def check_head_options(refinement: object, upsampling: object, patch_size: int) -> None:
-    """The range check of the pixel classifier head's options (``classifier_refinement``, ``classifier_upsampling``).
+def check_head_options(upsampling: object, patch_size: int) -> None:
+    """The range check of the pixel classifier head's option ``classifier_upsampling``.
 
     Raises:
         ValueError: A value the head cannot use, naming the option.
     """
-    if not isinstance(refinement, int) or refinement < 0:
-        msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {refinement!r}"
-        raise ValueError(msg)
     check_choice("classifier_upsampling", upsampling, ("patch", "overlap"))
     if upsampling == "overlap" and patch_size % 2:
         msg = f"classifier_upsampling: overlap needs an even patch_size, got {patch_size}: use 'patch'"
@@ -53,41 +49,6 @@ class ReconstructionHead(nn.Module):
         return self.proj(self.norm(tokens))
 
 
-class LevelRefinement(nn.Module):
-    """A light, image-guided convolutional refinement of every level's logits (beyond the paper).
-
-    The paper's linear projection paints each patch's ``p x p`` logits from one token, so P is constant-ish per patch
-    and its edges follow the patch grid. Three 3x3 convolutions over ``[level logits, image]``, shared by all levels,
-    add a residual that lets each level's map follow the image's edges inside a patch. The last convolution starts at
-    zero, so an untrained refinement is the paper's head.
-
-    Args:
-        classes: Logits per pixel (1 sigmoid, 2 softmax).
-        channels: Image channels.
-        hidden: Hidden channels.
-    """
-
-    def __init__(self, classes: int, channels: int, hidden: int) -> None:
-        super().__init__()
-        last = nn.Conv2d(hidden, classes, 3, padding=1)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(cast(torch.Tensor, last.bias))
-        self.layers = nn.Sequential(
-            nn.Conv2d(classes + channels, hidden, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
-            nn.GELU(),
-            last,
-        )
-
-    def forward(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """``(B, L, K, H, W)`` logits and ``(B, C, H, W)`` images -> refined ``(B, L, K, H, W)`` logits."""
-        levels = logits.shape[1]
-        guide = images.to(logits.dtype).unsqueeze(1).expand(-1, levels, -1, -1, -1)
-        inputs = torch.cat([logits, guide], dim=2).flatten(0, 1)
-        return logits + self.layers(inputs).reshape(logits.shape)
-
-
 class PixelClassifierHead(nn.Module):
     """Pixel classifier head (PCH): a linear projection of every decoder level's patch tokens to pixel logits.
 
@@ -104,8 +65,6 @@ class PixelClassifierHead(nn.Module):
         sharing: ``"per_block"`` (one projection per block, the paper's text) or ``"shared"`` (one projection for all
             blocks, the official code).
         output: ``"sigmoid"`` (one logit per pixel, the paper's eq. 10) or ``"softmax"`` (two classes, official code).
-        refinement: Hidden channels of a :class:`LevelRefinement` guided by the input image; ``0``: none (paper).
-        channels: Image channels (read by the refinement).
         upsampling: ``"patch"`` (the paper's) or ``"overlap"`` (tent-blended ``2p x 2p`` windows; ``p`` even).
     """
 
@@ -116,8 +75,6 @@ class PixelClassifierHead(nn.Module):
         num_levels: int,
         sharing: ClassifierSharing = "per_block",
         output: ClassifierOutput = "sigmoid",
-        refinement: int = 0,
-        channels: int = 3,
         upsampling: ClassifierUpsampling = "patch",
     ) -> None:
         super().__init__()
@@ -128,17 +85,13 @@ class PixelClassifierHead(nn.Module):
         count = num_levels if sharing == "per_block" else 1
         side = 2 * patch_size if upsampling == "overlap" else patch_size
         self.proj = nn.ModuleList(nn.Linear(dim, side * side * self.classes) for _ in range(count))
-        self.refinement = LevelRefinement(self.classes, channels, refinement) if refinement else None
 
-    def forward(
-        self, levels: Sequence[torch.Tensor], grid_size: tuple[int, int], images: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Project every level (and refine it, guided by ``images``, when the head has a refinement).
+    def forward(self, levels: Sequence[torch.Tensor], grid_size: tuple[int, int]) -> torch.Tensor:
+        """Project every level to pixel logits.
 
         Args:
             levels: One ``(B, N, dim)`` patch-token tensor per decoder block (no class token).
             grid_size: ``(rows, cols)`` of the patch grid.
-            images: ``(B, C, H, W)`` input images; needed with a refinement.
 
         Returns:
             ``(B, L, K, H, W)`` logits.
@@ -148,12 +101,7 @@ class PixelClassifierHead(nn.Module):
         batch, num_levels = stacked.shape[:2]
         to_pixels = overlap_unpatchify if self.upsampling == "overlap" else unpatchify
         maps = to_pixels(stacked.flatten(0, 1), self.patch_size, grid_size)
-        logits = maps.reshape(batch, num_levels, *maps.shape[1:])
-        if self.refinement is None:
-            return logits
-        if images is None:
-            raise ValueError("a pixel classifier head with a refinement needs the input images")
-        return self.refinement(logits, images)
+        return maps.reshape(batch, num_levels, *maps.shape[1:])
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """``(B, L, K, H, W)`` logits -> ``(B, L, H, W)`` probabilities of the anomalous class ``P^[l]``."""

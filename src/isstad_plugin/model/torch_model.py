@@ -82,8 +82,6 @@ class IsstadModel(nn.Module):
             decoder_depth,
             self.config.sharing,
             self.config.output,
-            refinement=self.config.classifier_refinement,
-            channels=IN_CHANNELS,
             upsampling=self.config.classifier_upsampling,
         )
         self.normalization = PixelNormalization()
@@ -210,7 +208,7 @@ class IsstadModel(nn.Module):
         reconstruction = self.normalization.to_unit(unpatchify(patches, self.patch_size, self.grid_size))
         logits = None
         if with_classifier:
-            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size, model_images)
+            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size)
         return IsstadOutput(reconstruction=reconstruction, level_logits=logits, mask=mask)
 
     def anomaly_maps(self, images: torch.Tensor) -> AnomalyMaps:
