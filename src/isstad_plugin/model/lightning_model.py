@@ -48,7 +48,7 @@ from isstad_plugin.model.optimizers import (
 )
 from isstad_plugin.model.options import IsstadConfig, options_doc, options_signature
 from isstad_plugin.model.post_processor import IsstadPostProcessor
-from isstad_plugin.model.pre_processor import drop_imagenet_normalize, resize_pre_processor
+from isstad_plugin.model.pre_processor import resize_pre_processor
 from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
 from isstad_plugin.model.schedule import StageSchedule
 from isstad_plugin.model.tiling import training_tiles
@@ -60,8 +60,6 @@ from isstad_plugin.training.rng import capture_rng_state, restore_rng_state
 from isstad_plugin.training.two_stage import allow_unused_parameters
 
 logger = logging.getLogger(__name__)
-
-PIXEL_SPACE_KEY, PIXEL_SPACE = "isstad_pixel_space", "unit"  # checkpoints without it normalised in the pre-processor
 
 
 class Isstad(AnomalibModule):
@@ -267,7 +265,6 @@ class Isstad(AnomalibModule):
         """Store the stage and the random state, so that a resumed fit continues as the uninterrupted one would."""
         super().on_save_checkpoint(checkpoint)
         checkpoint["isstad_stage"] = self.stage
-        checkpoint[PIXEL_SPACE_KEY] = PIXEL_SPACE
         checkpoint["isstad_stage1_epochs"] = self.stage1_epochs
         checkpoint["isstad_rng"] = capture_rng_state()
         store_weights(self.model.fusion, checkpoint)  # chosen on validation, or the option
@@ -283,8 +280,6 @@ class Isstad(AnomalibModule):
             msg = "the checkpoint was not written by an Isstad model (no 'isstad_stage' entry): pass an Isstad .ckpt"
             raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
-        if checkpoint.get(PIXEL_SPACE_KEY) != PIXEL_SPACE and isinstance(self.pre_processor, PreProcessor):
-            drop_imagenet_normalize(self.pre_processor)  # a 0.1.0 checkpoint: the network normalises now
         resuming = self._trainer is not None and self.trainer.training
         config = self.config.with_checkpoint_network(checkpoint.get("hyper_parameters", {}), resuming)
         if config is not self.config:
