@@ -26,14 +26,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from isstad_plugin.corruption.config import LEGACY_CONFIG, OPERATIONS, PAPER_CORRUPT_PROB, SHAPES, PaperConfig
+from isstad_plugin.corruption.config import OPERATIONS, PAPER_CORRUPT_PROB, SHAPES, PaperConfig
 from isstad_plugin.corruption.inputs import check_image_batch, resolve_generator
 from isstad_plugin.corruption.official import OFFICIAL_CORRUPT_PROB, OfficialConfig, apply_official
 from isstad_plugin.corruption.paper import apply_paper, grey_images
 from isstad_plugin.corruption.params import BlockParams
 
 __all__ = [
-    "LEGACY_CONFIG",
     "OFFICIAL_CORRUPT_PROB",
     "OPERATIONS",
     "PAPER_CORRUPT_PROB",

@@ -7,7 +7,6 @@ Where the paper gives no number, the defaults aim at label statistics like real 
 as often at the border as in the centre, no colour on grey images, thin and irregular regions as well as rectangles):
 block counts and sides are drawn log-uniformly, blocks may straddle the border (they are clipped), a block paints a
 rectangle, an ellipse, a thin line or an irregular blob inside its box, and grey images get grey-only changes.
-:data:`LEGACY_CONFIG` keeps the earlier statistics (uniform draws, blocks inside the image, rectangles, tinting).
 """
 
 from __future__ import annotations
@@ -173,18 +172,3 @@ class PaperConfig:
     def kinds(self) -> tuple[str, ...]:
         """Enabled operation kinds, in composition order and without duplicates."""
         return tuple(name for name in OPERATIONS if name in self.operations)
-
-
-LEGACY_CONFIG = PaperConfig(
-    block_size=(4, 0.25),
-    count_distribution="uniform",
-    size_distribution="uniform",
-    placement="inside",
-    shapes=("rectangle",),
-    preserve_grey=False,
-)
-"""The statistics of releases up to 0.x: uniform draws, rectangles wholly inside the image, colour on grey images.
-
-About half of a corrupted image is labelled and the border is almost never; kept for comparison
-(``benchmarks/corruption_coverage.py``) and for reproducing earlier runs.
-"""
