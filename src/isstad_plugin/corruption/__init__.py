@@ -5,9 +5,8 @@ head. Two modes:
 
 * ``"paper"`` (default): 5/6 of the images get 1-100 random blocks, each with one or more of flip, rotation, blur,
   colour change and Gaussian noise; a pixel is labelled 1 exactly where its value changed. See
-  :mod:`isstad_plugin.corruption.params` for the exact semantics, :mod:`isstad_plugin.corruption.render` for the
-  vectorised renderer and :mod:`isstad_plugin.corruption.reference` for the loop implementation used as the test
-  oracle.
+  :mod:`isstad_plugin.corruption.params` for the exact semantics and :mod:`isstad_plugin.corruption.render` for the
+  vectorised renderer (the tests' loop oracle is ``tests/corruption/reference.py``).
 * ``"official"``: the official code's augmentation, 2/3 of the images get a whole-image transform pasted through
   1-3 random shapes, labelled with the shape mask. See :mod:`isstad_plugin.corruption.official`.
 
@@ -84,7 +83,6 @@ class PixelCorruption(nn.Module):
         mode: ``"paper"`` (blocks, labels = changed pixels) or ``"official"`` (shapes, labels = shape mask).
         corrupt_prob: Probability that an image is corrupted; ``None`` uses the mode's value (paper 5/6, official
             2/3).
-        implementation: Paper mode: ``"vectorised"`` (default) or ``"loop"`` (the slow reference, same output).
         **settings: Any other field of the mode's config: :class:`PaperConfig` (``num_blocks``, ``block_size``,
             ``count_distribution``, ``size_distribution``, ``placement``, ``shapes``, ``line_width``, ``operations``,
             ``ops_per_block``, ``noise_std``, ``colour_strength``, ``small_angle``, ``right_angle_prob``,
@@ -101,15 +99,11 @@ class PixelCorruption(nn.Module):
         self,
         mode: Literal["paper", "official"] = "paper",
         corrupt_prob: float | None = None,
-        implementation: Literal["vectorised", "loop"] = "vectorised",
         **settings: Any,
     ) -> None:
         super().__init__()
-        if implementation not in ("vectorised", "loop"):
-            raise ValueError(f"implementation must be 'vectorised' or 'loop', got {implementation!r}")
         self.config = corruption_config(mode, corrupt_prob, settings)
         self.mode = mode
-        self.implementation = implementation
 
     def extra_repr(self) -> str:
         """Show the mode and the settings in ``print(module)``."""
@@ -141,4 +135,4 @@ class PixelCorruption(nn.Module):
             images = images.clamp(0.0, 1.0)
         if isinstance(self.config, OfficialConfig):
             return apply_official(images, self.config, generator)
-        return apply_paper(images, self.config, generator, self.implementation)
+        return apply_paper(images, self.config, generator)
