@@ -75,9 +75,7 @@ class NetworkConfig:
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
         fusion_error_weight: Weight ``w`` of E in ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``; 0.5 is the paper's
-            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more; ``"validation"``: weights of ``FUSION_WEIGHTS`` chosen on the
-            validation split at every validation of a fit, one for the map, one for the image score, and stored in the
-            checkpoint (:mod:`~isstad_plugin.model.fusion_choice`; 0.5 without masks).
+            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more (``isstad diagnose`` compares weights on validation).
     """
 
     variant: str = "full"
@@ -101,7 +99,7 @@ class NetworkConfig:
     smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
     score_aggregation: ScoreAggregation = "mean"
     topk_fraction: float = 0.01
-    fusion_error_weight: float | Literal["validation"] = 0.5
+    fusion_error_weight: float = 0.5
 
     def __post_init__(self) -> None:
         """Normalise ``image_size`` and check every option that cannot work, naming it."""

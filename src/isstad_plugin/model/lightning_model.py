@@ -38,7 +38,6 @@ from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_fit_data
 from isstad_plugin.data.geometry import resolve_image_size
 from isstad_plugin.model.augmentation import mae_augmentation
-from isstad_plugin.model.fusion_choice import FusionWeightChoice, restore_weights, store_weights
 from isstad_plugin.model.loss import Stage1Loss, Stage2Loss
 from isstad_plugin.model.optimizers import (
     check_own_optimizers,
@@ -158,7 +157,7 @@ class Isstad(AnomalibModule):
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """Anomalib's callbacks, the divergence guard, the train-data cache, the fusion weight choice, the checkpoints.
+        """Anomalib's callbacks, the divergence guard, the train-data cache, the checkpoints.
 
         :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none (the user's settings win);
         anomalib's ``model.ckpt`` callback is replaced by :class:`~isstad_plugin.training.checkpointing.
@@ -167,7 +166,6 @@ class Isstad(AnomalibModule):
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
         callbacks += [IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb)]
-        callbacks += [FusionWeightChoice()] if self.config.network.fusion_error_weight == "validation" else []
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
             callbacks.append(IsstadCheckpoints())
@@ -267,7 +265,6 @@ class Isstad(AnomalibModule):
         checkpoint["isstad_stage"] = self.stage
         checkpoint["isstad_stage1_epochs"] = self.stage1_epochs
         checkpoint["isstad_rng"] = capture_rng_state()
-        store_weights(self.model.fusion, checkpoint)  # chosen on validation, or the option
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adopt the checkpoint's network options, stage and (when resuming a fit) random state.
@@ -286,7 +283,6 @@ class Isstad(AnomalibModule):
             self._rebuild(config)
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
-        restore_weights(self.model.fusion, checkpoint)
         self._initial_weights_done = True
         if self._trainer is not None and self.trainer.training and "isstad_rng" in checkpoint:
             restore_rng_state(checkpoint["isstad_rng"])

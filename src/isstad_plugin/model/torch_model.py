@@ -91,7 +91,7 @@ class IsstadModel(nn.Module):
             aggregation=config.score_aggregation,
             topk_fraction=config.topk_fraction,
             source=config.map_source,
-            error_weight=0.5 if config.fusion_error_weight == "validation" else config.fusion_error_weight,
+            error_weight=config.fusion_error_weight,
         )
         self.encoder_frozen = False
         self.tiler: Tiler | None = tiler_for(self.config)
