@@ -8,8 +8,6 @@ best, which is the robust statistic on a shared machine):
 * ``apply``: applying already-sampled block parameters (``apply_vectorised`` vs ``apply_loop`` on the same params);
 * ``forward``: the whole ``PixelCorruption.forward`` (input checks + parameter sampling + apply); for the loop,
   sampling + ``apply_loop`` (the loop oracle lives in ``tests/corruption/reference.py``).
-
-The official-code mode (whole-image transforms pasted through shapes) is timed as well; it has no loop variant.
 """
 
 from __future__ import annotations
@@ -78,7 +76,6 @@ def main() -> None:
         for i in range(-1, args.repeats)
     ]
     vectorised = PixelCorruption()
-    official = PixelCorruption(mode="official")
     vec_apply = timings(lambda i: apply_vectorised(images, params[i + 1]), args.repeats)
     loop_apply = timings(lambda i: apply_loop(images, params[i + 1]), args.repeats)
     vec_forward = timings(lambda i: vectorised(images, generator=i + 1), args.repeats)
@@ -88,11 +85,9 @@ def main() -> None:
         return apply_loop(images, sample_params(args.batch, 3, args.size, args.size, config, generator))
 
     loop_forward = timings(loop, args.repeats)
-    official_forward = timings(lambda i: official(images, generator=i + 1), args.repeats)
     rows = [
         ("paper vectorised", vec_apply, vec_forward),
         ("paper loop", loop_apply, loop_forward),
-        ("official", None, official_forward),
     ]
 
     print(

@@ -9,8 +9,8 @@ from isstad_plugin.corruption import PixelCorruption
 
 
 def test_bad_settings_and_generator_are_rejected():
-    with pytest.raises(ValueError, match="mode"):
-        PixelCorruption(mode="blocks")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown corruption setting 'mode'"):
+        PixelCorruption(mode="blocks")
     with pytest.raises(ValueError, match="num_blocks"):
         PixelCorruption(num_blocks=(0, 10))
     with pytest.raises(ValueError, match="operations"):
@@ -32,7 +32,7 @@ def test_bad_settings_and_generator_are_rejected():
         ({"line_width": [0, 1]}, "line_width must be positive"),
         ({"block_size": [2, 1.5]}, "block_size must be"),
         ({"noise_std": [0.3, 0.1]}, "noise_std must be a pair"),
-        ({"colour": 1}, "unknown paper-mode corruption setting(s) ['colour']"),
+        ({"shape": ["line"]}, "unknown corruption setting 'shape': did you mean 'shapes'?"),
     ],
 )
 def test_bad_corruption_setting_is_one_line_naming_it(settings, words):

@@ -81,4 +81,3 @@ def test_bad_input_gives_clear_error(bad, error, words):
 
 def test_module_has_no_parameters():
     assert list(PixelCorruption().parameters()) == []
-    assert list(PixelCorruption(mode="official").parameters()) == []

@@ -11,10 +11,11 @@ rectangle, an ellipse, a thin line or an irregular blob inside its box, and grey
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from isstad_plugin.validation import check_choice, check_pair, check_probability, check_subset
+from isstad_plugin.validation import check_choice, check_names, check_pair, check_probability, check_subset
 
 # Paper constants (§4.1.3 "Data Augmentation").
 PAPER_CORRUPT_PROB = 5 / 6
@@ -167,6 +168,16 @@ class PaperConfig:
             ("placement", PLACEMENTS),
         ):
             check_choice(name, getattr(self, name), choices)
+
+    def replace(self, **settings: Any) -> PaperConfig:
+        """A copy with ``settings`` (fields by name; lists become tuples, as YAML and the command line give them).
+
+        Raises:
+            ValueError: An unknown name (naming the nearest field) or a bad value, in one line.
+        """
+        check_names("corruption setting", settings, [f.name for f in dataclasses.fields(self)])
+        values = {name: tuple(value) if isinstance(value, list) else value for name, value in settings.items()}
+        return dataclasses.replace(self, **values)
 
     @property
     def kinds(self) -> tuple[str, ...]:

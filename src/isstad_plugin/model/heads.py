@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from isstad_plugin.model.patching import overlap_unpatchify, unpatchify
-from isstad_plugin.model.presets import ClassifierOutput, ClassifierSharing, ClassifierUpsampling
+from isstad_plugin.model.presets import ClassifierUpsampling
 from isstad_plugin.model.transformer import layer_norm
 from isstad_plugin.validation import check_choice
 
@@ -50,7 +50,7 @@ class ReconstructionHead(nn.Module):
 
 
 class PixelClassifierHead(nn.Module):
-    """Pixel classifier head (PCH): a linear projection of every decoder level's patch tokens to pixel logits.
+    """Pixel classifier head (PCH): one linear projection per decoder level from its patch tokens to pixel logits.
 
     The paper's head projects each token to its own ``p x p`` pixels (``upsampling="patch"``), so a level's map is
     nearly constant per patch. ``upsampling="overlap"`` projects each token to a ``2p x 2p`` window centred on its
@@ -61,10 +61,7 @@ class PixelClassifierHead(nn.Module):
     Args:
         dim: Decoder width.
         patch_size: Patch side in pixels.
-        num_levels: Number of decoder blocks read.
-        sharing: ``"per_block"`` (one projection per block, the paper's text) or ``"shared"`` (one projection for all
-            blocks, the official code).
-        output: ``"sigmoid"`` (one logit per pixel, the paper's eq. 10) or ``"softmax"`` (two classes, official code).
+        num_levels: Number of decoder blocks read (one projection each, the paper's text).
         upsampling: ``"patch"`` (the paper's) or ``"overlap"`` (tent-blended ``2p x 2p`` windows; ``p`` even).
     """
 
@@ -73,18 +70,13 @@ class PixelClassifierHead(nn.Module):
         dim: int,
         patch_size: int,
         num_levels: int,
-        sharing: ClassifierSharing = "per_block",
-        output: ClassifierOutput = "sigmoid",
         upsampling: ClassifierUpsampling = "patch",
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.output: ClassifierOutput = output
         self.upsampling: ClassifierUpsampling = upsampling
-        self.classes = 1 if output == "sigmoid" else 2
-        count = num_levels if sharing == "per_block" else 1
         side = 2 * patch_size if upsampling == "overlap" else patch_size
-        self.proj = nn.ModuleList(nn.Linear(dim, side * side * self.classes) for _ in range(count))
+        self.proj = nn.ModuleList(nn.Linear(dim, side * side) for _ in range(num_levels))
 
     def forward(self, levels: Sequence[torch.Tensor], grid_size: tuple[int, int]) -> torch.Tensor:
         """Project every level to pixel logits.
@@ -94,17 +86,15 @@ class PixelClassifierHead(nn.Module):
             grid_size: ``(rows, cols)`` of the patch grid.
 
         Returns:
-            ``(B, L, K, H, W)`` logits.
+            ``(B, L, 1, H, W)`` logits (one per pixel, the paper's eq. 10).
         """
-        projections = [self.proj[i if len(self.proj) > 1 else 0](tokens) for i, tokens in enumerate(levels)]
-        stacked = torch.stack(projections, dim=1)  # (B, L, N, p*p*K)
+        projections = [proj(tokens) for proj, tokens in zip(self.proj, levels, strict=True)]
+        stacked = torch.stack(projections, dim=1)  # (B, L, N, p*p)
         batch, num_levels = stacked.shape[:2]
         to_pixels = overlap_unpatchify if self.upsampling == "overlap" else unpatchify
         maps = to_pixels(stacked.flatten(0, 1), self.patch_size, grid_size)
         return maps.reshape(batch, num_levels, *maps.shape[1:])
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """``(B, L, K, H, W)`` logits -> ``(B, L, H, W)`` probabilities of the anomalous class ``P^[l]``."""
-        if self.output == "sigmoid":
-            return torch.sigmoid(logits[:, :, 0])
-        return torch.softmax(logits, dim=2)[:, :, 1]
+        """``(B, L, 1, H, W)`` logits -> ``(B, L, H, W)`` anomaly probabilities ``P^[l]`` (sigmoid)."""
+        return torch.sigmoid(logits[:, :, 0])

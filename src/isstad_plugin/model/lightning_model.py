@@ -317,8 +317,7 @@ class Isstad(AnomalibModule):
             corrupted, labels = clean, torch.zeros_like(clean[:, :1])
         with_classifier = self.variant.classification_loss
         output = self.model.reconstruct_and_classify(corrupted, with_classifier=with_classifier)
-        target = clean if self.loss_weights.target == "clean" else corrupted
-        losses = self.loss(output.reconstruction, target, output.level_logits, labels)
+        losses = self.loss(output.reconstruction, clean, output.level_logits, labels)
         self._log_losses(
             len(images),
             train_loss=losses.total,

@@ -39,8 +39,8 @@ class IsstadOutput(NamedTuple):
 
     Attributes:
         reconstruction: ``(B, C, H, W)`` reconstructed image Î in ``[0, 1]`` pixels (not clamped).
-        level_logits: ``(B, L, K, H, W)`` pixel classifier logits of every decoder level (``K = 1`` for the
-            sigmoid form, ``2`` for the official softmax form), or ``None`` in masked mode.
+        level_logits: ``(B, L, 1, H, W)`` pixel classifier logits of every decoder level, or ``None`` in masked
+            mode.
         mask: ``(B, N)`` patch mask (1 = masked) in masked mode, else ``None``.
     """
 
@@ -80,8 +80,6 @@ class IsstadModel(nn.Module):
             decoder_dim,
             self.patch_size,
             decoder_depth,
-            self.config.sharing,
-            self.config.output,
             upsampling=self.config.classifier_upsampling,
         )
         self.normalization = PixelNormalization()
