@@ -82,7 +82,7 @@ def aggregate_score(
     return flat.topk(k, dim=1).values.mean(dim=1)
 
 
-def weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weight: float = 0.5) -> torch.Tensor:
+def _weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weight: float) -> torch.Tensor:
     """``E^(2w) ⊙ P^(2(1-w))``: the paper's ``E ⊙ P`` at ``w = 0.5`` (computed as the plain product then)."""
     if error_weight == 0.5:
         return error * probability
@@ -167,15 +167,28 @@ class AnomalyFusion(nn.Module):
         """
         smooth_error = self.smooth(error) if error is not None else None
         smooth_prob = self.smooth(probability) if probability is not None else None
+        return AnomalyMaps(smooth_error, smooth_prob, self.score_map(smooth_error, smooth_prob))
+
+    def score_map(
+        self, error: torch.Tensor | None, probability: torch.Tensor | None, error_weight: float | None = None
+    ) -> torch.Tensor:
+        """S from the smoothed G(E) and G(P): the one place S is computed (inference, export, diagnose, benchmarks).
+
+        Args:
+            error: ``(B, 1, H, W)`` G(E), needed unless ``source == "classification"``.
+            probability: ``(B, 1, H, W)`` G(P), needed unless ``source == "reconstruction"``.
+            error_weight: Weight ``w`` of E; ``None``: the fusion's own.
+
+        Returns:
+            ``G(G(E)^(2w) ⊙ G(P)^(2(1-w)))`` for the fusion (``G(G(E) ⊙ G(P))`` at the paper's ``w = 0.5``), else
+            G(E) or G(P) alone, by ``source``.
+        """
         if self.source == "reconstruction":
-            score = _required(smooth_error, "E")
-        elif self.source == "classification":
-            score = _required(smooth_prob, "P")
-        else:
-            score = self.smooth(
-                weighted_product(_required(smooth_error, "E"), _required(smooth_prob, "P"), self.error_weight)
-            )
-        return AnomalyMaps(error=smooth_error, probability=smooth_prob, score=score)
+            return _required(error, "E")
+        if self.source == "classification":
+            return _required(probability, "P")
+        weight = self.error_weight if error_weight is None else error_weight
+        return self.smooth(_weighted_product(_required(error, "E"), _required(probability, "P"), weight))
 
     def image_scores(self, maps: AnomalyMaps) -> torch.Tensor:
         """``(B,)`` image scores: the aggregate of the score map."""
