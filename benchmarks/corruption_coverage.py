@@ -24,7 +24,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor, resize
 from isstad_plugin.corruption import PaperConfig, PixelCorruption
 
 CPU_SOFT_PROB = 0.5
-"""Share of corrupted images given a soft region in the CPU configs (``corruption_settings.soft_prob``)."""
+"""Share of corrupted images given a soft region in the CPU configs (``soft_prob``)."""
 BANDS = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 10_000))
 """Distance-to-border bands in pixels (start inclusive, end exclusive)."""
 

@@ -95,7 +95,7 @@ def main() -> None:
         decoder_depth=4,
         decoder_heads=4,
         classifier_upsampling="overlap",
-        corruption_settings={"soft_prob": 0.5},
+        soft_prob=0.5,
         stage1_steps=args.steps[0],
         stage2_steps=args.steps[1],
         stage1_blr=1e-2,

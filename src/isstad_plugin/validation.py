@@ -37,10 +37,14 @@ def check_names(kind: str, names: Iterable[str], valid: Sequence[str]) -> None:
     """
     for name in names:
         if name not in valid:
-            nearest = difflib.get_close_matches(name, valid, n=1, cutoff=0.0)
-            hint = f"did you mean {nearest[0]!r}? " if nearest else ""
-            msg = f"unknown {kind} {name!r}: {hint}valid: {', '.join(valid)}"
+            msg = f"unknown {kind} {name!r}: {nearest_hint(name, valid)}valid: {', '.join(valid)}"
             raise ValueError(msg)
+
+
+def nearest_hint(name: str, valid: Sequence[str]) -> str:
+    """``"did you mean 'x'? "`` with the valid name closest to ``name`` (empty when ``valid`` is)."""
+    nearest = difflib.get_close_matches(name, valid, n=1, cutoff=0.0)
+    return f"did you mean {nearest[0]!r}? " if nearest else ""
 
 
 def check_subset(name: str, value: Sequence[object], choices: Sequence[object]) -> None:

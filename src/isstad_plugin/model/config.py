@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, cast
 
-from isstad_plugin.corruption import PixelCorruption
+from isstad_plugin.corruption import OPERATIONS, PAPER_CORRUPT_PROB, PaperConfig, PixelCorruption
+from isstad_plugin.corruption.config import DEFAULT_SOFT_PROB, PAPER_NUM_BLOCKS
 from isstad_plugin.model.fusion import MapSource, ScoreAggregation, check_fusion_options
 from isstad_plugin.model.heads import check_head_options
 from isstad_plugin.model.loss import Stage2Weights
@@ -177,29 +178,46 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class CorruptionOptions:
-    """The stage-2 pixel-level corruption (paper 3.3.1; :class:`~isstad_plugin.PixelCorruption`).
+    """The stage-2 pixel-level corruption (paper 3.3.1 and 4.1.3; :class:`~isstad_plugin.PixelCorruption`).
+
+    The corruption's other numbers (block sizes, shapes, noise, colour, rotation and blur ranges, ...) are fixed: the
+    defaults of :class:`~isstad_plugin.corruption.PaperConfig`, listed with their reasons in ``docs/corruption.md``.
 
     Attributes:
-        corrupt_prob: Fraction of training images corrupted; ``None``: the paper's 5/6.
-        corruption_settings: Any other setting of the corruption mode by name (``num_blocks``, ``block_size``,
-            ``shapes``, ``placement``, ``noise_std``, ...; see ``docs/corruption.md``); unset ones keep their defaults.
+        corrupt_prob: Fraction of training images corrupted (paper 4.1.3: 5/6).
+        num_blocks: Inclusive range ``[low, high]`` of the blocks per corrupted image (paper 4.1.3: 1 to 100).
+        operations: Operations a block may use, a subset of ``flip``, ``rotate``, ``blur``, ``colour``, ``noise``
+            (paper 3.3.1 and 4.1.3; blur: Fig. 3's "other operations").
+        soft_prob: Share of corrupted images that also get one soft, low-contrast region (0: the paper's corruption;
+            ``configs/isstad_cpu_localise.yaml``: 0.25, ``docs/results.md``).
     """
 
-    corrupt_prob: float | None = None
-    corruption_settings: dict[str, Any] | None = None
+    corrupt_prob: float = PAPER_CORRUPT_PROB
+    num_blocks: tuple[int, int] = PAPER_NUM_BLOCKS
+    operations: tuple[str, ...] = OPERATIONS
+    soft_prob: float = DEFAULT_SOFT_PROB
+
+    def __post_init__(self) -> None:
+        """Turn lists (YAML, the command line) into tuples and check every value, in one line naming it."""
+        for name in ("num_blocks", "operations"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.settings()
+
+    def settings(self) -> PaperConfig:
+        """The corruption's full settings: these options over the fixed defaults."""
+        return PaperConfig(**field_values(self))
 
     def build(self, network: NetworkConfig) -> PixelCorruption:
-        """The corruption of ``network``'s variant; one line naming the option on a bad setting."""
-        given = self.corrupt_prob is not None or bool(self.corruption_settings)
+        """The corruption of ``network``'s variant.
+
+        Raises:
+            ValueError: A variant that trains on clean images with corruption options set, naming them.
+        """
+        given = [f.name for f in fields(self) if getattr(self, f.name) != f.default]
         if given and not network.variant_spec.corrupt:
-            msg = f"variant {network.variant} trains on clean images: corrupt_prob / corruption_settings must be unset"
+            msg = f"variant {network.variant} trains on clean images: {', '.join(given)} must be unset"
             raise ValueError(msg)
-        prob = {} if self.corrupt_prob is None else {"corrupt_prob": self.corrupt_prob}
-        try:
-            return PixelCorruption(**(self.corruption_settings or {}), **prob)
-        except ValueError as error:
-            msg = f"model.corruption_settings: {error}"
-            raise ValueError(msg) from None
+        return PixelCorruption(self.settings())
 
 
 @dataclass(frozen=True)
@@ -350,3 +368,8 @@ def _check_shapes(
         if dim % 4:
             msg = f"{name}_dim must be a multiple of 4 for the 2-D sin-cos position embedding, got {dim}"
             raise ValueError(msg)
+
+
+def field_values(group: Any) -> dict[str, Any]:
+    """The fields of a dataclass instance by name, values as they are (not copied)."""
+    return {f.name: getattr(group, f.name) for f in fields(group)}
