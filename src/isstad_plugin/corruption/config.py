@@ -176,7 +176,7 @@ class PaperConfig:
             ValueError: An unknown name (naming the nearest field) or a bad value, in one line.
         """
         check_names("corruption setting", settings, [f.name for f in dataclasses.fields(self)])
-        values = {name: tuple(value) if isinstance(value, list) else value for name, value in settings.items()}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
         return dataclasses.replace(self, **values)
 
     @property

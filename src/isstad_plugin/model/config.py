@@ -207,8 +207,8 @@ class CorruptionOptions:
         """The corruption's full settings: these options over the fixed defaults."""
         return PaperConfig(**field_values(self))
 
-    def build(self, network: NetworkConfig) -> PixelCorruption:
-        """The corruption of ``network``'s variant.
+    def build(self, network: NetworkConfig) -> PixelCorruption | None:
+        """The corruption of ``network``'s variant; ``None`` for a variant that trains on clean images.
 
         Raises:
             ValueError: A variant that trains on clean images with corruption options set, naming them.
@@ -217,7 +217,7 @@ class CorruptionOptions:
         if given and not network.variant_spec.corrupt:
             msg = f"variant {network.variant} trains on clean images: {', '.join(given)} must be unset"
             raise ValueError(msg)
-        return PixelCorruption(self.settings())
+        return PixelCorruption(self.settings()) if network.variant_spec.corrupt else None
 
 
 @dataclass(frozen=True)

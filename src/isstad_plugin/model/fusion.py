@@ -148,6 +148,16 @@ class AnomalyFusion(nn.Module):
         self.register_buffer("kernel", kernel.reshape(1, -1), persistent=False)
         self.kernel: torch.Tensor
 
+    @property
+    def needs_error(self) -> bool:
+        """Whether the score map reads E (every source but ``"classification"``)."""
+        return self.source != "classification"
+
+    @property
+    def needs_probability(self) -> bool:
+        """Whether the score map reads P (every source but ``"reconstruction"``)."""
+        return self.source != "reconstruction"
+
     def smooth(self, maps: torch.Tensor) -> torch.Tensor:
         """Gaussian-smooth ``(B, 1, H, W)`` maps with reflect borders (identity when ``sigma == 0``)."""
         if self.sigma == 0:

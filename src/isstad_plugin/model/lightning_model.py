@@ -120,8 +120,7 @@ class Isstad(AnomalibModule):
         """
         network = config.network
         self.config = config
-        self.variant = network.variant_spec
-        self.schedule = StageSchedule.resolve(config.training, self.variant, config.runtime.stage1_checkpoint)
+        self.schedule = StageSchedule.resolve(config)
         self.loss_weights = config.loss.weights(network)
         self.pixel_corruption = config.corruption.build(network)
         self.model = IsstadModel(network)
@@ -185,7 +184,7 @@ class Isstad(AnomalibModule):
     def enter_stage2(self) -> None:
         """Switch to stage 2; with pre-training the encoder is frozen (paper 3.3.2)."""
         self.stage = 2
-        if self.variant.pretrain:
+        if self.schedule.pretrained:
             self.model.freeze_encoder()
 
     def prepare_data(self) -> None:
@@ -296,7 +295,7 @@ class Isstad(AnomalibModule):
             images = training_tiles(self.model.tiler, images)
         loss = self._stage1_step(images) if self.stage == 1 else self._stage2_step(images)
         if not torch.isfinite(loss):
-            broken = self.stage == 2 and self.variant.pretrain and stage1_encoder_broken(self.model.encode, images)
+            broken = self.stage == 2 and self.schedule.pretrained and stage1_encoder_broken(self.model.encode, images)
             raise non_finite_loss_error(loss, self.current_epoch, self.stage, args[0] if args else "?", broken)
         return {"loss": loss}
 
@@ -310,12 +309,12 @@ class Isstad(AnomalibModule):
 
     def _stage2_step(self, images: torch.Tensor) -> torch.Tensor:
         clean = images.clamp(0, 1)
-        if self.variant.corrupt:
+        if self.pixel_corruption is not None:
             with torch.autocast(clean.device.type, enabled=False):
                 corrupted, labels = self.pixel_corruption(clean.float())
         else:
             corrupted, labels = clean, torch.zeros_like(clean[:, :1])
-        with_classifier = self.variant.classification_loss
+        with_classifier = self.loss_weights.classification > 0
         output = self.model.reconstruct_and_classify(corrupted, with_classifier=with_classifier)
         losses = self.loss(output.reconstruction, clean, output.level_logits, labels)
         self._log_losses(
@@ -341,7 +340,9 @@ class Isstad(AnomalibModule):
         """
         del args, kwargs
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
-        if (self.stage == 1 and self.variant.finetune) or (fitting and self.schedule.steps and not self.budget_spent()):
+        if (self.stage == 1 and self.schedule.two_stages) or (
+            fitting and self.schedule.steps and not self.budget_spent()
+        ):
             return None
         return batch.update(**self.model(batch.image)._asdict())
 

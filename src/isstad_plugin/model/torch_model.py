@@ -253,10 +253,9 @@ class IsstadModel(nn.Module):
     def _error_and_probability(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self.inference_mask_ratio > 0:
             return squared_error(images, self.masked_reconstruction(images)), None
-        need_classifier = self.fusion.source != "reconstruction"
-        output = self.reconstruct_and_classify(images, with_classifier=need_classifier)
+        output = self.reconstruct_and_classify(images, with_classifier=self.fusion.needs_probability)
         error = None
-        if self.fusion.source != "classification":
+        if self.fusion.needs_error:
             error = squared_error(images, output.reconstruction)
         probability = None
         if output.level_logits is not None:
