@@ -38,102 +38,31 @@ class Variant:
     masked_inference: bool = False
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant(
-            "I",
-            "MAE as is: masked training, 75 % masked test input, reconstruction error",
-            pretrain=True,
-            finetune=False,
-            corrupt=False,
-            reconstruction_loss=False,
-            classification_loss=False,
-            map_source="reconstruction",
-            masked_inference=True,
-        ),
-        Variant(
-            "II",
-            "plain autoencoder: full image in and out, reconstruction error",
-            pretrain=False,
-            finetune=True,
-            corrupt=False,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "III",
-            "denoising autoencoder: corrupted input, clean target, reconstruction error",
-            pretrain=False,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "IV",
-            "pixel classifier only: corrupted input, pixel probability",
-            pretrain=False,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=False,
-            classification_loss=True,
-            map_source="classification",
-        ),
-        Variant(
-            "V",
-            "fusion of III and IV without stage-1 pre-training",
-            pretrain=False,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=True,
-            map_source="fusion",
-        ),
-        Variant(
-            "VI",
-            "stage 1 + plain autoencoder",
-            pretrain=True,
-            finetune=True,
-            corrupt=False,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "VII",
-            "stage 1 + denoising autoencoder (ISSTAD without the classification loss)",
-            pretrain=True,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "VIII",
-            "stage 1 + pixel classifier (ISSTAD without the reconstruction loss)",
-            pretrain=True,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=False,
-            classification_loss=True,
-            map_source="classification",
-        ),
-        Variant(
-            "full",
-            "ISSTAD: stage 1 + denoising reconstruction and pixel classification, fused S = E x P",
-            pretrain=True,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=True,
-            map_source="fusion",
-        ),
-    )
-}
+_TABLE: tuple[tuple[str, bool, bool, bool, bool, bool, MapSource, bool, str], ...] = (
+    # name, pretrain, finetune, corrupt, reconstruction_loss, classification_loss, map_source, masked_inference,
+    # summary
+    ("I", True, False, False, False, False, "reconstruction", True,
+     "MAE as is: masked training, 75 % masked test input, reconstruction error"),
+    ("II", False, True, False, True, False, "reconstruction", False,
+     "plain autoencoder: full image in and out, reconstruction error"),
+    ("III", False, True, True, True, False, "reconstruction", False,
+     "denoising autoencoder: corrupted input, clean target, reconstruction error"),
+    ("IV", False, True, True, False, True, "classification", False,
+     "pixel classifier only: corrupted input, pixel probability"),
+    ("V", False, True, True, True, True, "fusion", False,
+     "fusion of III and IV without stage-1 pre-training"),
+    ("VI", True, True, False, True, False, "reconstruction", False,
+     "stage 1 + plain autoencoder"),
+    ("VII", True, True, True, True, False, "reconstruction", False,
+     "stage 1 + denoising autoencoder (ISSTAD without the classification loss)"),
+    ("VIII", True, True, True, False, True, "classification", False,
+     "stage 1 + pixel classifier (ISSTAD without the reconstruction loss)"),
+    ("full", True, True, True, True, True, "fusion", False,
+     "ISSTAD: stage 1 + denoising reconstruction and pixel classification, fused S = E x P"),
+)  # fmt: skip
+"""The paper's Table 3, one row per model, in :class:`Variant`'s field order."""
+
+VARIANTS: dict[str, Variant] = {row[0]: Variant(row[0], row[-1], *row[1:-1]) for row in _TABLE}
 """Every selectable variant by name."""
 
 
