@@ -6,25 +6,28 @@ Two timings per implementation, over ``--repeats`` calls after one warm-up call 
 best, which is the robust statistic on a shared machine):
 
 * ``apply``: applying already-sampled block parameters (``apply_vectorised`` vs ``apply_loop`` on the same params);
-* ``forward``: the whole ``PixelCorruption.forward`` (input checks + parameter sampling + apply).
-
-The official-code mode (whole-image transforms pasted through shapes) is timed as well; it has no loop variant.
+* ``forward``: the whole ``PixelCorruption.forward`` (input checks + parameter sampling + apply); for the loop,
+  sampling + ``apply_loop`` (the loop oracle lives in ``tests/corruption/reference.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from isstad_plugin.corruption import PixelCorruption
 from isstad_plugin.corruption.config import PaperConfig
 from isstad_plugin.corruption.params import sample_params
-from isstad_plugin.corruption.reference import apply_loop
 from isstad_plugin.corruption.render import apply_vectorised
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the loop oracle of the tests
+from tests.corruption.reference import apply_loop
 
 
 def textures(batch: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -72,17 +75,19 @@ def main() -> None:
         sample_params(args.batch, 3, args.size, args.size, config, torch.Generator().manual_seed(i))
         for i in range(-1, args.repeats)
     ]
-    vectorised, loop = PixelCorruption(), PixelCorruption(implementation="loop")
-    official = PixelCorruption(mode="official")
+    vectorised = PixelCorruption()
     vec_apply = timings(lambda i: apply_vectorised(images, params[i + 1]), args.repeats)
     loop_apply = timings(lambda i: apply_loop(images, params[i + 1]), args.repeats)
     vec_forward = timings(lambda i: vectorised(images, generator=i + 1), args.repeats)
-    loop_forward = timings(lambda i: loop(images, generator=i + 1), args.repeats)
-    official_forward = timings(lambda i: official(images, generator=i + 1), args.repeats)
+
+    def loop(i: int) -> object:
+        generator = torch.Generator().manual_seed(i + 1)
+        return apply_loop(images, sample_params(args.batch, 3, args.size, args.size, config, generator))
+
+    loop_forward = timings(loop, args.repeats)
     rows = [
         ("paper vectorised", vec_apply, vec_forward),
         ("paper loop", loop_apply, loop_forward),
-        ("official", None, official_forward),
     ]
 
     print(

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_localisation_cost.py --image-size 136 120 --batch 16
 
 One stage-2 step of the CPU network (corruption, forward with the pixel classifier head, the stage-2 loss, backward,
-AdamW) under bf16 autocast, for the paper's head and corruption and for each option alone: ``classifier_refinement``,
-``classifier_upsampling: overlap`` and ``corruption_settings: {soft_prob}``. The figure is the median of ``--steps``
+AdamW) under bf16 autocast, for the paper's head and corruption and for each option alone: ``classifier_upsampling:
+overlap`` and ``soft_prob``. The figure is the median of ``--steps``
 steps after two warm-up steps.
 """
 
@@ -55,11 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     settings: list[dict[str, Any]] = [
         {},
-        {"classifier_refinement": 8},
-        {"classifier_refinement": 16},
         {"classifier_upsampling": "overlap"},
-        {"corruption_settings": {"soft_prob": 0.25}},
-        {"corruption_settings": {"soft_prob": 0.5}},
+        {"soft_prob": 0.25},
+        {"soft_prob": 0.5},
     ]
     for options in settings:
         seconds = step_seconds(args.image_size, args.batch, args.steps, not args.fp32, **options)

@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/corruption_coverage.py [--images DIR] [--size 128] [--count 512] [--seed 0]
 
 Corrupts ``--count`` images (the PNG/JPG files under ``--images``, resized to ``--size``; generated textures without
-it) with the current defaults, with the CPU configs' soft regions and with
-:data:`~isstad_plugin.corruption.LEGACY_CONFIG`, and prints one Markdown table
-each of: the per-image label coverage of corrupted images (mean, percentiles), the share of all training pixels
-labelled, the label rate by distance to the border, and whether grey images stay grey. Real defects cover about
+it) with the current defaults, with the CPU configs' soft regions and with ``tests.corruption.support.LEGACY_CONFIG``
+(the statistics before the defaults changed), and prints one Markdown table each of: the per-image label coverage
+of corrupted images (mean, percentiles), the share of all training pixels labelled, the label rate by distance to the
+border, and whether grey images stay grey. Real defects cover about
 0.2-4 % of an image and touch the border as often as the centre.
 """
 
@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
-from isstad_plugin.corruption import LEGACY_CONFIG, PaperConfig, PixelCorruption
+from isstad_plugin.corruption import PaperConfig, PixelCorruption
 
 CPU_SOFT_PROB = 0.5
-"""Share of corrupted images given a soft region in the CPU configs (``corruption_settings.soft_prob``)."""
+"""Share of corrupted images given a soft region in the CPU configs (``soft_prob``)."""
 BANDS = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 10_000))
 """Distance-to-border bands in pixels (start inclusive, end exclusive)."""
 
@@ -80,6 +81,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     images = load_images(args.images, args.size, args.count, args.seed)
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests.corruption.support: the earlier statistics
+    from tests.corruption.support import LEGACY_CONFIG
+
     rows = {"current defaults": coverage_rows(PaperConfig(), images, args.seed)}
     soft = dataclasses.replace(PaperConfig(), soft_prob=CPU_SOFT_PROB)
     rows[f"+ soft regions ({CPU_SOFT_PROB}, CPU configs)"] = coverage_rows(soft, images, args.seed)

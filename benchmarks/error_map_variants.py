@@ -46,7 +46,7 @@ from anomalib.pre_processing import PreProcessor
 from sklearn.metrics import roc_auc_score
 
 from isstad_plugin import IsstadModel
-from isstad_plugin.model.fusion import aggregate_score, level_probability, reconstruction_error, weighted_product
+from isstad_plugin.model.fusion import aggregate_score, level_probability, reconstruction_error
 from isstad_plugin.model.imagenet_weights import imagenet_state_dict
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.tools.runs import held_out_datamodule
@@ -181,7 +181,7 @@ def figures(model: Isstad, split: dict[str, np.ndarray]) -> dict[str, dict[str, 
     table = {"P (the model's)": aurocs(probability, "map") | per_type(probability)}
     for name in VARIANTS:
         error = fusion.smooth(torch.from_numpy(split[name]).unsqueeze(1))
-        fused = fusion.smooth(weighted_product(error, probability))
+        fused = fusion.score_map(error, probability, 0.5)  # the paper's S with this E
         table[name] = aurocs(error, "map") | aurocs(fused, "S") | per_type(error)
     return table
 

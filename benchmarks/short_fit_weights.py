@@ -4,7 +4,7 @@ Fits the test suite's tiny ISSTAD (64 px, 1 + 1 epochs, float32, seed 0) on the 
 network's state dict; ``--compare A B`` prints the largest absolute difference and the largest relative (norm)
 difference over all tensors. To compare two versions of the code, run ``--save`` with each on ``PYTHONPATH``::
 
-    git worktree add /tmp/before 54cb696
+    git worktree add /tmp/before 97c33b4
     PYTHONPATH=/tmp/before/src:/tmp/before .venv/bin/python benchmarks/short_fit_weights.py --save before.pt
     .venv/bin/python benchmarks/short_fit_weights.py --save after.pt
     .venv/bin/python benchmarks/short_fit_weights.py --compare before.pt after.pt

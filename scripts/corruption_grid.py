@@ -3,8 +3,7 @@
     .venv/bin/python scripts/corruption_grid.py                      # procedural images
     .venv/bin/python scripts/corruption_grid.py --images path/to/dir # your own images (png/jpg/bmp/tif)
 
-Columns: clean image, paper-mode corruption and its label, official-mode corruption and its label. Labels are white
-where a pixel is labelled anomalous.
+Columns: clean image, its corruption and the label. Labels are white where a pixel is labelled anomalous.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from isstad_plugin.corruption import PixelCorruption
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "_static" / "corruption_grid.png"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-COLUMNS = ("clean", "paper: corrupted", "paper: label", "official: corrupted", "official: label")
+COLUMNS = ("clean", "corrupted", "label")
 
 
 def procedural_images(count: int, size: int, seed: int) -> torch.Tensor:
@@ -92,16 +91,12 @@ def main() -> None:
         images = procedural_images(args.count, args.size, args.seed)
     else:
         images = folder_images(args.images, args.count, args.size)
-    # corrupt_prob=1 so that every example shows a corruption; training uses 5/6 (paper) or 2/3 (official).
-    paper, paper_labels = PixelCorruption(corrupt_prob=1.0)(images, generator=args.seed)
-    official, official_labels = PixelCorruption(mode="official", corrupt_prob=1.0)(images, generator=args.seed)
-    rows = [[images[i], paper[i], paper_labels[i], official[i], official_labels[i]] for i in range(images.shape[0])]
+    # corrupt_prob=1 so that every example shows a corruption; training uses the paper's 5/6.
+    corrupted, labels = PixelCorruption(corrupt_prob=1.0)(images, generator=args.seed)
+    rows = [[images[i], corrupted[i], labels[i]] for i in range(images.shape[0])]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     make_grid(rows, args.size).save(args.output)
-    print(
-        f"wrote {args.output} ({images.shape[0]} rows); labelled pixels: paper {paper_labels.mean().item():.0%}, "
-        f"official {official_labels.mean().item():.0%}"
-    )
+    print(f"wrote {args.output} ({images.shape[0]} rows); labelled pixels: {labels.mean().item():.0%}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from isstad_plugin.model.lightning_model import Isstad
     from isstad_plugin.model.options import IsstadConfig
     from isstad_plugin.model.post_processor import IsstadPostProcessor
-    from isstad_plugin.model.stage_switch import IsstadStageSwitch
     from isstad_plugin.model.torch_model import IsstadModel, IsstadOutput
     from isstad_plugin.model.variants import VARIANTS, Variant
     from isstad_plugin.training.checkpointing import IsstadCheckpoints
@@ -38,7 +37,6 @@ _LAZY = {
     "IsstadModel": "isstad_plugin.model.torch_model",
     "IsstadOutput": "isstad_plugin.model.torch_model",
     "IsstadPostProcessor": "isstad_plugin.model.post_processor",
-    "IsstadStageSwitch": "isstad_plugin.model.stage_switch",
     "CorruptionOptions": "isstad_plugin.model.config",
     "IsstadConfig": "isstad_plugin.model.options",
     "LossConfig": "isstad_plugin.model.config",
@@ -61,7 +59,6 @@ __all__ = [
     "IsstadModel",
     "IsstadOutput",
     "IsstadPostProcessor",
-    "IsstadStageSwitch",
     "LossConfig",
     "NetworkConfig",
     "PixelCorruption",

@@ -8,7 +8,8 @@ Layer: the lowest one; it imports nothing of the package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -24,6 +25,26 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
     if value not in choices:
         msg = f"unknown {name} {value!r}: {name} must be one of {', '.join(map(str, choices))}"
         raise ValueError(msg)
+
+
+def check_names(kind: str, names: Iterable[str], valid: Sequence[str]) -> None:
+    """Raise ``ValueError`` on the first of ``names`` that is not in ``valid``, naming the nearest valid name.
+
+    Args:
+        kind: What the names are, for the message (``"corruption setting"``).
+        names: Given names.
+        valid: Allowed names.
+    """
+    for name in names:
+        if name not in valid:
+            msg = f"unknown {kind} {name!r}: {nearest_hint(name, valid)}valid: {', '.join(valid)}"
+            raise ValueError(msg)
+
+
+def nearest_hint(name: str, valid: Sequence[str]) -> str:
+    """``"did you mean 'x'? "`` with the valid name closest to ``name`` (empty when ``valid`` is)."""
+    nearest = difflib.get_close_matches(name, valid, n=1, cutoff=0.0)
+    return f"did you mean {nearest[0]!r}? " if nearest else ""
 
 
 def check_subset(name: str, value: Sequence[object], choices: Sequence[object]) -> None:

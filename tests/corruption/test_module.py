@@ -54,13 +54,6 @@ def test_dtype_shape_range_and_labels(dtype, channels):
     assert_labels_match_change(images, corrupted, labels)
 
 
-def test_loop_implementation_through_module_matches():
-    images = textures(2, 3, 32, 24)
-    fast = PixelCorruption()(images, generator=9)
-    slow = PixelCorruption(implementation="loop")(images, generator=9)
-    torch.testing.assert_close(fast[0], slow[0], atol=1e-5, rtol=0)
-
-
 def test_inputs_slightly_out_of_range_are_clamped():
     images = textures(2, 3, 16, 16)
     images[0, 0, 0, 0], images[1, 0, 0, 0] = -5e-4, 1 + 5e-4
@@ -88,4 +81,3 @@ def test_bad_input_gives_clear_error(bad, error, words):
 
 def test_module_has_no_parameters():
     assert list(PixelCorruption().parameters()) == []
-    assert list(PixelCorruption(mode="official").parameters()) == []

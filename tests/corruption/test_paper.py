@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from isstad_plugin.corruption import PixelCorruption
-from isstad_plugin.corruption.config import LEGACY_CONFIG, PaperConfig
+from isstad_plugin.corruption.config import PaperConfig
 from isstad_plugin.corruption.params import sample_params
-from isstad_plugin.corruption.reference import apply_loop
 from isstad_plugin.corruption.render import apply_vectorised
 from isstad_plugin.corruption.winner import last_block_index
+from tests.corruption.reference import apply_loop
 from tests.corruption.support import (
+    LEGACY_CONFIG,
     TOL,
     assert_labels_match_change,
     block_masks,

@@ -7,8 +7,7 @@ import dataclasses
 import torch
 
 from isstad_plugin.corruption import PixelCorruption
-from isstad_plugin.corruption.config import LEGACY_CONFIG
-from tests.corruption.support import smooth_grey
+from tests.corruption.support import LEGACY_CONFIG, smooth_grey
 
 
 def test_default_coverage_is_within_the_documented_ranges():

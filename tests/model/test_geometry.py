@@ -63,7 +63,6 @@ def test_auto_size_is_resolved_at_fit_and_stored_in_the_hyperparameters(tmp_path
     [({"image_size": "wide"}, "image_size"), ({"image_size": [32, 32, 3]}, "image_size"),
      ({"tile_size": 64}, "tile_size"), ({"tile_stride": 16}, "tile_stride"),
      ({"image_size": "auto", "tile_size": 16}, "explicit image_size"), ({"auto_image_pixels": 10}, "auto_image_pixels"),
-     ({"classifier_refinement": -1}, "classifier_refinement"),
      ({"classifier_upsampling": "bilinear"}, "classifier_upsampling"),
      ({"classifier_upsampling": "overlap", "patch_size": 5, "image_size": 40}, "even patch_size")],
 )  # fmt: skip
@@ -95,28 +94,6 @@ def test_a_tiler_that_does_not_fit_the_network_is_refused():
 
     with pytest.raises(ValueError, match="tile_size"):
         check_tile_size(Tiler(tile_size=24, stride=24), (16, 16))
-
-
-def test_refinement_starts_as_the_paper_head_and_breaks_the_patch_grid_when_trained():
-    torch.manual_seed(0)
-    plain, refined = tiny_model(), tiny_model(classifier_refinement=4)
-    refined.load_state_dict(plain.state_dict(), strict=False)
-    images = torch.rand(2, 3, 32, 32)
-    assert torch.allclose(plain(images).level_logits, refined(images).level_logits)
-    torch.nn.init.normal_(refined.pixel_classifier_head.refinement.layers[-1].weight, std=0.1)
-    logits = refined(images).level_logits[:, 0, 0]  # (B, H, W)
-    patch = refined.patch_size
-    blocks = logits.unfold(1, patch, patch).unfold(2, patch, patch)
-    assert blocks.flatten(-2).std(-1).mean() > 1e-3  # no longer constant per patch
-
-
-def test_refined_head_trains_and_exports_its_state():
-    model = tiny_model(classifier_refinement=4)
-    keys = [k for k in model.state_dict() if "refinement" in k]
-    assert keys and all(k.startswith("pixel_classifier_head.refinement.") for k in keys)
-    output = model(torch.rand(2, 3, 32, 32))
-    output.level_logits.sum().backward()
-    assert model.pixel_classifier_head.refinement.layers[-1].weight.grad is not None
 
 
 def test_overlapping_windows_that_are_constant_blend_bilinearly():

@@ -146,27 +146,15 @@ def test_too_few_epochs_for_stage2(tmp_path, dataset_root):
         ({"variant": "II", "stage1_epochs": 3}, "no stage-1 pre-training"),
         ({"variant": "IV", "mse_weight": 1.0}, "trains no reconstruction"),
         ({"variant": "VII", "classification_weight": 1.0}, "trains no pixel classifier"),
-        ({"variant": "VI", "corruption": "paper"}, "trains on clean images"),
+        ({"variant": "VI", "corrupt_prob": 0.5}, "trains on clean images"),
         ({"stage1_checkpoint": "x.ckpt", "stage1_epochs": 5}, "skips stage 1"),
         ({"variant": "I", "stage1_checkpoint": "x.ckpt"}, "nothing to train"),
         ({"variant": "IX"}, "variant must be one of"),
-        ({"preset": "mine"}, "preset must be"),
     ],
 )
 def test_contradicting_options_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_isstad(**kwargs)
-
-
-def test_official_preset_switches_head_loss_and_corruption():
-    model = tiny_isstad(preset="official")
-    assert model.model.pixel_classifier_head.classes == 2
-    assert len(model.model.pixel_classifier_head.proj) == 1
-    assert model.loss_weights.normal == 3.0
-    assert model.loss_weights.target == "input"
-    assert model.pixel_corruption.mode == "official"
-    explicit = tiny_isstad(preset="official", classifier_output="sigmoid")
-    assert explicit.model.pixel_classifier_head.classes == 1
 
 
 def test_cli_optimizer_override_is_refused(tmp_path, dataset_root):

@@ -149,11 +149,3 @@ def test_the_isstad_commands_read_a_config_with_the_models_own_rule():
     assert stage_lengths(stepped) == (4, 6, "steps")
     assert StageSchedule.model_options(4, 6, "steps") == {"stage1_steps": 4, "stage2_steps": 6, "stage1_epochs": None}
     assert StageSchedule.trainer_arguments(3, 2, "epochs") == {"max_epochs": 5, "check_val_every_n_epoch": 5}
-
-
-def test_the_old_stage_switch_callback_is_a_deprecated_no_op():
-    from isstad_plugin import IsstadStageSwitch
-
-    with pytest.warns(DeprecationWarning, match="IsstadStageSwitch is deprecated and does nothing"):
-        callback = IsstadStageSwitch()
-    assert type(callback).__dict__.keys().isdisjoint({"on_train_epoch_start", "on_train_epoch_end", "setup"})

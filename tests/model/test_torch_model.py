@@ -58,14 +58,13 @@ def test_shapes_in_every_mode():
     assert result.anomaly_map.shape == (3, 1, 32, 48)
 
 
-def test_official_softmax_shared_head_shapes():
-    model = tiny_model(classifier_sharing="shared", classifier_output="softmax")
-    assert len(model.pixel_classifier_head.proj) == 1
+def test_the_head_is_one_projection_per_level_with_one_logit_per_pixel():
+    model = tiny_model()
+    assert len(model.pixel_classifier_head.proj) == model.config.decoder_depth
     logits = model(torch.randn(2, 3, 32, 32)).level_logits
-    assert logits.shape == (2, 2, 2, 32, 32)
+    assert logits.shape == (2, 2, 1, 32, 32)
     probs = model.pixel_classifier_head.probabilities(logits)
-    assert probs.shape == (2, 2, 32, 32)
-    assert torch.allclose(probs, torch.softmax(logits, dim=2)[:, :, 1])
+    assert torch.equal(probs, torch.sigmoid(logits[:, :, 0]))
 
 
 def test_eval_forward_is_deterministic_and_uses_every_patch_in_order():

@@ -72,3 +72,31 @@ def test_model_one_masks_partition_the_patches():
         _, mask, _ = random_masking(tokens, 0.75, noise=noise)
         hidden_count += mask
     assert torch.all(hidden_count == 3), "every patch is visible in exactly one pass"
+
+
+BUILDERS = {"variants.py", "config.py", "schedule.py"}
+"""The variant table and the two builders that read its rows: the options (corruption, loss) and the schedule."""
+
+
+def test_only_the_table_and_its_builders_read_the_variant():
+    """The production path asks the built parts (schedule, corruption, loss weights, fusion), not the variant."""
+    import ast
+    from pathlib import Path
+
+    import isstad_plugin
+
+    package = Path(isstad_plugin.__file__).parent
+    readers, name_tests = [], []
+    for folder in ("model", "training", "corruption", "data"):
+        for path in sorted((package / folder).glob("*.py")):
+            tree = ast.parse(path.read_text())
+            attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+            if path.name not in BUILDERS and attributes & {"variant", "variant_spec"}:
+                readers.append(path.name)
+            for node in ast.walk(tree):
+                if path.name != "variants.py" and isinstance(node, ast.Compare):
+                    constants = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+                    if "variant" in ast.unparse(node) and set(constants) & set(VARIANTS):
+                        name_tests.append(f"{path.name}: {ast.unparse(node)}")
+    assert readers == [], "modules that read the variant instead of the parts built from it"
+    assert name_tests == [], "tests of a variant's name outside the variant table"

@@ -44,7 +44,6 @@ def test_ddp_two_processes(ddp_runs, tmp_path, dataset_root, unit):
         assert not rank["encoder_requires_grad"]
         assert rank["global_step"] == 6, "2 + 1 epochs of 2 steps (the step budget: 2 + 4 steps)"
     assert ranks[0]["fingerprint"] == pytest.approx(ranks[1]["fingerprint"], rel=1e-9), "ranks hold other weights"
-    assert ranks[0]["fusion_weight"] == ranks[1]["fusion_weight"], "the ranks chose other fusion weights"
 
     # The metrics DDP reported are those of one process testing the whole test set with the same weights.
     seed_everything(0)

@@ -1,7 +1,7 @@
 """Colour changes of the paper-mode blocks: every "colour variation" is an affine map ``v -> M v + t``.
 
 The changes are a channel permutation, a per-channel scale, a per-channel shift, brightness-contrast around mid-grey
-and grayscale (RGB only). :data:`GRAY_WEIGHTS` is also the official mode's grayscale.
+and grayscale (RGB only).
 """
 
 from __future__ import annotations

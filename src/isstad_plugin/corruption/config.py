@@ -7,15 +7,15 @@ Where the paper gives no number, the defaults aim at label statistics like real 
 as often at the border as in the centre, no colour on grey images, thin and irregular regions as well as rectangles):
 block counts and sides are drawn log-uniformly, blocks may straddle the border (they are clipped), a block paints a
 rectangle, an ellipse, a thin line or an irregular blob inside its box, and grey images get grey-only changes.
-:data:`LEGACY_CONFIG` keeps the earlier statistics (uniform draws, blocks inside the image, rectangles, tinting).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from isstad_plugin.validation import check_choice, check_pair, check_probability, check_subset
+from isstad_plugin.validation import check_choice, check_names, check_pair, check_probability, check_subset
 
 # Paper constants (§4.1.3 "Data Augmentation").
 PAPER_CORRUPT_PROB = 5 / 6
@@ -169,22 +169,17 @@ class PaperConfig:
         ):
             check_choice(name, getattr(self, name), choices)
 
+    def replace(self, **settings: Any) -> PaperConfig:
+        """A copy with ``settings`` (fields by name; lists become tuples, as YAML and the command line give them).
+
+        Raises:
+            ValueError: An unknown name (naming the nearest field) or a bad value, in one line.
+        """
+        check_names("corruption setting", settings, [f.name for f in dataclasses.fields(self)])
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        return dataclasses.replace(self, **values)
+
     @property
     def kinds(self) -> tuple[str, ...]:
         """Enabled operation kinds, in composition order and without duplicates."""
         return tuple(name for name in OPERATIONS if name in self.operations)
-
-
-LEGACY_CONFIG = PaperConfig(
-    block_size=(4, 0.25),
-    count_distribution="uniform",
-    size_distribution="uniform",
-    placement="inside",
-    shapes=("rectangle",),
-    preserve_grey=False,
-)
-"""The statistics of releases up to 0.x: uniform draws, rectangles wholly inside the image, colour on grey images.
-
-About half of a corrupted image is labelled and the border is almost never; kept for comparison
-(``benchmarks/corruption_coverage.py``) and for reproducing earlier runs.
-"""

@@ -1,20 +1,17 @@
 """The paper mode's entry point: grey detection, sampling and rendering of one batch (paper §3.3.1 and §4.1.3).
 
 Its pieces: :mod:`~isstad_plugin.corruption.config` (settings), :mod:`~isstad_plugin.corruption.params` (the block
-table, its sampling and the exact semantics), :mod:`~isstad_plugin.corruption.render` (the vectorised renderer) and
-:mod:`~isstad_plugin.corruption.reference` (the loop oracle).
+table, its sampling and the exact semantics) and :mod:`~isstad_plugin.corruption.render` (the vectorised renderer); the
+tests' loop oracle is ``tests/corruption/reference.py``.
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from isstad_plugin.corruption.config import GREY_TOLERANCE, PaperConfig
 from isstad_plugin.corruption.params import sample_params
-from isstad_plugin.corruption.reference import apply_loop
 from isstad_plugin.corruption.render import apply_vectorised
 from isstad_plugin.corruption.soft import add_soft_regions
 
@@ -31,7 +28,6 @@ def apply_paper(
     images: Tensor,
     config: PaperConfig,
     generator: torch.Generator | None = None,
-    implementation: Literal["vectorised", "loop"] = "vectorised",
 ) -> tuple[Tensor, Tensor]:
     """Corrupt a batch the way the paper does.
 
@@ -39,7 +35,6 @@ def apply_paper(
         images: ``(B, C, H, W)`` float images in [0, 1] (already validated and clamped).
         config: Paper-mode settings.
         generator: Optional generator on the images' device.
-        implementation: ``"vectorised"`` or ``"loop"`` (the reference; same output up to float rounding).
 
     Returns:
         ``(corrupted, labels)``: the corrupted batch in the input dtype and float32 ``(B, 1, H, W)`` labels of the
@@ -49,8 +44,7 @@ def apply_paper(
     batch, channels, height, width = images.shape
     grey = grey_images(images) if config.preserve_grey else None
     params = sample_params(batch, channels, height, width, config, generator, images.device, grey)
-    apply = apply_loop if implementation == "loop" else apply_vectorised
-    corrupted, labels = apply(images, params, config.change_tolerance)
+    corrupted, labels = apply_vectorised(images, params, config.change_tolerance)
     if config.soft_prob == 0:
         return corrupted, labels
     draw = torch.rand((batch,), generator=generator, device=images.device)

@@ -1,7 +1,7 @@
 """The paper-mode block table: what is random about one call, how it is drawn, and what applying it means.
 
 Exactly-defined semantics (shared by the vectorised renderer :mod:`isstad_plugin.corruption.render` and the loop
-oracle :mod:`isstad_plugin.corruption.reference`):
+oracle of the tests, ``tests/corruption/reference.py``):
 
 1. :func:`sample_params` draws everything random into a :class:`BlockParams` of tensors, so the vectorised path and the
    loop oracle consume identical parameters.

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, cast
 
-from isstad_plugin.corruption import PixelCorruption
+from isstad_plugin.corruption import OPERATIONS, PAPER_CORRUPT_PROB, PaperConfig, PixelCorruption
+from isstad_plugin.corruption.config import DEFAULT_SOFT_PROB, PAPER_NUM_BLOCKS
 from isstad_plugin.model.fusion import MapSource, ScoreAggregation, check_fusion_options
 from isstad_plugin.model.heads import check_head_options
 from isstad_plugin.model.hybrid import check_backbone
@@ -25,16 +26,11 @@ from isstad_plugin.model.presets import (
     PAPER_DECODER_DIM,
     PAPER_DECODER_HEADS,
     PAPER_IMAGE_SIZE,
+    PAPER_LOSS,
     PAPER_MASK_RATIO,
     PAPER_SMOOTHING_SIGMA,
-    PRESETS,
-    ClassifierOutput,
-    ClassifierSharing,
     ClassifierUpsampling,
-    CorruptionMode,
     EncoderPreset,
-    Preset,
-    PresetName,
 )
 from isstad_plugin.model.variants import Variant, get_variant
 from isstad_plugin.validation import check_choice
@@ -49,8 +45,6 @@ class NetworkConfig:
 
     Attributes:
         variant: ``"full"`` (the paper's model) or an ablation model ``"I"`` ... ``"VIII"`` (paper Table 3).
-        preset: ``"paper"`` or ``"official"``: the defaults of the pixel classifier form, the loss weights and target
-            and the corruption mode (see ``docs/configs.md``); every option set explicitly wins over it.
         image_size: Input side in pixels, ``[height, width]`` (paper: 224), or ``"auto"``: the training images' median
             aspect within ``auto_image_pixels``, chosen once at the start of the fit and stored in the checkpoint
             (:mod:`~isstad_plugin.data.geometry`); the pre-processor resizes to it.
@@ -70,23 +64,16 @@ class NetworkConfig:
         decoder_dim: Decoder width (paper: 512).
         decoder_depth: Decoder blocks (paper: 8); the pixel classifier head reads all of them.
         decoder_heads: Decoder heads (paper: 16).
-        classifier_sharing: ``"per_block"`` or ``"shared"`` projections of the pixel classifier head; ``None`` takes
-            the preset's.
-        classifier_output: ``"sigmoid"`` or ``"softmax"`` (two classes); ``None`` takes the preset's.
-        classifier_refinement: Channels of an image-guided convolutional refinement of each level's logits (0: none).
         classifier_upsampling: ``"patch"`` (the paper's head) or ``"overlap"`` (blended 2p x 2p windows: a smooth P).
         mask_ratio: Stage-1 masking ratio (paper: 0.75).
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
         fusion_error_weight: Weight ``w`` of E in ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``; 0.5 is the paper's
-            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more; ``"validation"``: weights of ``FUSION_WEIGHTS`` chosen on the
-            validation split at every validation of a fit, one for the map, one for the image score, and stored in the
-            checkpoint (:mod:`~isstad_plugin.model.fusion_choice`; 0.5 without masks).
+            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more (``isstad diagnose`` compares weights on validation).
     """
 
     variant: str = "full"
-    preset: PresetName = "paper"
     image_size: int | tuple[int, int] | Literal["auto"] = PAPER_IMAGE_SIZE
     auto_image_pixels: int = AUTO_IMAGE_PIXELS
     tile_size: int | tuple[int, int] | None = None
@@ -100,21 +87,17 @@ class NetworkConfig:
     decoder_dim: int = PAPER_DECODER_DIM
     decoder_depth: int = PAPER_DECODER_DEPTH
     decoder_heads: int = PAPER_DECODER_HEADS
-    classifier_sharing: ClassifierSharing | None = None
-    classifier_output: ClassifierOutput | None = None
-    classifier_refinement: int = 0
     classifier_upsampling: ClassifierUpsampling = "patch"
     mask_ratio: float = PAPER_MASK_RATIO
     smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
     score_aggregation: ScoreAggregation = "mean"
     topk_fraction: float = 0.01
-    fusion_error_weight: float | Literal["validation"] = 0.5
+    fusion_error_weight: float = 0.5
 
     def __post_init__(self) -> None:
         """Normalise ``image_size`` and check every option that cannot work, naming it."""
         if self.image_size != "auto" and not isinstance(self.image_size, int):
             object.__setattr__(self, "image_size", _pair(self.image_size))
-        check_choice("preset", self.preset, tuple(PRESETS))
         get_variant(self.variant)
         check_choice("encoder", self.encoder, sorted(ENCODER_PRESETS))
         if self.encoder_backbone is not None:
@@ -122,9 +105,7 @@ class NetworkConfig:
         if not isinstance(self.auto_image_pixels, int) or self.auto_image_pixels < self.patch * self.patch:
             msg = f"auto_image_pixels must be an integer >= one patch ({self.patch}^2), got {self.auto_image_pixels}"
             raise ValueError(msg)
-        check_choice("classifier_sharing", self.classifier_sharing, ("per_block", "shared", None))
-        check_choice("classifier_output", self.classifier_output, ("sigmoid", "softmax", None))
-        check_head_options(self.classifier_refinement, self.classifier_upsampling, self.patch)
+        check_head_options(self.classifier_upsampling, self.patch)
         check_fusion_options(self.smoothing_sigma, self.score_aggregation, self.topk_fraction, self.map_source,
                              self.fusion_error_weight)  # fmt: skip
         if not 0 <= self.mask_ratio < 1:
@@ -138,11 +119,6 @@ class NetworkConfig:
     def variant_spec(self) -> Variant:
         """The :class:`~isstad_plugin.Variant` named by ``variant``."""
         return get_variant(self.variant)
-
-    @property
-    def preset_spec(self) -> Preset:
-        """The :class:`~isstad_plugin.model.presets.Preset` named by ``preset``."""
-        return PRESETS[self.preset]
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -197,16 +173,6 @@ class NetworkConfig:
         return self.patch_size or ENCODER_PRESETS[self.encoder].patch_size
 
     @property
-    def sharing(self) -> ClassifierSharing:
-        """Pixel classifier head projections: the option, else the preset's."""
-        return self.classifier_sharing or self.preset_spec.classifier_sharing
-
-    @property
-    def output(self) -> ClassifierOutput:
-        """Pixel classifier head output: the option, else the preset's."""
-        return self.classifier_output or self.preset_spec.classifier_output
-
-    @property
     def map_source(self) -> MapSource:
         """What scores a pixel: S, E or P, by the variant."""
         return self.variant_spec.map_source
@@ -219,61 +185,67 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class CorruptionOptions:
-    """The stage-2 pixel-level corruption (paper 3.3.1; :class:`~isstad_plugin.PixelCorruption`).
+    """The stage-2 pixel-level corruption (paper 3.3.1 and 4.1.3; :class:`~isstad_plugin.PixelCorruption`).
+
+    The corruption's other numbers (block sizes, shapes, noise, colour, rotation and blur ranges, ...) are fixed: the
+    defaults of :class:`~isstad_plugin.corruption.PaperConfig`, listed with their reasons in ``docs/corruption.md``.
 
     Attributes:
-        corruption: ``"paper"`` (random blocks) or ``"official"`` (shape paste); ``None`` takes the preset's.
-        corrupt_prob: Fraction of training images corrupted; ``None`` takes the corruption mode's (paper 5/6).
-        corruption_settings: Any other setting of the corruption mode by name (``num_blocks``, ``block_size``,
-            ``shapes``, ``placement``, ``noise_std``, ...; see ``docs/corruption.md``); unset ones keep their defaults.
+        corrupt_prob: Fraction of training images corrupted (paper 4.1.3: 5/6).
+        num_blocks: Inclusive range ``[low, high]`` of the blocks per corrupted image (paper 4.1.3: 1 to 100).
+        operations: Operations a block may use, a subset of ``flip``, ``rotate``, ``blur``, ``colour``, ``noise``
+            (paper 3.3.1 and 4.1.3; blur: Fig. 3's "other operations").
+        soft_prob: Share of corrupted images that also get one soft, low-contrast region (0: the paper's corruption;
+            ``configs/isstad_cpu_localise.yaml``: 0.25, ``docs/results.md``).
     """
 
-    corruption: CorruptionMode | None = None
-    corrupt_prob: float | None = None
-    corruption_settings: dict[str, Any] | None = None
+    corrupt_prob: float = PAPER_CORRUPT_PROB
+    num_blocks: tuple[int, int] = PAPER_NUM_BLOCKS
+    operations: tuple[str, ...] = OPERATIONS
+    soft_prob: float = DEFAULT_SOFT_PROB
 
     def __post_init__(self) -> None:
-        """Check the mode's name."""
-        check_choice("corruption", self.corruption, ("paper", "official", None))
+        """Turn lists (YAML, the command line) into tuples and check every value, in one line naming it."""
+        for name in ("num_blocks", "operations"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.settings()
 
-    def build(self, network: NetworkConfig) -> PixelCorruption:
-        """The corruption of ``network``'s variant and preset; one line naming the option on a bad setting."""
-        given = self.corruption is not None or self.corrupt_prob is not None or bool(self.corruption_settings)
+    def settings(self) -> PaperConfig:
+        """The corruption's full settings: these options over the fixed defaults."""
+        return PaperConfig(**field_values(self))
+
+    def build(self, network: NetworkConfig) -> PixelCorruption | None:
+        """The corruption of ``network``'s variant; ``None`` for a variant that trains on clean images.
+
+        Raises:
+            ValueError: A variant that trains on clean images with corruption options set, naming them.
+        """
+        given = [f.name for f in fields(self) if getattr(self, f.name) != f.default]
         if given and not network.variant_spec.corrupt:
-            msg = (
-                f"variant {network.variant} trains on clean images: corruption / corrupt_prob / corruption_settings "
-                "must be unset"
-            )
+            msg = f"variant {network.variant} trains on clean images: {', '.join(given)} must be unset"
             raise ValueError(msg)
-        mode = self.corruption or network.preset_spec.corruption
-        try:
-            return PixelCorruption(mode=mode, corrupt_prob=self.corrupt_prob, **(self.corruption_settings or {}))
-        except ValueError as error:
-            msg = f"model.corruption_settings: {error}"
-            raise ValueError(msg) from None
+        return PixelCorruption(self.settings()) if network.variant_spec.corrupt else None
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The stage-2 loss ``λ0·MSE + λ1·(1 - SSIM) + λ2·CE`` (paper eq. 8-14); ``None`` takes the preset's value.
+    """The stage-2 loss ``λ0·MSE + λ1·(1 - SSIM) + λ2·CE`` (paper eq. 8-14); ``None`` takes :data:`PAPER_LOSS`'s.
 
     Attributes:
-        mse_weight: λ0, weight of the mean squared reconstruction error; ``None`` takes the preset's.
-        ssim_weight: λ1, weight of ``1 - SSIM``; ``None`` takes the preset's.
-        classification_weight: λ2, weight of the pixel classification loss; ``None`` takes the preset's.
-        anomalous_weight: ω, weight of corrupted pixels in the cross-entropy; ``None`` takes the preset's.
-        normal_weight: Weight of clean pixels in the cross-entropy; ``None`` takes the preset's.
+        mse_weight: λ0, weight of the mean squared reconstruction error; ``None``: 2.0.
+        ssim_weight: λ1, weight of ``1 - SSIM``; ``None``: 0.1.
+        classification_weight: λ2, weight of the pixel classification loss; ``None``: 1.0.
+        anomalous_weight: ω, weight of corrupted pixels in the cross-entropy (clean pixels weigh 1); ``None``: 1.0.
     """
 
     mse_weight: float | None = None
     ssim_weight: float | None = None
     classification_weight: float | None = None
     anomalous_weight: float | None = None
-    normal_weight: float | None = None
 
     def weights(self, network: NetworkConfig) -> Stage2Weights:
-        """The weights for ``network``'s variant (terms it does not train are 0) and preset (unset values)."""
-        variant, base = network.variant_spec, network.preset_spec.loss
+        """The weights for ``network``'s variant (terms it does not train are 0); unset values are the paper's."""
+        variant, base = network.variant_spec, PAPER_LOSS
         if not variant.reconstruction_loss and (self.mse_weight or self.ssim_weight):
             msg = f"variant {variant.name} trains no reconstruction: mse_weight / ssim_weight must be unset or 0"
             raise ValueError(msg)
@@ -287,8 +259,6 @@ class LossConfig:
             if variant.classification_loss
             else 0.0,
             anomalous=_given(self.anomalous_weight, base.anomalous),
-            normal=_given(self.normal_weight, base.normal),
-            target=base.target,
         )
 
 
@@ -411,3 +381,8 @@ def _check_shapes(
         if dim % 4:
             msg = f"{name}_dim must be a multiple of 4 for the 2-D sin-cos position embedding, got {dim}"
             raise ValueError(msg)
+
+
+def field_values(group: Any) -> dict[str, Any]:
+    """The fields of a dataclass instance by name, values as they are (not copied)."""
+    return {f.name: getattr(group, f.name) for f in fields(group)}

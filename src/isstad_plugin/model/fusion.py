@@ -7,7 +7,6 @@
 Beyond the paper, ``error_weight`` ``w`` weighs the two maps in the product: ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``.
 ``w = 0.5`` is the paper's S exactly; ``w < 0.5`` trusts P more. Only the ranking of pixels depends on ``w`` (any
 monotone function of S ranks pixels alike), so it is the one number that decides how much E's texture noise enters S.
-The image score may take its S from another weight, ``score_error_weight`` (by default the map's).
 """
 
 from __future__ import annotations
@@ -83,19 +82,15 @@ def aggregate_score(
     return flat.topk(k, dim=1).values.mean(dim=1)
 
 
-def weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weight: float = 0.5) -> torch.Tensor:
+def _weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weight: float) -> torch.Tensor:
     """``E^(2w) ⊙ P^(2(1-w))``: the paper's ``E ⊙ P`` at ``w = 0.5`` (computed as the plain product then)."""
     if error_weight == 0.5:
         return error * probability
     return error.clamp_min(0).pow(2 * error_weight) * probability.clamp_min(0).pow(2 * (1 - error_weight))
 
 
-FUSION_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
-"""The weights ``w`` that ``fusion_error_weight: validation`` chooses from (0: P alone, 0.5: the paper's, 1: E)."""
-
-
 def check_fusion_options(
-    sigma: float, aggregation: str, topk_fraction: float, source: str, error_weight: float | str
+    sigma: float, aggregation: str, topk_fraction: float, source: str, error_weight: object
 ) -> None:
     """The one range check of the fusion options (``Isstad``'s and :class:`AnomalyFusion`'s), naming the option.
 
@@ -114,8 +109,8 @@ def check_fusion_options(
     if source not in ("fusion", "reconstruction", "classification"):
         msg = f"map source must be 'fusion', 'reconstruction' or 'classification', got {source!r}"
         raise ValueError(msg)
-    if error_weight != "validation" and not (isinstance(error_weight, float | int) and 0 <= error_weight <= 1):
-        msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S) or 'validation', got {error_weight!r}"
+    if isinstance(error_weight, bool) or not (isinstance(error_weight, float | int) and 0 <= error_weight <= 1):
+        msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S), got {error_weight!r}"
         raise ValueError(msg)
 
 
@@ -129,7 +124,6 @@ class AnomalyFusion(nn.Module):
         source: ``"fusion"`` (S, the paper's model), ``"reconstruction"`` (E alone) or ``"classification"`` (P alone),
             the latter two for the ablation models.
         error_weight: Weight ``w`` of E in the product (0.5: the paper's ``G(E) ⊙ G(P)``; see the module docstring).
-        score_error_weight: Weight of E in the S the image score is taken from; ``None``: ``error_weight``.
     """
 
     def __init__(
@@ -140,14 +134,10 @@ class AnomalyFusion(nn.Module):
         topk_fraction: float = 0.01,
         source: MapSource = "fusion",
         error_weight: float = 0.5,
-        score_error_weight: float | None = None,
     ) -> None:
         super().__init__()
         check_fusion_options(sigma, aggregation, topk_fraction, source, error_weight)
-        if not isinstance(error_weight, float | int):
-            raise ValueError("AnomalyFusion's error_weight must be a number ('validation' is an Isstad option)")
         self.error_weight = error_weight
-        self.score_error_weight = error_weight if score_error_weight is None else score_error_weight
         self.aggregation: ScoreAggregation = aggregation
         self.topk_fraction = topk_fraction
         self.source: MapSource = source
@@ -157,6 +147,16 @@ class AnomalyFusion(nn.Module):
         kernel = get_gaussian_kernel1d(2 * radius + 1, sigma) if sigma > 0 else torch.ones(1, 1)
         self.register_buffer("kernel", kernel.reshape(1, -1), persistent=False)
         self.kernel: torch.Tensor
+
+    @property
+    def needs_error(self) -> bool:
+        """Whether the score map reads E (every source but ``"classification"``)."""
+        return self.source != "classification"
+
+    @property
+    def needs_probability(self) -> bool:
+        """Whether the score map reads P (every source but ``"reconstruction"``)."""
+        return self.source != "reconstruction"
 
     def smooth(self, maps: torch.Tensor) -> torch.Tensor:
         """Gaussian-smooth ``(B, 1, H, W)`` maps with reflect borders (identity when ``sigma == 0``)."""
@@ -177,23 +177,32 @@ class AnomalyFusion(nn.Module):
         """
         smooth_error = self.smooth(error) if error is not None else None
         smooth_prob = self.smooth(probability) if probability is not None else None
+        return AnomalyMaps(smooth_error, smooth_prob, self.score_map(smooth_error, smooth_prob))
+
+    def score_map(
+        self, error: torch.Tensor | None, probability: torch.Tensor | None, error_weight: float | None = None
+    ) -> torch.Tensor:
+        """S from the smoothed G(E) and G(P): the one place S is computed (inference, export, diagnose, benchmarks).
+
+        Args:
+            error: ``(B, 1, H, W)`` G(E), needed unless ``source == "classification"``.
+            probability: ``(B, 1, H, W)`` G(P), needed unless ``source == "reconstruction"``.
+            error_weight: Weight ``w`` of E; ``None``: the fusion's own.
+
+        Returns:
+            ``G(G(E)^(2w) ⊙ G(P)^(2(1-w)))`` for the fusion (``G(G(E) ⊙ G(P))`` at the paper's ``w = 0.5``), else
+            G(E) or G(P) alone, by ``source``.
+        """
         if self.source == "reconstruction":
-            score = _required(smooth_error, "E")
-        elif self.source == "classification":
-            score = _required(smooth_prob, "P")
-        else:
-            score = self.smooth(
-                weighted_product(_required(smooth_error, "E"), _required(smooth_prob, "P"), self.error_weight)
-            )
-        return AnomalyMaps(error=smooth_error, probability=smooth_prob, score=score)
+            return _required(error, "E")
+        if self.source == "classification":
+            return _required(probability, "P")
+        weight = self.error_weight if error_weight is None else error_weight
+        return self.smooth(_weighted_product(_required(error, "E"), _required(probability, "P"), weight))
 
     def image_scores(self, maps: AnomalyMaps) -> torch.Tensor:
-        """``(B,)`` image scores: the aggregate of S, fused with ``score_error_weight`` when it is not the map's."""
-        score = maps.score
-        if self.source == "fusion" and self.score_error_weight != self.error_weight:
-            error, probability = _required(maps.error, "E"), _required(maps.probability, "P")
-            score = self.smooth(weighted_product(error, probability, self.score_error_weight))
-        return aggregate_score(score, self.aggregation, self.topk_fraction)
+        """``(B,)`` image scores: the aggregate of the score map."""
+        return aggregate_score(maps.score, self.aggregation, self.topk_fraction)
 
     def forward(
         self, error: torch.Tensor | None, probability: torch.Tensor | None

@@ -8,26 +8,22 @@ into P at inference (:func:`~isstad_plugin.model.fusion.level_probability`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 from torch import nn
 
 from isstad_plugin.model.patching import overlap_unpatchify, unpatchify
-from isstad_plugin.model.presets import ClassifierOutput, ClassifierSharing, ClassifierUpsampling
+from isstad_plugin.model.presets import ClassifierUpsampling
 from isstad_plugin.model.transformer import layer_norm
 from isstad_plugin.validation import check_choice
 
 
-def check_head_options(refinement: object, upsampling: object, patch_size: int) -> None:
-    """The range check of the pixel classifier head's options (``classifier_refinement``, ``classifier_upsampling``).
+def check_head_options(upsampling: object, patch_size: int) -> None:
+    """The range check of the pixel classifier head's option ``classifier_upsampling``.
 
     Raises:
         ValueError: A value the head cannot use, naming the option.
     """
-    if not isinstance(refinement, int) or refinement < 0:
-        msg = f"classifier_refinement must be an integer >= 0 (0: the paper's head), got {refinement!r}"
-        raise ValueError(msg)
     check_choice("classifier_upsampling", upsampling, ("patch", "overlap"))
     if upsampling == "overlap" and patch_size % 2:
         msg = f"classifier_upsampling: overlap needs an even patch_size, got {patch_size}: use 'patch'"
@@ -53,43 +49,8 @@ class ReconstructionHead(nn.Module):
         return self.proj(self.norm(tokens))
 
 
-class LevelRefinement(nn.Module):
-    """A light, image-guided convolutional refinement of every level's logits (beyond the paper).
-
-    The paper's linear projection paints each patch's ``p x p`` logits from one token, so P is constant-ish per patch
-    and its edges follow the patch grid. Three 3x3 convolutions over ``[level logits, image]``, shared by all levels,
-    add a residual that lets each level's map follow the image's edges inside a patch. The last convolution starts at
-    zero, so an untrained refinement is the paper's head.
-
-    Args:
-        classes: Logits per pixel (1 sigmoid, 2 softmax).
-        channels: Image channels.
-        hidden: Hidden channels.
-    """
-
-    def __init__(self, classes: int, channels: int, hidden: int) -> None:
-        super().__init__()
-        last = nn.Conv2d(hidden, classes, 3, padding=1)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(cast(torch.Tensor, last.bias))
-        self.layers = nn.Sequential(
-            nn.Conv2d(classes + channels, hidden, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
-            nn.GELU(),
-            last,
-        )
-
-    def forward(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """``(B, L, K, H, W)`` logits and ``(B, C, H, W)`` images -> refined ``(B, L, K, H, W)`` logits."""
-        levels = logits.shape[1]
-        guide = images.to(logits.dtype).unsqueeze(1).expand(-1, levels, -1, -1, -1)
-        inputs = torch.cat([logits, guide], dim=2).flatten(0, 1)
-        return logits + self.layers(inputs).reshape(logits.shape)
-
-
 class PixelClassifierHead(nn.Module):
-    """Pixel classifier head (PCH): a linear projection of every decoder level's patch tokens to pixel logits.
+    """Pixel classifier head (PCH): one linear projection per decoder level from its patch tokens to pixel logits.
 
     The paper's head projects each token to its own ``p x p`` pixels (``upsampling="patch"``), so a level's map is
     nearly constant per patch. ``upsampling="overlap"`` projects each token to a ``2p x 2p`` window centred on its
@@ -100,12 +61,7 @@ class PixelClassifierHead(nn.Module):
     Args:
         dim: Decoder width.
         patch_size: Patch side in pixels.
-        num_levels: Number of decoder blocks read.
-        sharing: ``"per_block"`` (one projection per block, the paper's text) or ``"shared"`` (one projection for all
-            blocks, the official code).
-        output: ``"sigmoid"`` (one logit per pixel, the paper's eq. 10) or ``"softmax"`` (two classes, official code).
-        refinement: Hidden channels of a :class:`LevelRefinement` guided by the input image; ``0``: none (paper).
-        channels: Image channels (read by the refinement).
+        num_levels: Number of decoder blocks read (one projection each, the paper's text).
         upsampling: ``"patch"`` (the paper's) or ``"overlap"`` (tent-blended ``2p x 2p`` windows; ``p`` even).
     """
 
@@ -114,49 +70,31 @@ class PixelClassifierHead(nn.Module):
         dim: int,
         patch_size: int,
         num_levels: int,
-        sharing: ClassifierSharing = "per_block",
-        output: ClassifierOutput = "sigmoid",
-        refinement: int = 0,
-        channels: int = 3,
         upsampling: ClassifierUpsampling = "patch",
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.output: ClassifierOutput = output
         self.upsampling: ClassifierUpsampling = upsampling
-        self.classes = 1 if output == "sigmoid" else 2
-        count = num_levels if sharing == "per_block" else 1
         side = 2 * patch_size if upsampling == "overlap" else patch_size
-        self.proj = nn.ModuleList(nn.Linear(dim, side * side * self.classes) for _ in range(count))
-        self.refinement = LevelRefinement(self.classes, channels, refinement) if refinement else None
+        self.proj = nn.ModuleList(nn.Linear(dim, side * side) for _ in range(num_levels))
 
-    def forward(
-        self, levels: Sequence[torch.Tensor], grid_size: tuple[int, int], images: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Project every level (and refine it, guided by ``images``, when the head has a refinement).
+    def forward(self, levels: Sequence[torch.Tensor], grid_size: tuple[int, int]) -> torch.Tensor:
+        """Project every level to pixel logits.
 
         Args:
             levels: One ``(B, N, dim)`` patch-token tensor per decoder block (no class token).
             grid_size: ``(rows, cols)`` of the patch grid.
-            images: ``(B, C, H, W)`` input images; needed with a refinement.
 
         Returns:
-            ``(B, L, K, H, W)`` logits.
+            ``(B, L, 1, H, W)`` logits (one per pixel, the paper's eq. 10).
         """
-        projections = [self.proj[i if len(self.proj) > 1 else 0](tokens) for i, tokens in enumerate(levels)]
-        stacked = torch.stack(projections, dim=1)  # (B, L, N, p*p*K)
+        projections = [proj(tokens) for proj, tokens in zip(self.proj, levels, strict=True)]
+        stacked = torch.stack(projections, dim=1)  # (B, L, N, p*p)
         batch, num_levels = stacked.shape[:2]
         to_pixels = overlap_unpatchify if self.upsampling == "overlap" else unpatchify
         maps = to_pixels(stacked.flatten(0, 1), self.patch_size, grid_size)
-        logits = maps.reshape(batch, num_levels, *maps.shape[1:])
-        if self.refinement is None:
-            return logits
-        if images is None:
-            raise ValueError("a pixel classifier head with a refinement needs the input images")
-        return self.refinement(logits, images)
+        return maps.reshape(batch, num_levels, *maps.shape[1:])
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """``(B, L, K, H, W)`` logits -> ``(B, L, H, W)`` probabilities of the anomalous class ``P^[l]``."""
-        if self.output == "sigmoid":
-            return torch.sigmoid(logits[:, :, 0])
-        return torch.softmax(logits, dim=2)[:, :, 1]
+        """``(B, L, 1, H, W)`` logits -> ``(B, L, H, W)`` anomaly probabilities ``P^[l]`` (sigmoid)."""
+        return torch.sigmoid(logits[:, :, 0])

@@ -38,7 +38,6 @@ from isstad_plugin.data.cache import TrainDataCache
 from isstad_plugin.data.checks import check_fit_data
 from isstad_plugin.data.geometry import resolve_image_size
 from isstad_plugin.model.augmentation import mae_augmentation
-from isstad_plugin.model.fusion_choice import FusionWeightChoice, restore_weights, store_weights
 from isstad_plugin.model.loss import Stage1Loss, Stage2Loss
 from isstad_plugin.model.optimizers import (
     check_own_optimizers,
@@ -48,7 +47,7 @@ from isstad_plugin.model.optimizers import (
 )
 from isstad_plugin.model.options import IsstadConfig, options_doc, options_signature
 from isstad_plugin.model.post_processor import IsstadPostProcessor
-from isstad_plugin.model.pre_processor import drop_imagenet_normalize, resize_pre_processor
+from isstad_plugin.model.pre_processor import resize_pre_processor
 from isstad_plugin.model.presets import PAPER_IMAGE_SIZE
 from isstad_plugin.model.schedule import StageSchedule
 from isstad_plugin.model.tiling import training_tiles
@@ -61,8 +60,6 @@ from isstad_plugin.training.rng import capture_rng_state, restore_rng_state
 from isstad_plugin.training.two_stage import allow_unused_parameters
 
 logger = logging.getLogger(__name__)
-
-PIXEL_SPACE_KEY, PIXEL_SPACE = "isstad_pixel_space", "unit"  # checkpoints without it normalised in the pre-processor
 
 
 class Isstad(AnomalibModule):
@@ -124,8 +121,7 @@ class Isstad(AnomalibModule):
         """
         network = config.network
         self.config = config
-        self.variant = network.variant_spec
-        self.schedule = StageSchedule.resolve(config.training, self.variant, config.runtime.stage1_checkpoint)
+        self.schedule = StageSchedule.resolve(config)
         self.loss_weights = config.loss.weights(network)
         self.pixel_corruption = config.corruption.build(network)
         self.model = IsstadModel(network)
@@ -161,7 +157,7 @@ class Isstad(AnomalibModule):
         return IsstadPostProcessor()
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """Anomalib's callbacks, the divergence guard, the train-data cache, the fusion weight choice, the checkpoints.
+        """Anomalib's callbacks, the divergence guard, the train-data cache, the checkpoints.
 
         :class:`~isstad_plugin.IsstadCheckpoints` is added only when the trainer has none (the user's settings win);
         anomalib's ``model.ckpt`` callback is replaced, in its place, by :class:`~isstad_plugin.training.checkpointing.
@@ -171,7 +167,6 @@ class Isstad(AnomalibModule):
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
         own = [IsstadDivergenceGuard(), TrainDataCache(self.config.runtime.train_cache_gb), QuietByDesign()]
-        own += [FusionWeightChoice()] if self.config.network.fusion_error_weight == "validation" else []
         trainer_callbacks = list(getattr(self._trainer, "callbacks", None) or [])
         if not any(isinstance(c, IsstadCheckpoints) for c in trainer_callbacks):
             own.append(IsstadCheckpoints())
@@ -193,7 +188,7 @@ class Isstad(AnomalibModule):
     def enter_stage2(self) -> None:
         """Switch to stage 2; with pre-training the encoder is frozen (paper 3.3.2)."""
         self.stage = 2
-        if self.variant.pretrain:
+        if self.schedule.pretrained:
             self.model.freeze_encoder()
 
     def prepare_data(self) -> None:
@@ -271,10 +266,8 @@ class Isstad(AnomalibModule):
         """Store the stage and the random state, so that a resumed fit continues as the uninterrupted one would."""
         super().on_save_checkpoint(checkpoint)
         checkpoint["isstad_stage"] = self.stage
-        checkpoint[PIXEL_SPACE_KEY] = PIXEL_SPACE
         checkpoint["isstad_stage1_epochs"] = self.stage1_epochs
         checkpoint["isstad_rng"] = capture_rng_state()
-        store_weights(self.model.fusion, checkpoint)  # chosen on validation, or the option
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adopt the checkpoint's network options, stage and (when resuming a fit) random state.
@@ -287,15 +280,12 @@ class Isstad(AnomalibModule):
             msg = "the checkpoint was not written by an Isstad model (no 'isstad_stage' entry): pass an Isstad .ckpt"
             raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
-        if checkpoint.get(PIXEL_SPACE_KEY) != PIXEL_SPACE and isinstance(self.pre_processor, PreProcessor):
-            drop_imagenet_normalize(self.pre_processor)  # a 0.1.0 checkpoint: the network normalises now
         resuming = self._trainer is not None and self.trainer.training
         config = self.config.with_checkpoint_network(checkpoint.get("hyper_parameters", {}), resuming)
         if config is not self.config:
             self._rebuild(config)
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
-        restore_weights(self.model.fusion, checkpoint)
         self._initial_weights_done = True
         if self._trainer is not None and self.trainer.training and "isstad_rng" in checkpoint:
             restore_rng_state(checkpoint["isstad_rng"])
@@ -309,7 +299,7 @@ class Isstad(AnomalibModule):
             images = training_tiles(self.model.tiler, images)
         loss = self._stage1_step(images) if self.stage == 1 else self._stage2_step(images)
         if not torch.isfinite(loss):
-            broken = self.stage == 2 and self.variant.pretrain and stage1_encoder_broken(self.model.encode, images)
+            broken = self.stage == 2 and self.schedule.pretrained and stage1_encoder_broken(self.model.encode, images)
             raise non_finite_loss_error(loss, self.current_epoch, self.stage, args[0] if args else "?", broken)
         return {"loss": loss}
 
@@ -323,15 +313,14 @@ class Isstad(AnomalibModule):
 
     def _stage2_step(self, images: torch.Tensor) -> torch.Tensor:
         clean = images.clamp(0, 1)
-        if self.variant.corrupt:
+        if self.pixel_corruption is not None:
             with torch.autocast(clean.device.type, enabled=False):
                 corrupted, labels = self.pixel_corruption(clean.float())
         else:
             corrupted, labels = clean, torch.zeros_like(clean[:, :1])
-        with_classifier = self.variant.classification_loss
+        with_classifier = self.loss_weights.classification > 0
         output = self.model.reconstruct_and_classify(corrupted, with_classifier=with_classifier)
-        target = clean if self.loss_weights.target == "clean" else corrupted
-        losses = self.loss(output.reconstruction, target, output.level_logits, labels)
+        losses = self.loss(output.reconstruction, clean, output.level_logits, labels)
         self._log_losses(
             len(images),
             train_loss=losses.total,
@@ -355,7 +344,9 @@ class Isstad(AnomalibModule):
         """
         del args, kwargs
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
-        if (self.stage == 1 and self.variant.finetune) or (fitting and self.schedule.steps and not self.budget_spent()):
+        if (self.stage == 1 and self.schedule.two_stages) or (
+            fitting and self.schedule.steps and not self.budget_spent()
+        ):
             return None
         return batch.update(**self.model(batch.image)._asdict())
 

@@ -3,14 +3,14 @@
 Stage 1 is MAE's: the mean squared error on the masked patches, in MAE's target space, ImageNet-normalised pixels
 (:class:`Stage1Loss` normalises the ``[0, 1]`` input and reconstruction). Stage 2 is
 ``λ0·MSE + λ1·(1 - SSIM) + λ2·mean_l CE_l``, the classification term a pixel-weighted binary cross-entropy
-(paper eq. 10, weight ω on the corrupted pixels) or the official two-class cross-entropy with class weights.
-Reconstruction terms are computed on ``[0, 1]`` pixels.
+(paper eq. 10, weight ω on the corrupted pixels). Reconstruction terms are computed on ``[0, 1]`` pixels against the
+clean image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -65,16 +65,12 @@ class Stage2Weights:
         ssim: λ1, weight of ``1 - SSIM`` (eq. 9).
         classification: λ2, weight of the classification loss averaged over decoder levels (eq. 11, 13).
         anomalous: Weight of the corrupted (label 1) pixels in the classification loss (ω in eq. 10).
-        normal: Weight of the clean (label 0) pixels in the classification loss.
-        target: ``"clean"`` (paper: Î should match the original I) or ``"input"`` (official code: the corrupted input).
     """
 
     mse: float
     ssim: float
     classification: float
     anomalous: float
-    normal: float
-    target: Literal["clean", "input"]
 
 
 class Stage2Losses(NamedTuple):
@@ -121,7 +117,7 @@ class Stage2Loss(nn.Module):
         ssim_loss = ssim_loss_fp32(reconstruction, target) if w.ssim else zero
         cls = zero
         if w.classification and level_logits is not None:
-            cls = classification_loss(level_logits, labels, w.anomalous, w.normal)
+            cls = classification_loss(level_logits, labels, w.anomalous)
         total = w.mse * mse + w.ssim * ssim_loss + w.classification * cls
         return Stage2Losses(total=total, mse=mse, ssim=ssim_loss, classification=cls)
 
@@ -137,32 +133,19 @@ def ssim_loss_fp32(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.
 
 
 def classification_loss(
-    level_logits: torch.Tensor,
-    labels: torch.Tensor,
-    anomalous_weight: float = 1.0,
-    normal_weight: float = 1.0,
+    level_logits: torch.Tensor, labels: torch.Tensor, anomalous_weight: float = 1.0
 ) -> torch.Tensor:
-    """Weighted cross-entropy of every level against the labels, averaged over levels (paper eq. 10-11).
-
-    One logit per pixel (``K = 1``) is the paper's binary form; two (``K = 2``) is the official softmax form. The class
-    weights multiply each pixel's term and the mean is over pixels (for ``K = 2`` the same as torch's weighted
-    cross-entropy up to its normalisation by the summed weights, which the official code uses).
+    """Pixel-weighted binary cross-entropy of every level against the labels, averaged over levels (paper eq. 10-11).
 
     Args:
-        level_logits: ``(B, L, K, H, W)`` logits.
+        level_logits: ``(B, L, 1, H, W)`` logits.
         labels: ``(B, 1, H, W)`` labels in ``{0, 1}``.
-        anomalous_weight: Weight of label-1 pixels (ω).
-        normal_weight: Weight of label-0 pixels.
+        anomalous_weight: Weight of label-1 pixels (ω); label-0 pixels weigh 1.
 
     Returns:
         Scalar loss.
     """
-    batch, levels, classes = level_logits.shape[:3]
-    logits = level_logits.float()
+    batch, levels = level_logits.shape[:2]
     target = labels.float().expand(batch, levels, *labels.shape[-2:])
-    if classes == 1:
-        pixel_weight = target * anomalous_weight + (1 - target) * normal_weight
-        return F.binary_cross_entropy_with_logits(logits[:, :, 0], target, weight=pixel_weight)
-    class_weight = logits.new_tensor([normal_weight, anomalous_weight])
-    flat = logits.flatten(0, 1)  # (B*L, 2, H, W)
-    return F.cross_entropy(flat, target.flatten(0, 1).long(), weight=class_weight)
+    pixel_weight = target * anomalous_weight + (1 - target)
+    return F.binary_cross_entropy_with_logits(level_logits.float()[:, :, 0], target, weight=pixel_weight)

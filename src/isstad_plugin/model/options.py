@@ -25,7 +25,9 @@ from isstad_plugin.model.config import (
     NetworkConfig,
     RuntimeConfig,
     TrainingConfig,
+    field_values,
 )
+from isstad_plugin.validation import nearest_hint
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ class IsstadConfig:
         """
         unknown = sorted(set(options) - set(option_defaults()))
         if unknown:
-            msg = f"Isstad got unknown option(s) {', '.join(unknown)}: see `isstad_plugin.Isstad` for the options"
+            hint = nearest_hint(unknown[0], list(option_defaults()))
+            msg = f"Isstad got unknown option(s) {', '.join(unknown)}: {hint}see `isstad_plugin.Isstad` for the options"
             raise TypeError(msg)
         groups: list[Any] = [
             group(**{f.name: options[f.name] for f in fields(group) if f.name in options}) for group in CONFIGS
@@ -70,7 +73,7 @@ class IsstadConfig:
 
     def options(self) -> dict[str, Any]:
         """The flat keyword options, every one (the hyperparameters a checkpoint stores)."""
-        return {k: v for group in self.groups() for k, v in _shallow_dict(group).items()}
+        return {k: v for group in self.groups() for k, v in field_values(group).items()}
 
     def groups(self) -> tuple[Any, ...]:
         """The groups in :data:`CONFIGS` order."""
@@ -134,7 +137,3 @@ def options_doc(indent: str = "        ") -> str:
 
 def _default(f: Any) -> Any:
     return f.default if f.default is not MISSING else f.default_factory()
-
-
-def _shallow_dict(group: Any) -> dict[str, Any]:
-    return {f.name: getattr(group, f.name) for f in fields(group)}

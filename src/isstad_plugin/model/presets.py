@@ -12,11 +12,7 @@ from typing import Literal
 
 from isstad_plugin.model.loss import Stage2Weights
 
-ClassifierSharing = Literal["per_block", "shared"]
-ClassifierOutput = Literal["sigmoid", "softmax"]
 ClassifierUpsampling = Literal["patch", "overlap"]
-CorruptionMode = Literal["paper", "official"]
-PresetName = Literal["paper", "official"]
 
 
 @dataclass(frozen=True)
@@ -69,39 +65,9 @@ PAPER_SMOOTHING_SIGMA = 4.0
 """Gaussian smoothing of E, P and S in pixels (official code: scipy ``gaussian_filter(sigma=4)``)."""
 
 
-@dataclass(frozen=True)
-class Preset:
-    """What ``preset="paper"`` or ``"official"`` sets where the matching options are unset (docs/how-to/presets.md).
+PAPER_LOSS = Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0)
+"""The stage-2 loss weights where their options are unset.
 
-    Attributes:
-        classifier_sharing: One projection per decoder block (``"per_block"``) or one for all (``"shared"``).
-        classifier_output: One logit per pixel (``"sigmoid"``, eq. 10) or two classes (``"softmax"``).
-        corruption: The stage-2 corruption mode.
-        loss: The stage-2 loss weights and reconstruction target.
-    """
-
-    classifier_sharing: ClassifierSharing
-    classifier_output: ClassifierOutput
-    corruption: CorruptionMode
-    loss: Stage2Weights
-
-
-PRESETS: dict[str, Preset] = {
-    # Paper 3.3.3 gives the form but not the values of λ0, λ1, λ2, ω. We take the official code's relative weights
-    # (MSE x0.5 on [-1, 1] pixels = x2 on [0, 1] pixels; SSIM x0.1; classification x1) and an unweighted BCE.
-    "paper": Preset(
-        "per_block",
-        "sigmoid",
-        "paper",
-        Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0, normal=1.0, target="clean"),
-    ),
-    # Official code (official-code-notes.md §2): one shared projection, 2-class CE(weight=[3, 1]) + 0.5 MSE
-    # + 0.1 (1 - SSIM), target = input, shape-paste corruption.
-    "official": Preset(
-        "shared",
-        "softmax",
-        "official",
-        Stage2Weights(mse=2.0, ssim=0.1, classification=1.0, anomalous=1.0, normal=3.0, target="input"),
-    ),
-}
-"""The presets by name: the paper's text and the official code's habits."""
+Paper 3.3.3 gives the form but not the values of λ0, λ1, λ2, ω. We take the official code's relative weights (MSE x0.5
+on [-1, 1] pixels = x2 on [0, 1] pixels; SSIM x0.1; classification x1) and an unweighted BCE.
+"""

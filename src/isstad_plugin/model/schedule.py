@@ -20,6 +20,7 @@ from typing import Any, Literal
 from lightning.pytorch import Trainer
 
 from isstad_plugin.model.config import TrainingConfig
+from isstad_plugin.model.options import IsstadConfig
 from isstad_plugin.model.presets import PAPER_STAGE1_EPOCHS
 from isstad_plugin.model.variants import Variant
 
@@ -42,6 +43,7 @@ class StageSchedule:
         stage2_steps: Stage-2 optimiser steps of a step budget (0 without one).
         warmup_steps: Stage-1 warm-up in steps, or ``None`` to use ``stage1_warmup_epochs``.
         two_stages: Whether the variant trains stage 2 after stage 1 (``False``: one stage, all of the fit).
+        pretrained: Whether stage 1 pre-trains the encoder, which stage 2 then keeps frozen (paper 3.3.2).
     """
 
     stage1_epochs: int
@@ -49,10 +51,16 @@ class StageSchedule:
     stage2_steps: int
     warmup_steps: int | None
     two_stages: bool = True
+    pretrained: bool = True
 
     @classmethod
-    def resolve(cls, training: TrainingConfig, variant: Variant, stage1_checkpoint: str | None) -> StageSchedule:
-        """The schedule of ``training`` for ``variant``; one-line errors for lengths that contradict each other."""
+    def resolve(cls, config: IsstadConfig) -> StageSchedule:
+        """The schedule of ``config``'s training options for its variant; one-line errors for contradicting lengths."""
+        training, variant, stage1_checkpoint = (
+            config.training,
+            config.network.variant_spec,
+            config.runtime.stage1_checkpoint,
+        )
         stage1_steps, stage2_steps = _step_budget(training, variant)
         _check_stage1_steps(training.stage1_steps, variant, stage1_checkpoint)
         epochs = 0 if stage1_steps + stage2_steps else training.stage1_epochs
@@ -60,7 +68,7 @@ class StageSchedule:
         if warmup is None and stage1_steps:
             warmup = max(1, round(STEP_BUDGET_WARMUP_FRACTION * stage1_steps))
         stage1_epochs = _stage1_epochs(variant, epochs, stage1_checkpoint)
-        return cls(stage1_epochs, stage1_steps, stage2_steps, warmup, variant.finetune)
+        return cls(stage1_epochs, stage1_steps, stage2_steps, warmup, variant.finetune, variant.pretrain)
 
     @property
     def unit(self) -> Unit:
@@ -195,7 +203,7 @@ def _stage1_epochs(variant: Variant, stage1_epochs: int | None, stage1_checkpoin
         )
         raise ValueError(msg)
     if stage1_checkpoint and not variant.finetune:
-        msg = "variant I is stage 1 alone: stage1_checkpoint would leave nothing to train"
+        msg = f"variant {variant.name} is stage 1 alone: stage1_checkpoint would leave nothing to train"
         raise ValueError(msg)
     if not variant.finetune:
         return 0  # Model I is stage 1 alone: it trains for all of trainer.max_epochs

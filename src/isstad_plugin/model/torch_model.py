@@ -40,8 +40,8 @@ class IsstadOutput(NamedTuple):
 
     Attributes:
         reconstruction: ``(B, C, H, W)`` reconstructed image Î in ``[0, 1]`` pixels (not clamped).
-        level_logits: ``(B, L, K, H, W)`` pixel classifier logits of every decoder level (``K = 1`` for the
-            sigmoid form, ``2`` for the official softmax form), or ``None`` in masked mode.
+        level_logits: ``(B, L, 1, H, W)`` pixel classifier logits of every decoder level, or ``None`` in masked
+            mode.
         mask: ``(B, N)`` patch mask (1 = masked) in masked mode, else ``None``.
     """
 
@@ -83,10 +83,6 @@ class IsstadModel(nn.Module):
             decoder_dim,
             self.patch_size,
             decoder_depth,
-            self.config.sharing,
-            self.config.output,
-            refinement=self.config.classifier_refinement,
-            channels=IN_CHANNELS,
             upsampling=self.config.classifier_upsampling,
         )
         self.normalization = PixelNormalization()
@@ -96,7 +92,7 @@ class IsstadModel(nn.Module):
             aggregation=config.score_aggregation,
             topk_fraction=config.topk_fraction,
             source=config.map_source,
-            error_weight=0.5 if config.fusion_error_weight == "validation" else config.fusion_error_weight,
+            error_weight=config.fusion_error_weight,
         )
         self.encoder_frozen = False
         self.tiler: Tiler | None = tiler_for(self.config)
@@ -218,7 +214,7 @@ class IsstadModel(nn.Module):
         reconstruction = self.normalization.to_unit(unpatchify(patches, self.patch_size, self.grid_size))
         logits = None
         if with_classifier:
-            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size, model_images)
+            logits = self.pixel_classifier_head([level[:, 1:] for level in levels], self.grid_size)
         return IsstadOutput(reconstruction=reconstruction, level_logits=logits, mask=mask)
 
     def anomaly_maps(self, images: torch.Tensor) -> AnomalyMaps:
@@ -265,10 +261,9 @@ class IsstadModel(nn.Module):
     def _error_and_probability(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self.inference_mask_ratio > 0:
             return squared_error(images, self.masked_reconstruction(images)), None
-        need_classifier = self.fusion.source != "reconstruction"
-        output = self.reconstruct_and_classify(images, with_classifier=need_classifier)
+        output = self.reconstruct_and_classify(images, with_classifier=self.fusion.needs_probability)
         error = None
-        if self.fusion.source != "classification":
+        if self.fusion.needs_error:
             error = squared_error(images, output.reconstruction)
         probability = None
         if output.level_logits is not None:

@@ -1,12 +1,15 @@
 """The paper's ablation models I-VIII and the full model (section 4.3, Table 3) as data.
 
 A :class:`Variant` fixes which training stages run, whether stage-2 inputs are corrupted, which losses are active and
-which map scores an image. :class:`~isstad_plugin.Isstad` reads one by name (``variant="VII"``).
+which map scores an image. The option groups (corruption, loss weights, fusion) and the stage schedule are built from
+the row that ``variant="VII"`` names (:mod:`~isstad_plugin.model.config`, :mod:`~isstad_plugin.model.schedule`); the
+rest of the package asks those built parts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from isstad_plugin.model.fusion import MapSource
 
@@ -38,102 +41,30 @@ class Variant:
     masked_inference: bool = False
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant(
-            "I",
-            "MAE as is: masked training, 75 % masked test input, reconstruction error",
-            pretrain=True,
-            finetune=False,
-            corrupt=False,
-            reconstruction_loss=False,
-            classification_loss=False,
-            map_source="reconstruction",
-            masked_inference=True,
-        ),
-        Variant(
-            "II",
-            "plain autoencoder: full image in and out, reconstruction error",
-            pretrain=False,
-            finetune=True,
-            corrupt=False,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "III",
-            "denoising autoencoder: corrupted input, clean target, reconstruction error",
-            pretrain=False,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "IV",
-            "pixel classifier only: corrupted input, pixel probability",
-            pretrain=False,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=False,
-            classification_loss=True,
-            map_source="classification",
-        ),
-        Variant(
-            "V",
-            "fusion of III and IV without stage-1 pre-training",
-            pretrain=False,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=True,
-            map_source="fusion",
-        ),
-        Variant(
-            "VI",
-            "stage 1 + plain autoencoder",
-            pretrain=True,
-            finetune=True,
-            corrupt=False,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "VII",
-            "stage 1 + denoising autoencoder (ISSTAD without the classification loss)",
-            pretrain=True,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=False,
-            map_source="reconstruction",
-        ),
-        Variant(
-            "VIII",
-            "stage 1 + pixel classifier (ISSTAD without the reconstruction loss)",
-            pretrain=True,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=False,
-            classification_loss=True,
-            map_source="classification",
-        ),
-        Variant(
-            "full",
-            "ISSTAD: stage 1 + denoising reconstruction and pixel classification, fused S = E x P",
-            pretrain=True,
-            finetune=True,
-            corrupt=True,
-            reconstruction_loss=True,
-            classification_loss=True,
-            map_source="fusion",
-        ),
-    )
-}
+TABLE_3 = """
+name  pretrain finetune corrupt reconstruction_loss classification_loss map_source     masked_inference summary
+I     yes      no       no      no                  no                  reconstruction yes              MAE as is: masked training, 75 % masked test input, reconstruction error
+II    no       yes      no      yes                 no                  reconstruction no               plain autoencoder: full image in and out, reconstruction error
+III   no       yes      yes     yes                 no                  reconstruction no               denoising autoencoder: corrupted input, clean target, reconstruction error
+IV    no       yes      yes     no                  yes                 classification no               pixel classifier only: corrupted input, pixel probability
+V     no       yes      yes     yes                 yes                 fusion         no               fusion of III and IV without stage-1 pre-training
+VI    yes      yes      no      yes                 no                  reconstruction no               stage 1 + plain autoencoder
+VII   yes      yes      yes     yes                 no                  reconstruction no               stage 1 + denoising autoencoder (ISSTAD without the classification loss)
+VIII  yes      yes      yes     no                  yes                 classification no               stage 1 + pixel classifier (ISSTAD without the reconstruction loss)
+full  yes      yes      yes     yes                 yes                 fusion         no               ISSTAD: stage 1 + denoising reconstruction and pixel classification, fused S = E x P
+"""  # noqa: E501
+"""The paper's Table 3 (and the full model), one row per model; the columns are :class:`Variant`'s fields."""
+
+
+def _row(line: str) -> Variant:
+    """One row of :data:`TABLE_3` as a :class:`Variant`."""
+    name, pretrain, finetune, corrupt, reconstruction, classification, source, masked, summary = line.split(None, 8)
+    yes = {"yes": True, "no": False}
+    return Variant(name, summary, yes[pretrain], yes[finetune], yes[corrupt], yes[reconstruction],
+                   yes[classification], cast(MapSource, source), yes[masked])  # fmt: skip
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in map(_row, TABLE_3.strip().splitlines()[1:])}
 """Every selectable variant by name."""
 
 

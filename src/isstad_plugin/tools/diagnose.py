@@ -32,7 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.pre_processing import PreProcessor
 from sklearn.metrics import roc_auc_score
 
-from isstad_plugin.model.fusion import ScoreAggregation, aggregate_score, weighted_product
+from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps, ScoreAggregation, aggregate_score
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.tools.report import save_panels
 from isstad_plugin.tools.runs import held_out_datamodule
@@ -112,6 +112,15 @@ def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
     return figures
 
 
+def named_maps(fusion: AnomalyFusion, maps: AnomalyMaps) -> dict[str, torch.Tensor | None]:
+    """E, P and S by name, and S for each weight of :data:`FUSION_WEIGHTS` (``"S w=0.25"``) when both maps exist."""
+    named = dict(zip(MAPS, (maps.error, maps.probability, maps.score), strict=True))
+    if maps.error is not None and maps.probability is not None:
+        for weight in FUSION_WEIGHTS:
+            named[f"S w={weight}"] = fusion.score_map(maps.error, maps.probability, weight)
+    return named
+
+
 @torch.no_grad()
 def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, torch.Tensor, torch.Tensor, list[str]]:
     """Maps and image scores of the validation split; also the first defective images for the panels."""
@@ -131,12 +140,7 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         size = images.shape[-2:]
         gt = batch.gt_mask if batch.gt_mask is not None else torch.zeros(len(images), *size)
         gt = F.interpolate(gt.float().reshape(len(images), 1, *gt.shape[-2:]), size=size, mode="nearest")[:, 0] > 0.5
-        named = dict(zip(MAPS, (maps.error, maps.probability, maps.score), strict=True))
-        if maps.error is not None and maps.probability is not None:
-            fusion = model.model.fusion
-            for weight in FUSION_WEIGHTS:
-                named[f"S w={weight}"] = fusion.smooth(weighted_product(maps.error, maps.probability, weight))
-        for name, values in named.items():
+        for name, values in named_maps(model.model.fusion, maps).items():
             if values is None:
                 continue
             collected[name].append(values[:, 0].float().numpy())

@@ -67,7 +67,7 @@ def run_schedule(config: RunConfig) -> StageSchedule:
     """The stage schedule of a run config's model (the model's own rule: unset ``stage1_epochs`` is the paper's 120)."""
     known = option_defaults()
     options = IsstadConfig.from_options({key: value for key, value in config.model.items() if key in known})
-    return StageSchedule.resolve(options.training, options.network.variant_spec, options.runtime.stage1_checkpoint)
+    return StageSchedule.resolve(options)
 
 
 def stage_lengths(config: RunConfig) -> tuple[int, int, Unit]:

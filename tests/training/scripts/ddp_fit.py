@@ -31,13 +31,7 @@ def main() -> None:
 def fit_and_report(data_root: Path, out: Path, unit: str) -> None:
     seed_everything(0)
     # 16 images, batch 4 on each of 2 ranks: 2 steps an epoch
-    # epochs: the fusion weight is chosen on each rank's share of the validation split and must agree across ranks.
-    # steps: the paper's weight (with a chosen one, its F1 threshold fell exactly on a test image's score, which the
-    # one-process test then scored one rounding lower)
-    if unit == "steps":
-        model = tiny_isstad(stage1_steps=2, stage2_steps=4)
-    else:
-        model = tiny_isstad(stage1_epochs=1, fusion_error_weight="validation")
+    model = tiny_isstad(stage1_steps=2, stage2_steps=4) if unit == "steps" else tiny_isstad(stage1_epochs=1)
     budget = StageSchedule.trainer_arguments(1, 2, unit)
     engine = engine_for(out, devices=2, strategy="ddp", **budget)
     datamodule = small_datamodule(data_root, train_batch_size=4, eval_batch_size=2)
@@ -52,7 +46,6 @@ def fit_and_report(data_root: Path, out: Path, unit: str) -> None:
         "fingerprint": fingerprint,
         "world_size": engine.trainer.world_size,
         "global_step": engine.trainer.global_step,
-        "fusion_weight": (model.model.fusion.error_weight, model.model.fusion.score_error_weight),
     }
     results = engine.test(model, datamodule=datamodule)
     if rank == 0:

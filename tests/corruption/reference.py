@@ -1,4 +1,4 @@
-"""Loop implementation of the paper-mode corruption: the test oracle and the benchmark baseline.
+"""Loop implementation of the paper-mode corruption: the tests' oracle and the benchmark's baseline (not shipped).
 
 It implements exactly the semantics documented in :mod:`isstad_plugin.corruption.params`, in the most direct way: for
 each image, for each block in order, compute the block's patch from the clean image and paste it over the output
