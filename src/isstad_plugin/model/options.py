@@ -66,9 +66,7 @@ class IsstadConfig:
             hint = nearest_hint(unknown[0], list(option_defaults()))
             msg = f"Isstad got unknown option(s) {', '.join(unknown)}: {hint}see `isstad_plugin.Isstad` for the options"
             raise TypeError(msg)
-        groups: list[Any] = [
-            group(**{f.name: options[f.name] for f in fields(group) if f.name in options}) for group in CONFIGS
-        ]
+        groups: list[Any] = [group(**_given(group, options)) for group in CONFIGS]
         return cls(*groups)
 
     def options(self) -> dict[str, Any]:
@@ -133,6 +131,18 @@ def options_doc(indent: str = "        ") -> str:
             text = f"{f.name}: {' '.join((docs.get(f.name) or '').split())}"
             lines.append(textwrap.fill(text, 120, initial_indent=indent, subsequent_indent=indent + "    "))
     return "\n".join(lines)
+
+
+def _given(group: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``group``'s fields among ``options``; ``None`` for a field whose default is not ``None`` is the default.
+
+    Checkpoints written before the corruption options were typed store ``corrupt_prob: None`` for "the default".
+    """
+    return {
+        f.name: options[f.name]
+        for f in fields(group)
+        if f.name in options and not (options[f.name] is None and _default(f) is not None)
+    }
 
 
 def _default(f: Any) -> Any:
