@@ -109,13 +109,8 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="input side of every model (default: peers 128, ISSTAD its config's image_size)",
     )
-    bench.add_argument(
-        "--peer-image-sizes",
-        nargs="+",
-        type=int,
-        default=[128],
-        help="input sides the peers run at, a row each (default: 128; 256 is anomalib's default)",
-    )
+    sizes_help = "input sides the peers run at, a row each (default: 128; 256 is anomalib's default)"
+    bench.add_argument("--peer-image-sizes", nargs="+", type=int, default=[128], help=sizes_help)
     bench.add_argument(
         "--imagenet-weights",
         default=None,
