@@ -16,10 +16,12 @@ patches hold through the CNN's receptive field (ConvMAE's masked convolution, Ga
 from __future__ import annotations
 
 import difflib
+from typing import cast
 
 import timm
 import torch
 import torch.nn.functional as F  # noqa: N812
+from timm.models import FeatureInfo
 from torch import nn
 
 
@@ -40,7 +42,8 @@ def feature_levels(backbone: str, patch_size: int) -> tuple[int, ...]:
         ValueError: The backbone has no feature map at stride ``patch_size``.
     """
     try:
-        strides = timm.create_model(backbone, pretrained=False, features_only=True).feature_info.reduction()
+        network = timm.create_model(backbone, pretrained=False, features_only=True)
+        strides = cast(FeatureInfo, network.feature_info).reduction()
     except (RuntimeError, TypeError) as error:  # a timm model without features_only (a ViT, say)
         msg = f"encoder_backbone {backbone} has no timm feature maps ({error}): choose a CNN such as efficientnet_lite0"
         raise ValueError(msg) from None
@@ -72,7 +75,8 @@ class CnnPatchEmbed(nn.Module):
         self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=levels)
         self.backbone.requires_grad_(False)
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(sum(self.backbone.feature_info.channels()), dim, kernel_size=1)
+        channels = cast(FeatureInfo, self.backbone.feature_info).channels()
+        self.proj = nn.Conv2d(sum(channels), dim, kernel_size=1)
 
     def train(self, mode: bool = True) -> CnnPatchEmbed:
         """Set training mode for the projection; the frozen CNN stays in eval mode (its batch norms too)."""

