@@ -69,6 +69,11 @@ def _env(**extra):
     return {**env, **{k: str(v) for k, v in extra.items()}}
 
 
+def _default_sigint():
+    """Ctrl-C's default action in the child, also when pytest runs in the background (which ignores SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Cli:
     """One ``anomalib`` process, its output in ``<cwd>/<name>.log``."""
 
@@ -77,7 +82,12 @@ class Cli:
         self.log = cwd / f"{name}.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [str(ANOMALIB), *map(str, args)], cwd=cwd, env=_env(**env), stdout=log, stderr=subprocess.STDOUT
+                [str(ANOMALIB), *map(str, args)],
+                cwd=cwd,
+                env=_env(**env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_default_sigint,
             )
 
     def wait(self, ok=True):

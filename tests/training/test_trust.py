@@ -267,13 +267,18 @@ except KeyboardInterrupt:
 @pytest.mark.parametrize(("name", "rc"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_during_a_checkpoint_write_leaves_no_partial_file(tmp_path, name, rc):
     import os
+    import signal
     import subprocess
     import sys
 
     target = tmp_path / "weights" / "last.ckpt"
     env = {**os.environ, "PYTHONPATH": str(Path(checkpoint_io.__file__).parents[2])}
     done = subprocess.run(
-        [sys.executable, "-c", _SIGNAL_DURING_WRITE, str(target), name], env=env, capture_output=True, timeout=60
+        [sys.executable, "-c", _SIGNAL_DURING_WRITE, str(target), name],
+        env=env,
+        capture_output=True,
+        timeout=600,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored, also under a background pytest
     )
     assert done.returncode == rc, done.stderr.decode()[-2000:]
     assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"], "a partial file was left"
