@@ -177,12 +177,17 @@ def _drop_empty_command_dir(engine: Engine) -> None:
     if folder is None:
         return
     del engine._isstad_command_dir  # type: ignore[attr-defined]
-    for path in (Path(folder), Path(folder).parent):
-        if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
-            return
-        for empty in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            empty.rmdir()
-        path.rmdir()
+    version = Path(folder)
+    if not version.is_dir() or any(p.is_file() or p.is_symlink() for p in version.rglob("*")):
+        return
+    for empty in sorted(version.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        empty.rmdir()
+    version.rmdir()
+    latest = version.parent / "latest"
+    if latest.is_symlink() and not latest.exists():  # anomalib's link to the folder just removed
+        latest.unlink()
+    if not any(version.parent.iterdir()):
+        version.parent.rmdir()
 
 
 # ------------------------------------------------------------------------------------------------ Engine methods

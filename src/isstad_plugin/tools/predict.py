@@ -243,7 +243,36 @@ def run_predict(options: PredictOptions) -> PredictResult:
         enable_progress_bar=False,
         **device_args(options.accelerator, options.devices),
     )
-    # No ckpt_path: the model is loaded, and anomalib would give the training run an (empty) predict/v<N> folder.
-    engine.predict(model, dataloaders=loader, return_predictions=False)
+    # No ckpt_path: the model is loaded (a second load would give the training run a predict/ folder); anomalib's
+    # "ckpt_path is not provided. Model weights will not be loaded." would then be wrong.
+    not_provided = _DropMessage("ckpt_path is not provided")
+    engine_logger = logging.getLogger("anomalib.engine.engine")
+    engine_logger.addFilter(not_provided)
+    try:
+        engine.predict(model, dataloaders=loader, return_predictions=False)
+    finally:
+        engine_logger.removeFilter(not_provided)
+    _remove_empty_folders(output / "anomalib")  # anomalib's workspace, where nothing is written (pictures: images/)
     images = output / "images" if options.save_images else None
     return PredictResult(table.rows, output / "predictions.csv", output / "predictions.json", images)
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Remove ``folder`` when it holds no file, only (empty) folders."""
+    if not folder.is_dir() or any(not path.is_dir() for path in folder.rglob("*")):
+        return
+    for empty in sorted(folder.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+        empty.rmdir()
+    folder.rmdir()
+
+
+class _DropMessage(logging.Filter):
+    """Drop the log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to keep ``record``."""
+        return not record.getMessage().startswith(self.prefix)
