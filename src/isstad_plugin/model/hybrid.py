@@ -16,6 +16,7 @@ patches hold through the CNN's receptive field (ConvMAE's masked convolution, Ga
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import cast
 
 import timm
@@ -35,8 +36,9 @@ def check_backbone(backbone: str, patch_size: int) -> None:
     feature_levels(backbone, patch_size)
 
 
+@functools.cache
 def feature_levels(backbone: str, patch_size: int) -> tuple[int, ...]:
-    """Indices of ``backbone``'s timm feature levels at strides ``p / 2``, ``p`` and ``2p``.
+    """Indices of ``backbone``'s timm feature levels at strides ``p / 2``, ``p`` and ``2p`` (built once per pair).
 
     Raises:
         ValueError: The backbone has no feature map at stride ``patch_size``.

