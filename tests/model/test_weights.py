@@ -84,6 +84,18 @@ def test_encoder_only_file_leaves_decoder_untouched(tmp_path):
     assert torch.equal(model.decoder.embed.weight, before)
 
 
+def test_a_decoder_of_another_width_is_left_out_and_the_encoder_loaded(tmp_path, caplog):
+    path = save_checkpoint(tmp_path, MiniMae(dec_dim=64))  # the model's decoder is 32 wide
+    model = tiny_model()
+    before = model.decoder.embed.weight.clone()
+    with caplog.at_level("INFO", logger="isstad_plugin.model.weights"):
+        report = load_mae_weights(model, path)
+    assert "encoder.blocks.0.attn.qkv.weight" in report.loaded
+    assert not any(k.startswith(("decoder.", "reconstruction_head.")) for k in report.loaded)
+    assert torch.equal(model.decoder.embed.weight, before)
+    assert "its decoder does not fit" in caplog.text
+
+
 def test_extra_decoder_blocks_in_file_are_reported_not_loaded(tmp_path):
     path = save_checkpoint(tmp_path, MiniMae(dec_depth=3))
     report = load_mae_weights(tiny_model(), path)

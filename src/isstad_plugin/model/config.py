@@ -318,7 +318,6 @@ class RuntimeConfig:
 
     Attributes:
         encoder_weights: Local path of an official MAE checkpoint, or ``timm:<tag>`` when a hub is reachable.
-        load_decoder_weights: Also take the decoder from ``encoder_weights`` when the file has one.
         stage1_checkpoint: An Isstad ``.ckpt`` whose stage 1 is finished: its weights are loaded and stage 1 skipped.
         train_cache_gb: Memory limit (GiB) of the training-image cache: the decoded, resized training images are kept
             in memory for the whole fit (:class:`~isstad_plugin.data.cache.TrainDataCache`); ``0`` turns it off.
@@ -327,7 +326,6 @@ class RuntimeConfig:
     """
 
     encoder_weights: str | None = None
-    load_decoder_weights: bool = True
     stage1_checkpoint: str | None = None
     train_cache_gb: float = 4.0
     compile_network: bool = False

@@ -64,13 +64,15 @@ class WeightsReport:
     unexpected: list[str] = field(default_factory=list)
 
 
-def load_mae_weights(model: IsstadModel, source: str | Path, load_decoder: bool = True) -> WeightsReport:
-    """Copy MAE or timm ViT weights into an ISSTAD network's ViT encoder (and decoder, when the file has one).
+def load_mae_weights(model: IsstadModel, source: str | Path) -> WeightsReport:
+    """Copy MAE or timm ViT weights into an ISSTAD network's ViT encoder, and its decoder when one in the file fits.
+
+    A decoder of another width or head count than the model's (``mae_visualize_vit_large.pth`` with a
+    ``decoder_dim`` other than 512) is left out: the encoder alone is loaded, and the log says so.
 
     Args:
         model: An :class:`~isstad_plugin.IsstadModel`.
         source: Path of an official MAE ``.pth`` file or a timm ViT state dict, or ``timm:<pretrained tag>``.
-        load_decoder: Also load decoder and reconstruction-head weights when the source has them.
 
     Returns:
         A report of loaded, missing and unexpected keys (also logged).
@@ -87,7 +89,11 @@ def load_mae_weights(model: IsstadModel, source: str | Path, load_decoder: bool 
     state = map_mae_keys(state)
     if learned_positions is not None:
         state["encoder.pos_embed"] = learned_positions
-    if not load_decoder:
+    target = model.state_dict()
+    if any(k in target and v.shape != target[k].shape for k, v in state.items() if not k.startswith("encoder.")):
+        logger.info(
+            "encoder_weights %s: its decoder does not fit this model's decoder; loading the encoder only", source
+        )
         state = {k: v for k, v in state.items() if k.startswith("encoder.")}
     report = copy_matching_weights(model, state, f"encoder_weights {source}")
     logger.info(
@@ -205,19 +211,14 @@ def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:
         The report of loaded and missing keys.
 
     Raises:
-        FileNotFoundError: The file does not exist.
-        ValueError: The file is truncated or not an ISSTAD checkpoint, was written before stage 1 ended, or its
-            architecture differs.
+        ValueError: The file is missing, truncated or not an ISSTAD checkpoint, was written before stage 1 ended,
+            or its architecture differs.
     """
     from anomalib.utils.serialization import anomalib_safe_globals
 
     from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
-    file = Path(path).expanduser()
-    if not file.is_file():
-        msg = f"stage1_checkpoint file not found: {file}. Pass the model.ckpt of a finished stage-1 (or later) fit"
-        raise FileNotFoundError(msg)
-    check_checkpoint_file(file, "stage1_checkpoint")  # a truncated copy: one line naming it, not torch's message
+    file = check_checkpoint_file(path, "stage1_checkpoint")  # missing or truncated: one line naming it
     with anomalib_safe_globals():
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
@@ -263,6 +264,6 @@ def load_initial_weights(model: IsstadModel, runtime: RuntimeConfig) -> None:
     if model.config.encoder_backbone is not None:
         load_backbone_weights(model, runtime.encoder_weights)
     elif runtime.encoder_weights:
-        load_mae_weights(model, runtime.encoder_weights, runtime.load_decoder_weights)
+        load_mae_weights(model, runtime.encoder_weights)
     if runtime.stage1_checkpoint:
         load_stage1_checkpoint(model, runtime.stage1_checkpoint)
