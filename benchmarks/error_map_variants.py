@@ -181,7 +181,7 @@ def figures(model: Isstad, split: dict[str, np.ndarray]) -> dict[str, dict[str, 
     table = {"P (the model's)": aurocs(probability, "map") | per_type(probability)}
     for name in VARIANTS:
         error = fusion.smooth(torch.from_numpy(split[name]).unsqueeze(1))
-        fused = fusion.score_map(error, probability, 0.5)  # the paper's S with this E
+        fused = fusion.score_map(error, probability)  # the paper's S with this E
         table[name] = aurocs(error, "map") | aurocs(fused, "S") | per_type(error)
     return table
 

@@ -54,13 +54,19 @@ def test_fusion_options_are_checked_once_for_isstad_and_anomaly_fusion():
         Isstad(**TINY_NETWORK, topk_fraction=0)
     with pytest.raises(ValueError, match="topk_fraction must be in"):
         AnomalyFusion(topk_fraction=0)
-    with pytest.raises(ValueError, match="fusion_error_weight must be in"):
-        AnomalyFusion(error_weight=2)
 
 
 def test_unknown_option_is_named():
     with pytest.raises(TypeError, match="imge_size"):
         Isstad(imge_size=64)
+
+
+def test_removed_options_load_at_their_old_default_and_refuse_another_value():
+    """Checkpoints written before store the removed options; their old default is what the package does now."""
+    model = Isstad(**TINY_NETWORK, fusion_error_weight=0.5, load_decoder_weights=True)
+    assert "fusion_error_weight" not in model.hparams
+    with pytest.raises(ValueError, match="option fusion_error_weight was removed"):
+        Isstad(**TINY_NETWORK, fusion_error_weight=0.25)
 
 
 def test_network_options_decide_checkpoint_compatibility():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -14,9 +14,9 @@ from isstad_plugin.model.fusion import AnomalyFusion
 from tests.helpers import tiny_model
 
 
-@pytest.mark.parametrize(("variant", "weight"), [("full", 0.5), ("full", 0.3), ("IV", 0.5), ("VII", 0.5)])
-def test_inference_and_export_take_s_from_score_map(variant: str, weight: float) -> None:
-    model = tiny_model(variant=variant, fusion_error_weight=weight, smoothing_sigma=1.0).eval()
+@pytest.mark.parametrize("variant", ["full", "IV", "VII"])
+def test_inference_and_export_take_s_from_score_map(variant: str) -> None:
+    model = tiny_model(variant=variant, smoothing_sigma=1.0).eval()
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     fusion = model.fusion
     with torch.no_grad():
@@ -27,21 +27,18 @@ def test_inference_and_export_take_s_from_score_map(variant: str, weight: float)
         assert torch.equal(model.anomaly_maps(images).score, expected)  # panels and reports
 
 
-def test_the_paper_weight_is_the_plain_product() -> None:
+def test_s_is_the_papers_plain_product() -> None:
     fusion = AnomalyFusion(sigma=0.0)
     error, probability = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
     assert torch.equal(fusion.score_map(error, probability), error * probability)
 
 
-def test_diagnose_takes_every_weight_s_from_score_map() -> None:
-    from isstad_plugin.tools.diagnose import FUSION_WEIGHTS, named_maps
+def test_diagnose_takes_s_from_score_map() -> None:
+    from isstad_plugin.tools.diagnose import named_maps
 
     fusion = AnomalyFusion(sigma=1.0)
     maps = fusion.maps(torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16))
-    named = named_maps(fusion, maps)
-    assert torch.equal(named["S"], fusion.score_map(maps.error, maps.probability))
-    for weight in FUSION_WEIGHTS:
-        assert torch.equal(named[f"S w={weight}"], fusion.score_map(maps.error, maps.probability, weight))
+    assert torch.equal(cast(torch.Tensor, named_maps(maps)["S"]), fusion.score_map(maps.error, maps.probability))
 
 
 def test_the_error_map_benchmark_takes_s_from_score_map() -> None:
@@ -57,10 +54,10 @@ def test_the_error_map_benchmark_takes_s_from_score_map() -> None:
         "P": generator.random((4, 16, 16), dtype=np.float32),
     }
     split |= {name: generator.random((4, 16, 16), dtype=np.float32) for name in VARIANTS}
-    fusion = AnomalyFusion(sigma=1.0, error_weight=0.25)  # the benchmark fuses with the paper's 0.5 all the same
+    fusion = AnomalyFusion(sigma=1.0)
     table = figures(SimpleNamespace(model=SimpleNamespace(fusion=fusion)), split)  # type: ignore[arg-type]
     probability = fusion.smooth(torch.from_numpy(split["P"]).unsqueeze(1))
     for name in VARIANTS:
         error = fusion.smooth(torch.from_numpy(split[name]).unsqueeze(1))
-        fused = fusion.score_map(error, probability, 0.5)
+        fused = fusion.score_map(error, probability)
         assert table[name]["S pixel"] == roc_auc_score(masks.ravel(), fused[:, 0].numpy().ravel())

@@ -162,15 +162,3 @@ def test_ssim_loss_stays_finite_under_bf16_autocast():
     # bf16 convolutions would give 0.082 here (and +-inf on some batches); float32 gives the true 0.027
     assert float(loss) == pytest.approx(float(ssim_loss_fp32(reconstruction, target)), abs=1e-6)
     assert float(loss) == pytest.approx(0.027, abs=0.002)
-
-
-def test_fusion_weight_one_half_is_the_paper_product_and_zero_ranks_like_p():
-    from isstad_plugin.model.fusion import AnomalyFusion
-
-    error, probability = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
-    paper = AnomalyFusion(sigma=0.0).maps(error, probability).score
-    assert torch.equal(AnomalyFusion(sigma=0.0, error_weight=0.5).maps(error, probability).score, paper)
-    only_p = AnomalyFusion(sigma=0.0, error_weight=0.0).maps(error, probability).score
-    assert torch.equal(only_p.flatten().argsort(), probability.flatten().argsort())
-    with pytest.raises(ValueError, match="fusion_error_weight"):
-        tiny_model(fusion_error_weight=1.5)

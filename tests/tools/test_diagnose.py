@@ -59,8 +59,5 @@ def test_diagnose_command_on_a_trained_checkpoint(tmp_path, dataset_root, step_r
     assert 0 < figures["defective"] < figures["images"]
     assert set(figures["pixel_auroc"]) == {"E", "P", "S"}
     assert figures["background_lift"] > 0
-    weights = figures["fusion_weights"]
-    assert set(weights) == {"0.0", "0.1", "0.25", "0.5", "0.75"}
-    assert weights["0.5"]["pixel_auroc"] == pytest.approx(figures["pixel_auroc"]["S"])  # w = 0.5 is the paper's S
     assert "P background lift" in (tmp_path / "diagnose.md").read_text()
     assert (tmp_path / "panels.png").stat().st_size > 10_000

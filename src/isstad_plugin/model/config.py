@@ -69,8 +69,6 @@ class NetworkConfig:
         smoothing_sigma: Gaussian smoothing of E, P and S in pixels (official: 4 at 224 px).
         score_aggregation: Image score from S: ``"mean"`` (paper), ``"max"`` or ``"topk"``.
         topk_fraction: Fraction of pixels averaged by ``"topk"``.
-        fusion_error_weight: Weight ``w`` of E in ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``; 0.5 is the paper's
-            ``G(G(E) ⊙ G(P))``, below 0.5 P counts more (``isstad diagnose`` compares weights on validation).
     """
 
     variant: str = "full"
@@ -92,7 +90,6 @@ class NetworkConfig:
     smoothing_sigma: float = PAPER_SMOOTHING_SIGMA
     score_aggregation: ScoreAggregation = "mean"
     topk_fraction: float = 0.01
-    fusion_error_weight: float = 0.5
 
     def __post_init__(self) -> None:
         """Normalise ``image_size`` and check every option that cannot work, naming it."""
@@ -106,8 +103,7 @@ class NetworkConfig:
             msg = f"auto_image_pixels must be an integer >= one patch ({self.patch}^2), got {self.auto_image_pixels}"
             raise ValueError(msg)
         check_head_options(self.classifier_upsampling, self.patch)
-        check_fusion_options(self.smoothing_sigma, self.score_aggregation, self.topk_fraction, self.map_source,
-                             self.fusion_error_weight)  # fmt: skip
+        check_fusion_options(self.smoothing_sigma, self.score_aggregation, self.topk_fraction, self.map_source)
         if not 0 <= self.mask_ratio < 1:
             msg = f"mask_ratio must be in [0, 1), got {self.mask_ratio}"
             raise ValueError(msg)

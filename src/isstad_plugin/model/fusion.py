@@ -4,9 +4,6 @@
 (eq. 20-21, smoothed again as the paper and the official code do) and the image score is ``mean(S)`` (eq. 22), with
 ``max`` and the mean of the top-k fraction selectable.
 
-Beyond the paper, ``error_weight`` ``w`` weighs the two maps in the product: ``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``.
-``w = 0.5`` is the paper's S exactly; ``w < 0.5`` trusts P more. Only the ranking of pixels depends on ``w`` (any
-monotone function of S ranks pixels alike), so it is the one number that decides how much E's texture noise enters S.
 """
 
 from __future__ import annotations
@@ -82,16 +79,7 @@ def aggregate_score(
     return flat.topk(k, dim=1).values.mean(dim=1)
 
 
-def _weighted_product(error: torch.Tensor, probability: torch.Tensor, error_weight: float) -> torch.Tensor:
-    """``E^(2w) ⊙ P^(2(1-w))``: the paper's ``E ⊙ P`` at ``w = 0.5`` (computed as the plain product then)."""
-    if error_weight == 0.5:
-        return error * probability
-    return error.clamp_min(0).pow(2 * error_weight) * probability.clamp_min(0).pow(2 * (1 - error_weight))
-
-
-def check_fusion_options(
-    sigma: float, aggregation: str, topk_fraction: float, source: str, error_weight: object
-) -> None:
+def check_fusion_options(sigma: float, aggregation: str, topk_fraction: float, source: str) -> None:
     """The one range check of the fusion options (``Isstad``'s and :class:`AnomalyFusion`'s), naming the option.
 
     Raises:
@@ -109,9 +97,6 @@ def check_fusion_options(
     if source not in ("fusion", "reconstruction", "classification"):
         msg = f"map source must be 'fusion', 'reconstruction' or 'classification', got {source!r}"
         raise ValueError(msg)
-    if isinstance(error_weight, bool) or not (isinstance(error_weight, float | int) and 0 <= error_weight <= 1):
-        msg = f"fusion_error_weight must be in [0, 1] (0.5: the paper's S), got {error_weight!r}"
-        raise ValueError(msg)
 
 
 class AnomalyFusion(nn.Module):
@@ -123,7 +108,6 @@ class AnomalyFusion(nn.Module):
         topk_fraction: Fraction of pixels averaged when ``aggregation="topk"``.
         source: ``"fusion"`` (S, the paper's model), ``"reconstruction"`` (E alone) or ``"classification"`` (P alone),
             the latter two for the ablation models.
-        error_weight: Weight ``w`` of E in the product (0.5: the paper's ``G(E) ⊙ G(P)``; see the module docstring).
     """
 
     def __init__(
@@ -133,11 +117,9 @@ class AnomalyFusion(nn.Module):
         aggregation: ScoreAggregation = "mean",
         topk_fraction: float = 0.01,
         source: MapSource = "fusion",
-        error_weight: float = 0.5,
     ) -> None:
         super().__init__()
-        check_fusion_options(sigma, aggregation, topk_fraction, source, error_weight)
-        self.error_weight = error_weight
+        check_fusion_options(sigma, aggregation, topk_fraction, source)
         self.aggregation: ScoreAggregation = aggregation
         self.topk_fraction = topk_fraction
         self.source: MapSource = source
@@ -179,26 +161,21 @@ class AnomalyFusion(nn.Module):
         smooth_prob = self.smooth(probability) if probability is not None else None
         return AnomalyMaps(smooth_error, smooth_prob, self.score_map(smooth_error, smooth_prob))
 
-    def score_map(
-        self, error: torch.Tensor | None, probability: torch.Tensor | None, error_weight: float | None = None
-    ) -> torch.Tensor:
+    def score_map(self, error: torch.Tensor | None, probability: torch.Tensor | None) -> torch.Tensor:
         """S from the smoothed G(E) and G(P): the one place S is computed (inference, export, diagnose, benchmarks).
 
         Args:
             error: ``(B, 1, H, W)`` G(E), needed unless ``source == "classification"``.
             probability: ``(B, 1, H, W)`` G(P), needed unless ``source == "reconstruction"``.
-            error_weight: Weight ``w`` of E; ``None``: the fusion's own.
 
         Returns:
-            ``G(G(E)^(2w) ⊙ G(P)^(2(1-w)))`` for the fusion (``G(G(E) ⊙ G(P))`` at the paper's ``w = 0.5``), else
-            G(E) or G(P) alone, by ``source``.
+            ``G(G(E) ⊙ G(P))`` for the fusion (paper eq. 20-21), else G(E) or G(P) alone, by ``source``.
         """
         if self.source == "reconstruction":
             return _required(error, "E")
         if self.source == "classification":
             return _required(probability, "P")
-        weight = self.error_weight if error_weight is None else error_weight
-        return self.smooth(_weighted_product(_required(error, "E"), _required(probability, "P"), weight))
+        return self.smooth(_required(error, "E") * _required(probability, "P"))
 
     def image_scores(self, maps: AnomalyMaps) -> torch.Tensor:
         """``(B,)`` image scores: the aggregate of the score map."""

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 CONFIGS = (NetworkConfig, CorruptionOptions, LossConfig, TrainingConfig, RuntimeConfig)
 """The option groups of :class:`~isstad_plugin.Isstad`, in the order of its signature."""
+REMOVED = {"fusion_error_weight": 0.5, "load_decoder_weights": True}
+"""Removed options and the one value that still means what the package does (checkpoints written before store them)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class IsstadConfig:
             TypeError: An option that no group has, naming it.
             ValueError: A bad value, naming the option.
         """
+        for name in set(options) & set(REMOVED):
+            if options[name] != REMOVED[name]:
+                msg = f"option {name} was removed (CHANGELOG.md); only the old default {REMOVED[name]} still applies"
+                raise ValueError(msg)
+        options = {k: v for k, v in options.items() if k not in REMOVED}
         unknown = sorted(set(options) - set(option_defaults()))
         if unknown:
             hint = nearest_hint(unknown[0], list(option_defaults()))

@@ -92,7 +92,6 @@ class IsstadModel(nn.Module):
             aggregation=config.score_aggregation,
             topk_fraction=config.topk_fraction,
             source=config.map_source,
-            error_weight=config.fusion_error_weight,
         )
         self.encoder_frozen = False
         self.tiler: Tiler | None = tiler_for(self.config)

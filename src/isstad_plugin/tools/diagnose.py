@@ -9,8 +9,6 @@ test folder (never tested) is scored and the maps are compared:
   1.0 means P is not an image-level cue (it stays as low off the defect as on a good image); far above 1, P says
   "this image is defective" everywhere instead of "here". It is also given outside the ground truth grown by
   :data:`LIFT_MARGIN` pixels, which tells P spilling just around a defect from an image-wide rise;
-* pixel and image AUROC of S for each fusion weight ``w`` of :data:`FUSION_WEIGHTS`
-  (``S = G(G(E)^(2w) ⊙ G(P)^(2(1-w)))``, 0.5 the paper's), the figures to choose ``fusion_error_weight`` from;
 * E/P/S panels with colour bars for the first defective images.
 
 Choosing settings from these figures never looks at the tested images.
@@ -32,7 +30,7 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.pre_processing import PreProcessor
 from sklearn.metrics import roc_auc_score
 
-from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps, ScoreAggregation, aggregate_score
+from isstad_plugin.model.fusion import AnomalyMaps, ScoreAggregation, aggregate_score
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.tools.report import save_panels
 from isstad_plugin.tools.runs import held_out_datamodule
@@ -44,8 +42,6 @@ AGGREGATIONS: tuple[ScoreAggregation, ...] = ("mean", "max", "topk")
 EDGE_BAND = 16
 """Width in pixels (at the model's input size) of the border band whose pixel AUROC is reported."""
 PANEL_ROWS = 6
-FUSION_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75)
-"""Fusion weights ``w`` of E compared on the validation split (0.5: the paper's S; 0: P alone, smoothed twice)."""
 LIFT_MARGIN = 8
 """The background lift is also given outside the ground truth grown by this many pixels (one patch at 8-px patches):
 a lift that falls towards 1 there comes from P spilling around the defects, not from an image-level cue."""
@@ -84,8 +80,6 @@ class ScoredSplit:
         masks: ``(N, H, W)`` bool ground truth.
         labels: ``(N,)`` image labels (1 = defective).
         kinds: ``(N,)`` defect type of each image (``good`` for normal ones).
-        fusion_maps: ``"S w=0.25"`` ... -> ``(N, H, W)`` S for each fusion weight of :data:`FUSION_WEIGHTS`.
-        fusion_scores: ``"S w=0.25 topk"`` ... -> ``(N,)`` their image scores.
     """
 
     maps: dict[str, np.ndarray] = field(default_factory=dict)
@@ -93,8 +87,6 @@ class ScoredSplit:
     masks: np.ndarray = field(default_factory=lambda: np.zeros(0))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
     kinds: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    fusion_maps: dict[str, np.ndarray] = field(default_factory=dict)
-    fusion_scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
@@ -112,13 +104,9 @@ def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
     return figures
 
 
-def named_maps(fusion: AnomalyFusion, maps: AnomalyMaps) -> dict[str, torch.Tensor | None]:
-    """E, P and S by name, and S for each weight of :data:`FUSION_WEIGHTS` (``"S w=0.25"``) when both maps exist."""
-    named = dict(zip(MAPS, (maps.error, maps.probability, maps.score), strict=True))
-    if maps.error is not None and maps.probability is not None:
-        for weight in FUSION_WEIGHTS:
-            named[f"S w={weight}"] = fusion.score_map(maps.error, maps.probability, weight)
-    return named
+def named_maps(maps: AnomalyMaps) -> dict[str, torch.Tensor | None]:
+    """E, P and S by name (S is the model's, :meth:`~isstad_plugin.AnomalyFusion.score_map`)."""
+    return dict(zip(MAPS, (maps.error, maps.probability, maps.score), strict=True))
 
 
 @torch.no_grad()
@@ -140,7 +128,7 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         size = images.shape[-2:]
         gt = batch.gt_mask if batch.gt_mask is not None else torch.zeros(len(images), *size)
         gt = F.interpolate(gt.float().reshape(len(images), 1, *gt.shape[-2:]), size=size, mode="nearest")[:, 0] > 0.5
-        for name, values in named_maps(model.model.fusion, maps).items():
+        for name, values in named_maps(maps).items():
             if values is None:
                 continue
             collected[name].append(values[:, 0].float().numpy())
@@ -158,9 +146,7 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
     joined = {key: np.concatenate(values) for key, values in collected.items()}
     split = ScoredSplit(
         maps={name: joined[name] for name in MAPS if name in joined},
-        scores={key: joined[key] for key in joined if " " in key and not key.startswith("S w=")},
-        fusion_maps={key: joined[key] for key in joined if key.startswith("S w=") and " " not in key[4:]},
-        fusion_scores={key: joined[key] for key in joined if key.startswith("S w=") and " " in key[4:]},
+        scores={key: joined[key] for key in joined if " " in key},
         masks=joined["masks"],
         labels=joined["labels"],
         kinds=joined["kinds"],
@@ -199,14 +185,6 @@ def diagnose_figures(
             row[f"image {key}"] = _auroc(split.labels[chosen], split.scores[key][chosen])
         per_type[kind] = row
     figures["per_defect_type"] = per_type
-    if split.fusion_maps:
-        figures["fusion_weights"] = {
-            key[len("S w=") :]: {
-                "pixel_auroc": _auroc(split.masks, values),
-                f"image_auroc_{aggregation}": _auroc(split.labels, split.fusion_scores[f"{key} {aggregation}"]),
-            }
-            for key, values in split.fusion_maps.items()
-        }
     if "P" in split.maps:
         figures["background_lift"] = background_lift(split.maps["P"], split.masks, split.labels)
         figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = background_lift(
@@ -289,12 +267,6 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
     means: dict[str, float | None] = figures.get("mean_P", {})  # type: ignore[assignment]
     if means:
         lines.append("Mean P: " + ", ".join(f"{name} {_cell(value)}" for name, value in means.items()))
-    weights: dict[str, dict[str, float | None]] = figures.get("fusion_weights", {})  # type: ignore[assignment]
-    if weights:
-        columns = list(next(iter(weights.values())))
-        lines += ["", "Fusion weight w of E in S = G(G(E)^(2w) ⊙ G(P)^(2(1-w))) (0.5: the paper's S):", ""]
-        lines += ["| w | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        lines += [f"| {w} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for w, row in weights.items()]
     per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
     if per_type:
         columns = list(next(iter(per_type.values())))
