@@ -28,7 +28,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TypeGuard
 
 import torch
 from anomalib.callbacks.checkpoint import ModelCheckpoint
@@ -221,38 +220,24 @@ class LearntModelCheckpoint(ModelCheckpoint):
         return super()._should_skip_saving_checkpoint(trainer) or bool(missing_statistics(trainer.lightning_module))
 
 
-def learnt_model_checkpoint(callbacks: list[Callback]) -> LearntModelCheckpoint | None:
-    """A :class:`LearntModelCheckpoint` to replace anomalib's default ``model.ckpt`` callback, if that is in use.
-
-    ``None`` also when the trainer holds a callback of a base class of it (e.g. Lightning's own ``ModelCheckpoint``):
-    Lightning's replacement rule would drop that one too.
-    """
-    bases = set(LearntModelCheckpoint.__mro__) - {ModelCheckpoint}
-    if any(type(callback) in bases for callback in callbacks):
-        return None
-    for callback in callbacks:
-        if _is_default_model_checkpoint(callback):
-            return LearntModelCheckpoint(dirpath=callback.dirpath, filename="model", auto_insert_metric_name=False)
-    return None
-
-
-def _is_default_model_checkpoint(callback: Callback) -> TypeGuard[ModelCheckpoint]:
-    """Anomalib's default ``model.ckpt`` callback."""
-    return type(callback) is ModelCheckpoint and callback.filename == "model" and callback.monitor is None
-
-
 def use_learnt_model_checkpoint(trainer: Trainer) -> None:
     """Put a :class:`LearntModelCheckpoint` in the place of anomalib's default ``model.ckpt`` callback, if in use.
 
     Replaced in the trainer's list, not returned by ``configure_callbacks``: Lightning would then print an override
-    line, and drop every other callback of anomalib's ``ModelCheckpoint`` type with it.
+    line, and drop every other callback of anomalib's ``ModelCheckpoint`` type with it. Nothing is replaced when the
+    trainer holds a callback of a base class of it (e.g. Lightning's own ``ModelCheckpoint``): Lightning's replacement
+    rule would drop that one too.
     """
-    replacement = learnt_model_checkpoint(trainer.callbacks)  # type: ignore[attr-defined]
-    if replacement is None:
-        return
     callbacks = trainer.callbacks  # type: ignore[attr-defined]
-    index = next(i for i, callback in enumerate(callbacks) if _is_default_model_checkpoint(callback))
-    callbacks[index] = replacement
+    bases = set(LearntModelCheckpoint.__mro__) - {ModelCheckpoint}
+    if any(type(callback) in bases for callback in callbacks):
+        return
+    for index, callback in enumerate(callbacks):
+        if type(callback) is ModelCheckpoint and callback.filename == "model" and callback.monitor is None:
+            callbacks[index] = LearntModelCheckpoint(
+                dirpath=callback.dirpath, filename="model", auto_insert_metric_name=False
+            )
+            return
 
 
 def missing_statistics(module: object) -> list[str]:
