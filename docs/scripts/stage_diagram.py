@@ -122,7 +122,7 @@ def draw(path: Path) -> Path:
     arrow(ax, right(rch), left(rec_loss))
     arrow(ax, right(pch), left(cls_loss))
     arrow(ax, (clean[1] - 2, clean[3]), (rec_loss[0] + 5, rec_loss[3]), dashed=True, rad=-0.045)
-    ax.text(66, y + 14.4, "clean target (paper preset)", ha="center", va="bottom", fontsize=9, color="#495057")
+    ax.text(66, y + 14.4, "clean target (§3.3.3)", ha="center", va="bottom", fontsize=9, color="#495057")
     separator(ax, 46)
 
     # ---------------------------------------------------------------- inference
