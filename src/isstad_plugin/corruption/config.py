@@ -37,8 +37,6 @@ DEFAULT_PLACEMENT: Placement = "straddle"
 """Blocks may lie partly outside the image and are clipped: every pixel row is covered at the same rate."""
 DEFAULT_LINE_WIDTH = (1.0, 3.0)
 """Range of the width, in pixels, of ``line`` shapes (scratches, cracks)."""
-GREY_TOLERANCE = 2e-3
-"""An RGB image counts as grey when no pixel's channels differ by more than this."""
 DEFAULT_OPS_PER_BLOCK = (1, 3)
 """Inclusive range of distinct operation kinds per block ("a single region may undergo two or more operations")."""
 DEFAULT_CHANGE_TOLERANCE = 1 / 255
