@@ -176,7 +176,7 @@ class PixelCorruption(nn.Module):
         config = self.config
         grey = grey_images(images) if config.preserve_grey else None
         params = sample_params(batch, channels, height, width, config, generator, images.device, grey)
-        corrupted, labels = apply_vectorised(images, params, config.change_tolerance)
+        corrupted, labels = apply_vectorised(images, params)
         if config.soft_prob == 0:
             return corrupted, labels
         draw = torch.rand((batch,), generator=generator, device=images.device)

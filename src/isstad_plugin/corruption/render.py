@@ -3,7 +3,7 @@
 It implements the semantics documented in :mod:`isstad_plugin.corruption.params` without any Python loop over images
 or blocks: :func:`~isstad_plugin.corruption.winner.last_block_index` finds each pixel's winning block, the per-block
 values are laid out in a :class:`BlockTable`, and the covered pixels are rendered in chunks from their winning block
-only. :func:`finalise` is the clamp/label step shared with the loop oracle.
+only.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from isstad_plugin.corruption.config import DEFAULT_CHANGE_TOLERANCE
 from isstad_plugin.corruption.geometry import block_affine, source_coordinates
 from isstad_plugin.corruption.params import BlockParams
 from isstad_plugin.corruption.sources import Sources, build_sources, sample_clean, sample_level
 from isstad_plugin.corruption.winner import CHUNK_PIXELS, last_block_index
+
+CHANGE_TOLERANCE = 1 / 255
+"""A pixel counts as changed when some channel moved by more than this: one 8-bit grey level."""
 
 
 class BlockTable(NamedTuple):
@@ -209,23 +211,21 @@ def _render_pixels(
     return values
 
 
-def apply_vectorised(
-    images: Tensor, params: BlockParams, change_tolerance: float = DEFAULT_CHANGE_TOLERANCE
-) -> tuple[Tensor, Tensor]:
+def apply_vectorised(images: Tensor, params: BlockParams) -> tuple[Tensor, Tensor]:
     """Apply sampled block parameters to a batch without any Python loop over images or blocks.
 
     The covered pixels are processed in chunks of :data:`~isstad_plugin.corruption.winner.CHUNK_PIXELS` (a loop
     over pixel ranges, not over blocks): each pixel is rendered from its winning block only, then clamped, cast,
-    compared with the input and labelled as :func:`finalise` does for whole images. Pixel offsets are int32 (small
-    temporaries are much cheaper than int64 on CPU), so a batch must hold fewer than ``2**31`` values.
+    compared with the input and labelled (rule 4 of :mod:`isstad_plugin.corruption.params`). Pixel offsets are int32
+    (small temporaries are much cheaper than int64 on CPU), so a batch must hold fewer than ``2**31`` values.
 
     Args:
         images: ``(B, C, H, W)`` float images in [0, 1] (already validated).
         params: Parameters from :func:`~isstad_plugin.corruption.params.sample_params` for this batch shape.
-        change_tolerance: A pixel is labelled changed when some channel moved by more than this.
 
     Returns:
-        ``(corrupted, labels)`` as described in :func:`finalise`.
+        ``(corrupted, labels)``: the corrupted images in the input dtype, equal to the input wherever the label is 0,
+        and float32 labels ``(B, 1, H, W)`` in {0, 1}.
     """
     batch, channels, height, width = images.shape
     if max(images.numel(), params.noise.numel()) >= 2**31:
@@ -252,24 +252,7 @@ def apply_vectorised(
         index = (image * (channels * plane) + within).unsqueeze(0) + channel_step
         old = out_flat.index_select(0, index.view(-1)).view(channels, -1)
         new = values.clamp_(0.0, 1.0).to(images.dtype)
-        changed = (new.float() - old.float()).abs_().amax(dim=0) > change_tolerance
+        changed = (new.float() - old.float()).abs_().amax(dim=0) > CHANGE_TOLERANCE
         out_flat.scatter_(0, index.view(-1).long(), torch.where(changed, new, old).view(-1))
         labels_flat.scatter_(0, chunk.long(), changed.float())
     return out, labels
-
-
-def finalise(images: Tensor, corrupted: Tensor, change_tolerance: float) -> tuple[Tensor, Tensor]:
-    """Clamp, cast back to the input dtype, label the changed pixels and reset the unchanged ones.
-
-    Args:
-        images: Clean input ``(B, C, H, W)``.
-        corrupted: Float32 corrupted batch, any range; it is clamped in place.
-        change_tolerance: A pixel is changed when some channel moved by more than this.
-
-    Returns:
-        ``(corrupted, labels)``: the corrupted images in the input dtype, equal to the input wherever the label is 0,
-        and float32 labels ``(B, 1, H, W)`` in {0, 1}.
-    """
-    out = corrupted.clamp_(0.0, 1.0).to(images.dtype)
-    changed = (out.float() - images.float()).abs_().amax(dim=1, keepdim=True) > change_tolerance
-    return torch.where(changed, out, images), changed.float()
