@@ -114,9 +114,7 @@ def resolve_generator(seed: torch.Generator | int | None, device: torch.device) 
 
 
 def grey_images(images: Tensor) -> Tensor:
-    """``(B,)`` bool: the RGB images whose channels are equal (up to :data:`GREY_TOLERANCE`) at every pixel."""
-    if images.shape[1] == 1:
-        return torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+    """``(B,)`` bool: the images whose channels agree within :data:`GREY_TOLERANCE` at every pixel (all 1-channel)."""
     spread = images.amax(dim=1) - images.amin(dim=1)
     return spread.flatten(1).amax(dim=1) <= GREY_TOLERANCE
 
