@@ -171,12 +171,11 @@ class PixelCorruption(nn.Module):
             return images.clone(), torch.zeros((batch, 1, height, width), device=images.device)
         if low < 0 or high > 1:
             images = images.clamp(0.0, 1.0)
-        config = self.config
-        grey = grey_images(images) if config.preserve_grey else None
-        params = sample_params(batch, channels, height, width, config, generator, images.device, grey)
+        grey = grey_images(images) if self.config.preserve_grey else None
+        params = sample_params(batch, channels, height, width, self.config, generator, images.device, grey)
         corrupted, labels = apply_vectorised(images, params)
-        if config.soft_prob == 0:
+        if self.config.soft_prob == 0:
             return corrupted, labels
         draw = torch.rand((batch,), generator=generator, device=images.device)
-        chosen = (params.num_blocks > 0) & (draw < config.soft_prob)
-        return add_soft_regions(images, corrupted, labels, chosen, params.grey, config, generator)
+        chosen = (params.num_blocks > 0) & (draw < self.config.soft_prob)
+        return add_soft_regions(images, corrupted, labels, chosen, params.grey, self.config, generator)

@@ -72,10 +72,9 @@ class BlockTable(NamedTuple):
         colour_matrix: ``(C, C, N)`` float32 colour matrices ``M``.
         colour_shift: ``(C, N)`` float32 colour offsets ``t``.
         noise_std: ``(N,)`` float32 noise standard deviation (0: no noise).
-        noise_start: ``(N,)`` offset of the block's noise patch.
+        noise_origin: ``(N,)`` offset in the noise of image pixel ``(0, 0)`` in the block's patch,
+            ``noise_start - top * width - left``, so pixel ``(y, x)`` reads ``noise_origin + y * width + x``.
         noise_plane: ``(N,)`` channel stride of the noise patch: 0 for grey images (one noise channel), ``h * w``.
-        top: ``(N,)`` first row of the clipped box.
-        left: ``(N,)`` first column of the clipped box.
         width: ``(N,)`` clipped box width.
     """
 
@@ -88,10 +87,8 @@ class BlockTable(NamedTuple):
     colour_matrix: Tensor
     colour_shift: Tensor
     noise_std: Tensor
-    noise_start: Tensor
+    noise_origin: Tensor
     noise_plane: Tensor
-    top: Tensor
-    left: Tensor
     width: Tensor
 
 
@@ -134,10 +131,8 @@ def block_table(params: BlockParams, channels: int, height: int, width: int) -> 
         colour_matrix=_flat(params.colour_matrix),
         colour_shift=_flat(params.colour_offset),
         noise_std=_flat(params.noise_std),
-        noise_start=_flat(params.noise_start),
+        noise_origin=_flat(params.noise_start - params.top * params.width - params.left),
         noise_plane=_flat(torch.where(params.grey.unsqueeze(1), 0, params.height * params.width)),
-        top=_flat(params.top),
-        left=_flat(params.left),
         width=_flat(params.width),
     )
 
@@ -198,9 +193,8 @@ def _add_noise(table: BlockTable, noise: Tensor, values: Tensor, y: Tensor, x: T
     if chosen.numel() == 0:
         return
     chosen_block = block.index_select(0, chosen)
-    row = y.index_select(0, chosen) - table.top.index_select(0, chosen_block)
-    col = x.index_select(0, chosen) - table.left.index_select(0, chosen_block)
-    offset = table.noise_start.index_select(0, chosen_block) + row * table.width.index_select(0, chosen_block) + col
+    offset = y.index_select(0, chosen) * table.width.index_select(0, chosen_block) + x.index_select(0, chosen)
+    offset = offset + table.noise_origin.index_select(0, chosen_block)
     noise_plane, std = table.noise_plane.index_select(0, chosen_block), std.index_select(0, chosen)
     for c in range(values.shape[0]):
         values[c].index_add_(0, chosen, std * noise.index_select(0, offset + c * noise_plane))
