@@ -3,9 +3,9 @@
 It implements exactly the semantics documented in :mod:`isstad_plugin.corruption.params`, in the most direct way: for
 each image, for each block in order, compute the block's patch from the clean image and paste it over the output
 through the block's shape mask, so the last block covering a pixel wins. It shares only the sampled
-:class:`~isstad_plugin.corruption.params.BlockParams`, the coordinate and shape formulas, the blur pyramid and the
-final clamp/label step with the vectorised path (:mod:`isstad_plugin.corruption.render`); the pixel enumeration,
-winner selection (painting in order), interpolation, colour and noise are written independently.
+:class:`~isstad_plugin.corruption.params.BlockParams`, the coordinate and shape formulas and the blur pyramid with
+the vectorised path (:mod:`isstad_plugin.corruption.render`); the pixel enumeration, winner selection (painting in
+order), interpolation, colour, noise and the final clamp/label step are written independently.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from isstad_plugin.corruption.config import DEFAULT_CHANGE_TOLERANCE
 from isstad_plugin.corruption.geometry import (
     bilinear_corners,
     block_affine,
@@ -22,7 +21,7 @@ from isstad_plugin.corruption.geometry import (
     source_coordinates,
 )
 from isstad_plugin.corruption.params import BlockParams
-from isstad_plugin.corruption.render import finalise
+from isstad_plugin.corruption.render import CHANGE_TOLERANCE
 from isstad_plugin.corruption.shapes import inside_shape
 
 
@@ -79,7 +78,7 @@ def block_shape_mask(params: BlockParams, b: int, k: int) -> Tensor:
 
 
 def apply_loop(
-    images: Tensor, params: BlockParams, change_tolerance: float = DEFAULT_CHANGE_TOLERANCE
+    images: Tensor, params: BlockParams, change_tolerance: float = CHANGE_TOLERANCE
 ) -> tuple[Tensor, Tensor]:
     """Apply sampled block parameters image by image and block by block.
 
@@ -104,3 +103,20 @@ def apply_loop(
             region = out[b, :, top : top + patch.shape[1], left : left + patch.shape[2]]
             region.copy_(torch.where(block_shape_mask(params, b, k), patch, region))
     return finalise(images, out, change_tolerance)
+
+
+def finalise(images: Tensor, corrupted: Tensor, change_tolerance: float) -> tuple[Tensor, Tensor]:
+    """Clamp, cast back to the input dtype, label the changed pixels and reset the unchanged ones.
+
+    Args:
+        images: Clean input ``(B, C, H, W)``.
+        corrupted: Float32 corrupted batch, any range; it is clamped in place.
+        change_tolerance: A pixel is changed when some channel moved by more than this.
+
+    Returns:
+        ``(corrupted, labels)``: the corrupted images in the input dtype, equal to the input wherever the label is 0,
+        and float32 labels ``(B, 1, H, W)`` in {0, 1}.
+    """
+    out = corrupted.clamp_(0.0, 1.0).to(images.dtype)
+    changed = (out.float() - images.float()).abs_().amax(dim=1, keepdim=True) > change_tolerance
+    return torch.where(changed, out, images), changed.float()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from isstad_plugin.corruption.config import DEFAULT_CHANGE_TOLERANCE, PaperConfig
+from isstad_plugin.corruption.config import PaperConfig
+from isstad_plugin.corruption.render import CHANGE_TOLERANCE
 from isstad_plugin.corruption.shapes import inside_shape
 
-TOL = DEFAULT_CHANGE_TOLERANCE
+TOL = CHANGE_TOLERANCE
 
 LEGACY_CONFIG = PaperConfig(
     block_size=(4, 0.25),

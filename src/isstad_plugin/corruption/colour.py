@@ -21,17 +21,6 @@ CHANNEL_PERMUTATIONS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 """The five non-identity permutations of three channels."""
 
 
-def _draw_change(shape: tuple[int, ...], channels: int, grey: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Draw each block's change, an index into the change list of its channel count (grey RGB: gray changes only)."""
-    device = grey.device
-    changes = COLOUR_CHANGES_RGB if channels == 3 else COLOUR_CHANGES_GRAY
-    change = integers(shape, 0, len(changes) - 1, generator, device)
-    if channels == 3:
-        grey_change = integers(shape, 1, len(COLOUR_CHANGES_GRAY), generator, device)  # scale, shift, b/c in RGB order
-        change = torch.where(grey.unsqueeze(1), grey_change, change)
-    return change
-
-
 def _candidate_maps(
     shape: tuple[int, ...],
     channels: int,
@@ -76,8 +65,8 @@ def sample_colour(
 ) -> tuple[Tensor, Tensor]:
     """Build per-block colour maps ``v -> M v + t`` (identity where ``colour`` is off).
 
-    Blocks of ``grey`` images draw only from :data:`COLOUR_CHANGES_GRAY`, with the same scale and shift in every
-    channel.
+    Each block draws a change uniformly from the list of its channel count; blocks of ``grey`` RGB images draw only
+    from :data:`COLOUR_CHANGES_GRAY`, with the same scale and shift in every channel.
 
     Args:
         colour: ``(B, K)`` bool, the blocks that change colour.
@@ -89,12 +78,16 @@ def sample_colour(
     Returns:
         ``(M, t)``: contiguous float32 ``(B, K, C, C)`` and ``(B, K, C)``.
     """
-    shape = tuple(colour.shape)
-    change = _draw_change(shape, channels, grey, generator)
+    shape, device = tuple(colour.shape), colour.device
+    changes = COLOUR_CHANGES_RGB if channels == 3 else COLOUR_CHANGES_GRAY
+    change = integers(shape, 0, len(changes) - 1, generator, device)
+    if channels == 3:
+        grey_change = integers(shape, 1, len(COLOUR_CHANGES_GRAY), generator, device)  # scale, shift, b/c in RGB order
+        change = torch.where(grey.unsqueeze(1), grey_change, change)
     matrices, offsets = _candidate_maps(shape, channels, strength, grey, generator)
-    matrix = torch.eye(channels, device=colour.device).expand(*shape, channels, channels)
+    matrix = torch.eye(channels, device=device).expand(*shape, channels, channels)
     offset = torch.zeros_like(offsets["shift"])
-    for index, name in enumerate(COLOUR_CHANGES_RGB if channels == 3 else COLOUR_CHANGES_GRAY):
+    for index, name in enumerate(changes):
         chosen = colour & (change == index)
         matrix = torch.where(chosen[..., None, None], matrices[name], matrix)
         offset = torch.where(chosen[..., None], offsets[name], offset)

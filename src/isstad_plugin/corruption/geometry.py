@@ -1,6 +1,7 @@
 """Where a paper-mode block reads its pixels: affine source maps, bilinear corners and the blur pyramid.
 
-These formulas are shared by the vectorised renderer and the loop oracle, so both read exactly the same coordinates.
+These formulas are shared by the vectorised renderer and the tests' loop oracle, so both read exactly the same
+coordinates.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def source_coordinates(y: Tensor, x: Tensor, affine: Tensor) -> tuple[Tensor, Te
 
 
 def bilinear_corners(
-    sy: Tensor, sx: Tensor, height: Tensor | int, width: Tensor | int
+    sy: Tensor, sx: Tensor, height: int, width: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Border-clamped bilinear corners: ``y0, y1, x0, x1`` (int32) and weights ``wy, wx`` (float32).
 
@@ -58,21 +59,16 @@ def bilinear_corners(
     Args:
         sy: Source rows (float32).
         sx: Source columns (float32).
-        height: Image height, an int or an int32 tensor broadcasting with the coordinates.
-        width: Image width (same).
+        height: Image height.
+        width: Image width.
 
     Returns:
         The corner rows and columns and the interpolation weights.
     """
-    last_y = torch.as_tensor(height, dtype=torch.int32, device=sy.device) - 1
-    last_x = torch.as_tensor(width, dtype=torch.int32, device=sx.device) - 1
-    sy = torch.minimum(sy.clamp(min=0), last_y.to(sy.dtype))
-    sx = torch.minimum(sx.clamp(min=0), last_x.to(sx.dtype))
+    sy, sx = sy.clamp(0, height - 1), sx.clamp(0, width - 1)
     fy, fx = sy.floor(), sx.floor()
     y0, x0 = fy.int(), fx.int()
-    y1 = torch.minimum(y0 + 1, last_y)
-    x1 = torch.minimum(x0 + 1, last_x)
-    return y0, y1, x0, x1, sy - fy, sx - fx
+    return y0, (y0 + 1).clamp(max=height - 1), x0, (x0 + 1).clamp(max=width - 1), sy - fy, sx - fx
 
 
 def average_pool_2x2(images: Tensor) -> Tensor:
@@ -112,12 +108,12 @@ def blur_pyramid(images: Tensor, levels: int) -> list[Tensor]:
     return pyramid
 
 
-def level_coordinates(coordinate: Tensor, scale: Tensor | float) -> Tensor:
+def level_coordinates(coordinate: Tensor, scale: float) -> Tensor:
     """Map full-resolution pixel coordinates to a pyramid level of scale ``2**-level`` (pixel centres stay aligned).
 
     Args:
         coordinate: Full-resolution rows or columns.
-        scale: ``2**-level``, a float or a tensor broadcasting with ``coordinate``.
+        scale: ``2**-level``.
 
     Returns:
         The coordinates on the level.

@@ -14,8 +14,8 @@ oracle of the tests, ``tests/corruption/reference.py``):
    where ``c`` is the block centre and ``A`` the block's flip/rotation matrix; then the colour map ``M v + t`` and
    Gaussian noise ``std * n`` (``n`` from the block's own standard-normal patch) are applied.
 4. The result is clamped to [0, 1] and cast to the input dtype. A pixel is labelled 1 when any channel differs from the
-   input by more than ``change_tolerance``; pixels labelled 0 are reset to the exact input value, so "label 0" and
-   "pixel unchanged" are the same thing (:func:`~isstad_plugin.corruption.render.finalise`).
+   input by more than :data:`~isstad_plugin.corruption.render.CHANGE_TOLERANCE`; pixels labelled 0 are reset to the
+   exact input value, so "label 0" and "pixel unchanged" are the same thing.
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ from isstad_plugin.corruption.colour import sample_colour
 from isstad_plugin.corruption.config import PaperConfig
 from isstad_plugin.corruption.sampling import draw_count, integers, random_sign, uniform
 from isstad_plugin.corruption.shapes import sample_shapes
+
+OPS_PER_BLOCK = (1, 3)
+"""Inclusive range of distinct operation kinds per block ("a single region may undergo two or more operations")."""
+SMALL_ANGLE = (5.0, 30.0)
+"""Range of the magnitude, in degrees, of small arbitrary rotations (the sign is random)."""
+RIGHT_ANGLE_PROB = 0.5
+"""Probability that a rotation is a multiple of 90 degrees (90, 180 or 270) rather than a small angle."""
+BLUR_LEVELS = (1, 3)
+"""Inclusive range of the blur level ``l``: a blurred block reads, bilinearly, the clean image average-pooled ``l``
+times by 2x2 (:func:`~isstad_plugin.corruption.geometry.blur_pyramid`), a low-pass of width about ``2**l`` px."""
 
 # cos and sin of 90, 180 and 270 degrees, exact.
 _RIGHT_ANGLE_COS = (0.0, -1.0, 0.0)
@@ -114,14 +124,14 @@ def _sample_ops(
 ) -> Tensor:
     """Choose, per block, a uniform number of distinct operation kinds from ``config.kinds``."""
     n_kinds = len(config.kinds)
-    low, high = config.ops_per_block
+    low, high = OPS_PER_BLOCK
     count = integers(shape, min(low, n_kinds), min(high, n_kinds), generator, device)
     scores = torch.rand((*shape, n_kinds), generator=generator, device=device)
     rank = scores.argsort(dim=-1).argsort(dim=-1)
     return rank < count.unsqueeze(-1)
 
 
-def _sample_geometry(flip: Tensor, rotate: Tensor, config: PaperConfig, generator: torch.Generator | None) -> Tensor:
+def _sample_geometry(flip: Tensor, rotate: Tensor, generator: torch.Generator | None) -> Tensor:
     """Build the ``(B, K, 2, 2)`` matrices ``A = F R`` of the blocks (identity where both kinds are off).
 
     ``F`` flips rows (vertical flip) or columns (horizontal flip); ``R`` rotates by a multiple of 90 degrees (exact
@@ -132,9 +142,9 @@ def _sample_geometry(flip: Tensor, rotate: Tensor, config: PaperConfig, generato
     flip_rows = torch.where(flip & vertical, -1.0, 1.0)
     flip_cols = torch.where(flip & ~vertical, -1.0, 1.0)
 
-    right = torch.rand(shape, generator=generator, device=device) < config.right_angle_prob
+    right = torch.rand(shape, generator=generator, device=device) < RIGHT_ANGLE_PROB
     quarter = integers(shape, 0, 2, generator, device)
-    small = random_sign(shape, generator, device) * uniform(shape, *config.small_angle, generator, device)
+    small = random_sign(shape, generator, device) * uniform(shape, *SMALL_ANGLE, generator, device)
     small = torch.deg2rad(small)
     cos = torch.where(right, torch.tensor(_RIGHT_ANGLE_COS, device=device)[quarter], torch.cos(small))
     sin = torch.where(right, torch.tensor(_RIGHT_ANGLE_SIN, device=device)[quarter], torch.sin(small))
@@ -223,8 +233,8 @@ def sample_params(
             return torch.zeros(shape, dtype=torch.bool, device=device)
         return ops[..., config.kinds.index(name)]
 
-    geometry = _sample_geometry(enabled("flip"), enabled("rotate"), config, generator)
-    blur_level = integers(shape, config.blur_levels[0], config.blur_levels[1], generator, device)
+    geometry = _sample_geometry(enabled("flip"), enabled("rotate"), generator)
+    blur_level = integers(shape, *BLUR_LEVELS, generator, device)
     blur_level = torch.where(enabled("blur"), blur_level, 0)
     colour_matrix, colour_offset = sample_colour(enabled("colour"), channels, config.colour_strength, grey, generator)
     valid = torch.arange(k_max, device=device) < num_blocks.unsqueeze(1)

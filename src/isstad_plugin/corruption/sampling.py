@@ -1,4 +1,4 @@
-"""Random draws shared by both corruption modes: every draw takes an optional generator and a device."""
+"""Random draws shared by the block and soft-region sampling: every draw takes an optional generator and a device."""
 
 from __future__ import annotations
 

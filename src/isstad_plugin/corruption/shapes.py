@@ -66,7 +66,7 @@ def sample_shapes(
 
 
 def inside_shape(y: Tensor, x: Tensor, kind: Tensor, geometry: Tensor) -> Tensor:
-    """Whether pixels ``(y, x)`` lie inside their block's shape (element-wise; shared by both implementations).
+    """Whether pixels ``(y, x)`` lie inside their block's shape (element-wise; shared with the tests' loop oracle).
 
     Args:
         y: Pixel rows (float32).

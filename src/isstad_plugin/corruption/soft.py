@@ -31,6 +31,8 @@ FIELD_CELLS = (3, 6)
 """Coarse grid cells along the short side of the two octaves of the region's random field."""
 BLUR_SIGMA = 2.0
 """Standard deviation in pixels of the blur a ``blur`` region blends towards (and of the local mean of ``contrast``)."""
+SOFT_FEATHER = (0.05, 1.0)
+"""Range of a soft region's edge width, in standard deviations of its random field (0.05: sharp, 1: diffuse)."""
 
 
 def smooth_field(
@@ -126,7 +128,7 @@ def add_soft_regions(
     base = corrupted.float()
     field = smooth_field(batch, height, width, generator, device)
     coverage = uniform((batch,), *config.soft_coverage, generator, device)
-    feather = uniform((batch,), *config.soft_feather, generator, device)
+    feather = uniform((batch,), *SOFT_FEATHER, generator, device)
     alpha = region_weights(field, coverage, feather) * chosen.view(-1, 1, 1, 1)
     strength = uniform((batch,), *config.soft_strength, generator, device) * random_sign((batch,), generator, device)
     kind = integers((batch,), 0, len(SOFT_OPERATIONS) - 1, generator, device)
