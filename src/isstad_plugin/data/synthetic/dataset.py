@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from isstad_plugin.data.synthetic.render import render_sample
-from isstad_plugin.data.synthetic.spec import MANIFEST_NAME, MIN_CHANGE, DatasetSpec, default_defects
+from isstad_plugin.data.synthetic.spec import CATEGORY_DEFECTS, DEFECT_TYPES, MANIFEST_NAME, MIN_CHANGE, DatasetSpec
 
 _LAYOUT_DIRS = ("train", "test", "ground_truth")
 """The generated folders of a category (deleted before writing)."""
@@ -94,11 +94,9 @@ def _is_complete(category_root: Path, manifest: dict[str, Any]) -> bool:
     """
     if manifest.get("complete") is not True:
         return False
-    for entry in manifest.get("files", []):
-        paths = [entry["path"]] + ([entry["mask_path"]] if entry.get("mask_path") else [])
-        if not all((category_root / path).is_file() for path in paths):
-            return False
-    return True
+    files = manifest.get("files", [])
+    paths = [entry["path"] for entry in files] + [entry["mask_path"] for entry in files if entry.get("mask_path")]
+    return all((category_root / path).is_file() for path in paths)
 
 
 def _can_reuse(category_root: Path, spec: DatasetSpec, *, overwrite: bool) -> bool:
@@ -216,7 +214,7 @@ def generate_dataset(
         image_size: Side length of the square images, between :data:`~isstad_plugin.data.synthetic.spec.MIN_IMAGE_SIZE`
             and :data:`~isstad_plugin.data.synthetic.spec.MAX_IMAGE_SIZE`.
         defects: Defect types to include, from :data:`~isstad_plugin.data.synthetic.spec.DEFECT_TYPES`; ``None``: the
-            category's (:func:`~isstad_plugin.data.synthetic.spec.default_defects`: every type but for ``strip``).
+            category's (:data:`~isstad_plugin.data.synthetic.spec.CATEGORY_DEFECTS`, else every type).
         seed: Non-negative seed; the same parameters always give byte-identical files.
         overwrite: Replace an existing dataset generated with other parameters (or not by this function).
 
@@ -226,7 +224,7 @@ def generate_dataset(
     Raises:
         ValueError: If an argument is invalid, or the folder holds another dataset and ``overwrite`` is False.
     """
-    chosen = default_defects(category) if defects is None else defects
+    chosen = CATEGORY_DEFECTS.get(category, DEFECT_TYPES) if defects is None else defects
     spec = DatasetSpec(category, n_train, n_test_good, n_test_defect, image_size, chosen, seed)
     category_root = Path(root) / spec.category
     if _can_reuse(category_root, spec, overwrite=overwrite):

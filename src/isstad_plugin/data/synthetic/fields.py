@@ -33,8 +33,7 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         Two float32 ``(size, size)`` arrays.
     """
-    coords = np.arange(size, dtype=np.float32)
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
     return yy, xx
 
 
@@ -100,13 +99,8 @@ def fbm(rng: np.random.Generator, size: int, cell: float, octaves: int = 3) -> n
     Returns:
         Float32 ``(size, size)`` array with values of order 1.
     """
-    total = np.zeros((size, size), np.float32)
-    amplitude, norm = 1.0, 0.0
-    for octave in range(octaves):
-        total += amplitude * value_noise(rng, size, cell / 2**octave)
-        norm += amplitude
-        amplitude *= 0.5
-    return total / norm
+    octave_noise = (0.5**octave * value_noise(rng, size, cell / 2**octave) for octave in range(octaves))
+    return sum(octave_noise, np.zeros((size, size), np.float32)) / (2 - 0.5 ** (octaves - 1))
 
 
 def streaks(rng: np.random.Generator, size: int, length: int, angle: float) -> np.ndarray:
