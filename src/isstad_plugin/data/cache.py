@@ -17,9 +17,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import torch
+from anomalib.data.transforms import ExportableCenterCrop, SquarePad
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import (
@@ -40,12 +42,7 @@ logger = logging.getLogger(__name__)
 GIB = 1024**3
 
 _DETERMINISTIC: tuple[type, ...] = (CenterCrop, Grayscale, Identity, Normalize, Resize, ToDtype, ToImage, ToPureTensor)
-try:  # anomalib's deterministic transforms (export-friendly centre crop, square padding)
-    from anomalib.data.transforms import ExportableCenterCrop, SquarePad
-
-    _DETERMINISTIC = (*_DETERMINISTIC, ExportableCenterCrop, SquarePad)
-except ImportError:  # pragma: no cover - older anomalib
-    pass
+_DETERMINISTIC += (ExportableCenterCrop, SquarePad)  # anomalib's export-friendly centre crop, square padding
 
 
 def split_deterministic(transform: Transform | Callable[..., Any] | None) -> tuple[list[Any], list[Any]]:
@@ -70,10 +67,8 @@ def split_deterministic(transform: Transform | Callable[..., Any] | None) -> tup
     return steps, []
 
 
-def _compose(steps: Sequence[Any]) -> Any:
-    if not steps:
-        return None
-    return steps[0] if len(steps) == 1 else Compose(list(steps))
+def _compose(steps: Sequence[Any]) -> Compose | None:
+    return Compose(list(steps)) if steps else None
 
 
 def item_bytes(item: Any) -> int:
@@ -120,12 +115,9 @@ class CachedTrainDataset(Dataset):
         if self.rest is None:
             return item
         if item.gt_mask is None:
-            image, mask = self.rest(item.image), None
-        else:
-            image, mask = self.rest(item.image, item.gt_mask)
-        return type(item)(
-            image=image, gt_mask=mask, gt_label=item.gt_label, image_path=item.image_path, mask_path=item.mask_path
-        )
+            return replace(item, image=self.rest(item.image))
+        image, mask = self.rest(item.image, item.gt_mask)
+        return replace(item, image=image, gt_mask=mask)
 
     def fill(self, max_bytes: int) -> str:
         """Read every item through the deterministic head of the augmentations and keep it (in threads).
