@@ -24,28 +24,17 @@ import torch
 from anomalib.data.transforms import ExportableCenterCrop, SquarePad
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import (
-    CenterCrop,
-    Compose,
-    Grayscale,
-    Identity,
-    Normalize,
-    Resize,
-    ToDtype,
-    ToImage,
-    ToPureTensor,
-    Transform,
-)
+from torchvision.transforms import v2
 
 logger = logging.getLogger(__name__)
 
 GIB = 1024**3
 
-_DETERMINISTIC: tuple[type, ...] = (CenterCrop, Grayscale, Identity, Normalize, Resize, ToDtype, ToImage, ToPureTensor)
-_DETERMINISTIC += (ExportableCenterCrop, SquarePad)  # anomalib's export-friendly centre crop, square padding
+_DETERMINISTIC: tuple[type, ...] = (v2.CenterCrop, v2.Grayscale, v2.Identity, v2.Normalize, v2.Resize, v2.ToDtype)
+_DETERMINISTIC += (v2.ToImage, v2.ToPureTensor, ExportableCenterCrop, SquarePad)  # the last two: anomalib's
 
 
-def split_deterministic(transform: Transform | Callable[..., Any] | None) -> tuple[list[Any], list[Any]]:
+def split_deterministic(transform: v2.Transform | Callable[..., Any] | None) -> tuple[list[Any], list[Any]]:
     """Split a train augmentation pipeline into its deterministic head and the rest.
 
     The head is the longest prefix of transforms that give the same output for the same input on every call (resize,
@@ -60,15 +49,15 @@ def split_deterministic(transform: Transform | Callable[..., Any] | None) -> tup
     """
     if transform is None:
         return [], []
-    steps = list(transform.transforms) if isinstance(transform, Compose) else [transform]
+    steps = list(transform.transforms) if isinstance(transform, v2.Compose) else [transform]
     for index, step in enumerate(steps):
-        if not isinstance(step, _DETERMINISTIC) or isinstance(step, Compose):
+        if not isinstance(step, _DETERMINISTIC) or isinstance(step, v2.Compose):
             return steps[:index], steps[index:]
     return steps, []
 
 
-def _compose(steps: Sequence[Any]) -> Compose | None:
-    return Compose(list(steps)) if steps else None
+def _compose(steps: Sequence[Any]) -> v2.Compose | None:
+    return v2.Compose(list(steps)) if steps else None
 
 
 def item_bytes(item: Any) -> int:

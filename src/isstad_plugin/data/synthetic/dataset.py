@@ -16,9 +16,6 @@ from isstad_plugin.data.synthetic.spec import CATEGORY_DEFECTS, DEFECT_TYPES, MA
 _LAYOUT_DIRS = ("train", "test", "ground_truth")
 """The generated folders of a category (deleted before writing)."""
 
-Job = tuple[str, str | None, int]
-"""The ``(split, defect, index)`` of one image to write."""
-
 
 def _write_png(path: Path, array: np.ndarray) -> None:
     """Write an RGB or single-channel uint8 array as PNG, creating its folder (works with non-ASCII paths).
@@ -139,7 +136,7 @@ def _clear_layout(category_root: Path) -> None:
     (category_root / MANIFEST_NAME).unlink(missing_ok=True)
 
 
-def _jobs(spec: DatasetSpec) -> list[Job]:
+def _jobs(spec: DatasetSpec) -> list[tuple[str, str | None, int]]:
     """List the images to write.
 
     Args:
@@ -148,24 +145,23 @@ def _jobs(spec: DatasetSpec) -> list[Job]:
     Returns:
         The ``(split, defect, index)`` of every image, in writing order.
     """
-    jobs: list[Job] = [("train", None, i) for i in range(spec.n_train)]
-    jobs += [("test", None, i) for i in range(spec.n_test_good)]
-    jobs += [("test", defect, i) for defect in spec.defects for i in range(spec.n_test_defect)]
-    return jobs
+    good = [("train", None, i) for i in range(spec.n_train)] + [("test", None, i) for i in range(spec.n_test_good)]
+    return good + [("test", defect, i) for defect in spec.defects for i in range(spec.n_test_defect)]
 
 
-def _write_sample(category_root: Path, spec: DatasetSpec, job: Job) -> dict[str, Any]:
+def _write_sample(category_root: Path, spec: DatasetSpec, split: str, defect: str | None, index: int) -> dict[str, Any]:
     """Render one image (and mask) into the layout and return its manifest entry.
 
     Args:
         category_root: Dataset folder.
         spec: Dataset parameters.
-        job: The ``(split, defect, index)`` of the image.
+        split: ``"train"`` or ``"test"``.
+        defect: Defect type, or ``None`` for a good image.
+        index: Image index within its folder.
 
     Returns:
         The manifest entry.
     """
-    split, defect, index = job
     sample = render_sample(spec.category, split, index, defect=defect, image_size=spec.image_size, seed=spec.seed)
     label = defect or "good"
     stem = f"{index:0{spec.name_width}d}"
@@ -233,6 +229,6 @@ def generate_dataset(
     category_root.mkdir(parents=True, exist_ok=True)
     manifest_path = category_root / MANIFEST_NAME
     _write_manifest(manifest_path, spec, [], complete=False)
-    files = [_write_sample(category_root, spec, job) for job in _jobs(spec)]
+    files = [_write_sample(category_root, spec, *job) for job in _jobs(spec)]
     _write_manifest(manifest_path, spec, files, complete=True)
     return category_root
