@@ -73,7 +73,7 @@ def auto_image_size(sizes: Sequence[tuple[int, int]], patch: int, pixels: int) -
         ValueError: ``sizes`` is empty.
     """
     if not sizes:
-        raise ValueError("image_size auto: no training images to measure; pass --model.image_size [H, W]")
+        raise ValueError("model.image_size auto: found no training images; pass --model.image_size [H, W]")
     aspect = statistics.median(w / h for h, w in sizes)
     height = math.sqrt(pixels / aspect)
     median_height, median_width = statistics.median(h for h, _ in sizes), statistics.median(w for _, w in sizes)
@@ -95,11 +95,7 @@ def resolve_image_size(datamodule: object, patch: int, pixels: int) -> tuple[int
     Raises:
         ValueError: No training image could be found, in one line naming the option.
     """
-    paths = train_image_paths(datamodule)
-    if not paths:
-        msg = "model.image_size auto: found no training images in the datamodule; pass --model.image_size [H, W]"
-        raise ValueError(msg)
-    sizes = image_sizes(paths)
+    sizes = image_sizes(train_image_paths(datamodule))
     size = auto_image_size(sizes, patch, pixels)
     logger.info(
         "Isstad: image_size auto -> [%d, %d] (median training image %d x %d, median aspect W/H %.2f, %d images "
