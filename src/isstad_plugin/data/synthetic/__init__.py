@@ -25,8 +25,7 @@ lighting), :mod:`~.backgrounds` (the clean surface per category), :mod:`~.defect
 :mod:`~.render` (one image and its mask) and :mod:`~.dataset` (the files and the manifest). This package re-exports
 what callers use; the rest (``SURFACES``, ``DEFECTS``, ``SyntheticSample``, ...) is imported from its module.
 
-Only numpy and OpenCV are used, and nothing is downloaded. OpenCV is imported by the functions that draw, not when
-this package is imported.
+Only numpy and OpenCV are used, and nothing is downloaded.
 """
 
 from isstad_plugin.data.synthetic.dataset import generate_dataset

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from isstad_plugin.data.synthetic.render import render_sample
@@ -27,8 +28,6 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     Raises:
         OSError: If encoding fails.
     """
-    import cv2
-
     pixels = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:

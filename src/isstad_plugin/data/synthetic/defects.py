@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from isstad_plugin.data.synthetic.backgrounds import Image, Surface
@@ -54,8 +55,6 @@ def _shape_alpha(size: int, points: np.ndarray, thickness: int | None = None) ->
     Returns:
         Float32 ``(size, size)`` alpha in ``[0, 1]``.
     """
-    import cv2
-
     alpha = np.zeros((size, size), np.float32)
     fixed = [np.round(points * 16).astype(np.int32).reshape(-1, 1, 2)]
     if thickness is None:

@@ -1,7 +1,6 @@
 """Numeric building blocks of the pictures: coordinate grids, noise fields, lighting, grain and two OpenCV filters.
 
-Every function returns float32 arrays for a square image of side ``size``. OpenCV is imported inside the functions
-that use it, so that importing the package does not load it.
+Every function returns float32 arrays for a square image of side ``size``.
 """
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 
@@ -47,8 +47,6 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     Returns:
         The blurred array, same shape and dtype.
     """
-    import cv2
-
     return cv2.GaussianBlur(image, (0, 0), sigma)
 
 
@@ -63,8 +61,6 @@ def shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     Returns:
         The shifted array, same shape.
     """
-    import cv2
-
     matrix = np.asarray([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
     return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]))
 
@@ -80,8 +76,6 @@ def value_noise(rng: np.random.Generator, size: int, cell: float) -> np.ndarray:
     Returns:
         Float32 ``(size, size)`` array.
     """
-    import cv2
-
     n = max(2, math.ceil(size / max(cell, 1.0)) + 1)
     coarse = rng.standard_normal((n, n)).astype(np.float32)
     return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -115,8 +109,6 @@ def streaks(rng: np.random.Generator, size: int, length: int, angle: float) -> n
     Returns:
         Float32 ``(size, size)`` array.
     """
-    import cv2
-
     length = max(3, length | 1)
     pad = length
     noise = rng.standard_normal((size + 2 * pad, size + 2 * pad)).astype(np.float32)
