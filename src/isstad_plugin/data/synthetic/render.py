@@ -106,32 +106,6 @@ def _paint_defects(rng: np.random.Generator, surface: Surface, defect: str, rows
     raise RuntimeError(msg)
 
 
-def _check_sample_args(category: str, split: str, index: int, defect: str | None, image_size: int, seed: int) -> None:
-    """Check the arguments of :func:`render_sample`.
-
-    Args:
-        category: Surface category.
-        split: ``"train"`` or ``"test"``.
-        index: Image index within its folder.
-        defect: Defect type, or ``None``.
-        image_size: Side length in pixels.
-        seed: Dataset seed.
-
-    Raises:
-        ValueError: If an argument is out of range, or a defect is asked for in the train split.
-    """
-    check_choice("category", category, CATEGORIES)
-    check_choice("split", split, SPLITS)
-    if defect is not None:
-        check_choice("defect", defect, DEFECT_TYPES)
-        if split != "test":
-            msg = "defect images only exist in the test split"
-            raise ValueError(msg)
-    check_int("index", index, 0)
-    check_int("seed", seed, 0)
-    check_image_size(category, image_size)
-
-
 def render_sample(
     category: str, split: str, index: int, *, defect: str | None = None, image_size: int = 128, seed: int = 0
 ) -> SyntheticSample:
@@ -152,9 +126,18 @@ def render_sample(
         The rendered sample, with its clean version.
 
     Raises:
-        ValueError: If an argument is out of range.
+        ValueError: If an argument is out of range, or a defect is asked for in the train split.
     """
-    _check_sample_args(category, split, index, defect, image_size, seed)
+    check_choice("category", category, CATEGORIES)
+    check_choice("split", split, SPLITS)
+    if defect is not None:
+        check_choice("defect", defect, DEFECT_TYPES)
+        if split != "test":
+            msg = "defect images only exist in the test split"
+            raise ValueError(msg)
+    check_int("index", index, 0)
+    check_int("seed", seed, 0)
+    check_image_size(category, image_size)
     surface = SURFACES[category](_sample_rng(seed, category, split, defect, index, 0), image_size)
     rows = band_rows(category, image_size)
     if defect is None:
