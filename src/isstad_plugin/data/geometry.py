@@ -38,7 +38,7 @@ def train_image_paths(datamodule: object) -> list[Path]:
     if isinstance(datamodule, MVTecAD):
         return _listed([Path(datamodule.root) / datamodule.category / "train" / "good"])
     if isinstance(datamodule, Folder):
-        dirs = datamodule.normal_dir if isinstance(datamodule.normal_dir, Sequence) else [datamodule.normal_dir]
+        dirs = [datamodule.normal_dir] if isinstance(datamodule.normal_dir, str | Path) else datamodule.normal_dir
         root = Path(datamodule.root) if datamodule.root else Path()
         return _listed([root / str(d) for d in dirs if not isinstance(d, bytes)])
     samples = getattr(getattr(datamodule, "train_data", None), "samples", None)
