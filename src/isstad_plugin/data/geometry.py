@@ -18,12 +18,12 @@ from pathlib import Path
 from anomalib.data import Folder, MVTecAD
 from PIL import Image
 
+from isstad_plugin.data.checks import FOLDER_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
 MAX_SIZE_SAMPLES = 512
 """At most this many training images (evenly spread over the sorted list) are read for their sizes."""
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-"""Extensions read when a training folder is listed before the datamodule indexes it."""
 
 
 def train_image_paths(datamodule: object) -> list[Path]:
@@ -112,4 +112,4 @@ def resolve_image_size(datamodule: object, patch: int, pixels: int) -> tuple[int
 
 def _listed(folders: Sequence[Path]) -> list[Path]:
     found = (p for folder in folders if folder.is_dir() for p in folder.rglob("*"))
-    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in found if p.suffix.lower() in FOLDER_EXTENSIONS)  # the images a Folder reads
