@@ -17,38 +17,24 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import torch
+from anomalib.data.transforms import ExportableCenterCrop, SquarePad
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import (
-    CenterCrop,
-    Compose,
-    Grayscale,
-    Identity,
-    Normalize,
-    Resize,
-    ToDtype,
-    ToImage,
-    ToPureTensor,
-    Transform,
-)
+from torchvision.transforms import v2
 
 logger = logging.getLogger(__name__)
 
 GIB = 1024**3
 
-_DETERMINISTIC: tuple[type, ...] = (CenterCrop, Grayscale, Identity, Normalize, Resize, ToDtype, ToImage, ToPureTensor)
-try:  # anomalib's deterministic transforms (export-friendly centre crop, square padding)
-    from anomalib.data.transforms import ExportableCenterCrop, SquarePad
-
-    _DETERMINISTIC = (*_DETERMINISTIC, ExportableCenterCrop, SquarePad)
-except ImportError:  # pragma: no cover - older anomalib
-    pass
+_DETERMINISTIC: tuple[type, ...] = (v2.CenterCrop, v2.Grayscale, v2.Identity, v2.Normalize, v2.Resize, v2.ToDtype)
+_DETERMINISTIC += (v2.ToImage, v2.ToPureTensor, ExportableCenterCrop, SquarePad)  # the last two: anomalib's
 
 
-def split_deterministic(transform: Transform | Callable[..., Any] | None) -> tuple[list[Any], list[Any]]:
+def split_deterministic(transform: v2.Transform | Callable[..., Any] | None) -> tuple[list[Any], list[Any]]:
     """Split a train augmentation pipeline into its deterministic head and the rest.
 
     The head is the longest prefix of transforms that give the same output for the same input on every call (resize,
@@ -63,17 +49,15 @@ def split_deterministic(transform: Transform | Callable[..., Any] | None) -> tup
     """
     if transform is None:
         return [], []
-    steps = list(transform.transforms) if isinstance(transform, Compose) else [transform]
+    steps = list(transform.transforms) if isinstance(transform, v2.Compose) else [transform]
     for index, step in enumerate(steps):
-        if not isinstance(step, _DETERMINISTIC) or isinstance(step, Compose):
+        if not isinstance(step, _DETERMINISTIC) or isinstance(step, v2.Compose):
             return steps[:index], steps[index:]
     return steps, []
 
 
-def _compose(steps: Sequence[Any]) -> Any:
-    if not steps:
-        return None
-    return steps[0] if len(steps) == 1 else Compose(list(steps))
+def _compose(steps: Sequence[Any]) -> v2.Compose | None:
+    return v2.Compose(list(steps)) if steps else None
 
 
 def item_bytes(item: Any) -> int:
@@ -120,12 +104,9 @@ class CachedTrainDataset(Dataset):
         if self.rest is None:
             return item
         if item.gt_mask is None:
-            image, mask = self.rest(item.image), None
-        else:
-            image, mask = self.rest(item.image, item.gt_mask)
-        return type(item)(
-            image=image, gt_mask=mask, gt_label=item.gt_label, image_path=item.image_path, mask_path=item.mask_path
-        )
+            return replace(item, image=self.rest(item.image))
+        image, mask = self.rest(item.image, item.gt_mask)
+        return replace(item, image=image, gt_mask=mask)
 
     def fill(self, max_bytes: int) -> str:
         """Read every item through the deterministic head of the augmentations and keep it (in threads).

@@ -12,7 +12,6 @@ benchmark`` and ``isstad diagnose``, for ISSTAD and every peer alike).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,17 @@ def mvtec_layout_folder(root: str | Path, category: str, **kwargs: Any) -> Folde
         every other ``test/<defect>`` folder the defect images, ``ground_truth/<defect>`` (if present) their masks.
 
     Raises:
-        FileNotFoundError: ``<root>/<category>/train/good`` does not exist.
+        FileNotFoundError: ``<root>/<category>/train/good`` does not exist (the message names the folder layout).
     """
+    require_category_folder(Path(root), category, "root")
     category_dir = Path(root) / category
-    train = category_dir / "train" / "good"
-    if not train.is_dir():
-        msg = f"{train} not found: put the normal training images in <root>/<category>/train/good"
-        raise FileNotFoundError(msg)
     test = category_dir / "test"
-    defects = sorted(p for p in test.iterdir() if p.is_dir() and p.name != "good") if test.is_dir() else []
+    defects = _subfolders(test)
     masks = [category_dir / "ground_truth" / d.name for d in defects]
     has_masks = bool(defects) and all(m.is_dir() for m in masks)
     return Folder(
         name=category,
-        normal_dir=train,
+        normal_dir=category_dir / "train" / "good",
         normal_test_dir=test / "good" if (test / "good").is_dir() else None,
         abnormal_dir=defects or None,
         mask_dir=masks if has_masks else None,
@@ -92,9 +88,7 @@ def mvtec_layout_datamodule(root: Path, category: str, option: str = "--root", *
 def _defect_folders(category_dir: Path) -> list[Path]:
     """The ``test/<defect>`` folders holding images; raise in one line when there are none."""
     test = category_dir / "test"
-    defects = [
-        d for d in sorted(test.iterdir()) if d.is_dir() and d.name != "good" and any(_image_files(d))
-    ] if test.is_dir() else []  # fmt: skip
+    defects = [d for d in _subfolders(test) if any(p.suffix in FOLDER_EXTENSIONS for p in d.rglob("*"))]
     if not defects:
         msg = (
             f"{test}: no defect images; put them in test/<defect>/ next to test/good/ (masks, optional, in "
@@ -104,5 +98,6 @@ def _defect_folders(category_dir: Path) -> list[Path]:
     return defects
 
 
-def _image_files(folder: Path) -> Iterator[Path]:
-    return (p for p in folder.rglob("*") if p.suffix in FOLDER_EXTENSIONS)
+def _subfolders(test: Path) -> list[Path]:
+    """The sorted folders of ``test/`` but ``good`` (none when ``test/`` is missing)."""
+    return sorted(p for p in test.iterdir() if p.is_dir() and p.name != "good") if test.is_dir() else []

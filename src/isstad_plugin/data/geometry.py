@@ -18,12 +18,12 @@ from pathlib import Path
 from anomalib.data import Folder, MVTecAD
 from PIL import Image
 
+from isstad_plugin.data.checks import FOLDER_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
 MAX_SIZE_SAMPLES = 512
 """At most this many training images (evenly spread over the sorted list) are read for their sizes."""
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-"""Extensions read when a training folder is listed before the datamodule indexes it."""
 
 
 def train_image_paths(datamodule: object) -> list[Path]:
@@ -38,7 +38,7 @@ def train_image_paths(datamodule: object) -> list[Path]:
     if isinstance(datamodule, MVTecAD):
         return _listed([Path(datamodule.root) / datamodule.category / "train" / "good"])
     if isinstance(datamodule, Folder):
-        dirs = datamodule.normal_dir if isinstance(datamodule.normal_dir, Sequence) else [datamodule.normal_dir]
+        dirs = [datamodule.normal_dir] if isinstance(datamodule.normal_dir, str | Path) else datamodule.normal_dir
         root = Path(datamodule.root) if datamodule.root else Path()
         return _listed([root / str(d) for d in dirs if not isinstance(d, bytes)])
     samples = getattr(getattr(datamodule, "train_data", None), "samples", None)
@@ -73,7 +73,7 @@ def auto_image_size(sizes: Sequence[tuple[int, int]], patch: int, pixels: int) -
         ValueError: ``sizes`` is empty.
     """
     if not sizes:
-        raise ValueError("image_size auto: no training images to measure; pass --model.image_size [H, W]")
+        raise ValueError("model.image_size auto: found no training images; pass --model.image_size [H, W]")
     aspect = statistics.median(w / h for h, w in sizes)
     height = math.sqrt(pixels / aspect)
     median_height, median_width = statistics.median(h for h, _ in sizes), statistics.median(w for _, w in sizes)
@@ -95,11 +95,7 @@ def resolve_image_size(datamodule: object, patch: int, pixels: int) -> tuple[int
     Raises:
         ValueError: No training image could be found, in one line naming the option.
     """
-    paths = train_image_paths(datamodule)
-    if not paths:
-        msg = "model.image_size auto: found no training images in the datamodule; pass --model.image_size [H, W]"
-        raise ValueError(msg)
-    sizes = image_sizes(paths)
+    sizes = image_sizes(train_image_paths(datamodule))
     size = auto_image_size(sizes, patch, pixels)
     logger.info(
         "Isstad: image_size auto -> [%d, %d] (median training image %d x %d, median aspect W/H %.2f, %d images "
@@ -116,4 +112,4 @@ def resolve_image_size(datamodule: object, patch: int, pixels: int) -> tuple[int
 
 def _listed(folders: Sequence[Path]) -> list[Path]:
     found = (p for folder in folders if folder.is_dir() for p in folder.rglob("*"))
-    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in found if p.suffix.lower() in FOLDER_EXTENSIONS)  # the images a Folder reads

@@ -20,49 +20,35 @@ Mask semantics: a defect is painted on the clean image with a soft alpha; the ma
 clean image. So pixels outside the mask are byte-identical to the clean image (see :func:`render_sample`), and every
 pixel inside it changed noticeably. The faint fringe of soft-edged defects (below :data:`MIN_CHANGE`) is dropped.
 
-Modules: :mod:`~.spec` (categories, defect types, limits, :class:`DatasetSpec`), :mod:`~.fields` (noise and lighting),
-:mod:`~.backgrounds` (the clean surface per category), :mod:`~.defects` (the defect painters), :mod:`~.render` (one
-image and its mask) and :mod:`~.dataset` (the files and the manifest).
+Modules: :mod:`~.spec` (categories, defect types, limits, :class:`~.spec.DatasetSpec`), :mod:`~.fields` (noise and
+lighting), :mod:`~.backgrounds` (the clean surface per category), :mod:`~.defects` (the defect painters),
+:mod:`~.render` (one image and its mask) and :mod:`~.dataset` (the files and the manifest). This package re-exports
+what callers use; the rest (``SURFACES``, ``DEFECTS``, ``SyntheticSample``, ...) is imported from its module.
 
-Only numpy and OpenCV are used, and nothing is downloaded. OpenCV is imported by the functions that draw, not when
-this package is imported.
+Only numpy and OpenCV are used, and nothing is downloaded.
 """
 
-from isstad_plugin.data.synthetic.backgrounds import SURFACES, Surface
 from isstad_plugin.data.synthetic.dataset import generate_dataset
-from isstad_plugin.data.synthetic.defects import DEFECTS
-from isstad_plugin.data.synthetic.render import SyntheticSample, render_sample
+from isstad_plugin.data.synthetic.render import render_sample
 from isstad_plugin.data.synthetic.spec import (
     CATEGORIES,
     DEFECT_TYPES,
-    GENERATOR_VERSION,
     LONG_CATEGORIES,
     MANIFEST_NAME,
     MAX_DEFECT_AREA,
-    MAX_IMAGE_SIZE,
     MIN_CHANGE,
     MIN_DEFECT_AREA,
-    MIN_IMAGE_SIZE,
-    DatasetSpec,
     image_hw,
 )
 
 __all__ = [
     "CATEGORIES",
-    "DEFECTS",
     "DEFECT_TYPES",
-    "GENERATOR_VERSION",
     "LONG_CATEGORIES",
     "MANIFEST_NAME",
     "MAX_DEFECT_AREA",
-    "MAX_IMAGE_SIZE",
     "MIN_CHANGE",
     "MIN_DEFECT_AREA",
-    "MIN_IMAGE_SIZE",
-    "SURFACES",
-    "DatasetSpec",
-    "Surface",
-    "SyntheticSample",
     "generate_dataset",
     "image_hw",
     "render_sample",

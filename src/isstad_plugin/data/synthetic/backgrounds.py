@@ -1,15 +1,16 @@
 """The normal pictures: one procedural surface per category, in :data:`SURFACES`.
 
-Every painter follows :class:`SurfacePainter`: it takes the image's surface random generator and the image size and
-returns a :class:`Surface`, the clean picture together with what the defect painters need to know about it.
+Every painter is called as ``painter(rng, size)``: it draws from ``rng``, the generator of the image's surface stream,
+in a fixed order (the same generator state always gives the same picture), paints a square of side ``size`` pixels
+(scaled to look alike at every size) and returns a :class:`Surface`, the clean picture clipped to ``[0, 1]`` together
+with what the defect painters need to know about it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -54,44 +55,31 @@ class Surface:
     body: np.ndarray
 
 
-class SurfacePainter(Protocol):
-    """The contract of every entry of :data:`SURFACES`."""
-
-    def __call__(self, rng: np.random.Generator, size: int) -> Surface:
-        """Paint a clean surface.
-
-        Args:
-            rng: Generator of the image's surface stream; the painter draws from it in a fixed order, so that the
-                same generator state always gives the same picture.
-            size: Side length in pixels (the pictures are scaled to look alike at every size).
-
-        Returns:
-            The clean surface, clipped to ``[0, 1]``.
-        """
-        ...
+SurfacePainter = Callable[[np.random.Generator, int], Surface]
 
 
-def _texture_surface(image: np.ndarray, backing: np.ndarray) -> Surface:
-    """Wrap a texture (defects anywhere but near the border) as a :class:`Surface`.
+def _unit(image: np.ndarray) -> Image:
+    """Clip to ``[0, 1]`` as float32."""
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def _texture_surface(image: np.ndarray, backing: np.ndarray, rows: slice | None = None) -> Surface:
+    """Wrap a texture (defects anywhere in ``rows``, all rows by default, but near the border) as a :class:`Surface`.
 
     Args:
         image: Float RGB image.
         backing: Float RGB substrate revealed by ``missing`` defects.
+        rows: The rows the image keeps (:func:`~isstad_plugin.data.synthetic.spec.band_rows`), or ``None`` for all.
 
     Returns:
         The surface, clipped to ``[0, 1]``.
     """
     size = image.shape[0]
-    margin = round(_TEXTURE_MARGIN * size)
+    top, bottom = (0, size) if rows is None else (rows.start, rows.stop)
+    margin, row_margin = round(_TEXTURE_MARGIN * size), max(1, round(_TEXTURE_MARGIN * (bottom - top)))
     support = np.zeros((size, size), bool)
-    support[margin : size - margin, margin : size - margin] = True
-    return Surface(
-        image=np.clip(image, 0, 1).astype(np.float32),
-        backing=np.clip(backing, 0, 1).astype(np.float32),
-        support=support,
-        edge_support=support,
-        body=np.ones((size, size), np.float32),
-    )
+    support[top + row_margin : bottom - row_margin, margin : size - margin] = True
+    return Surface(_unit(image), _unit(backing), support, support, np.ones((size, size), np.float32))
 
 
 def _substrate(rng: np.random.Generator, size: int, rgb: Sequence[float] | np.ndarray, roughness: float) -> np.ndarray:
@@ -253,13 +241,7 @@ def parts_surface(rng: np.random.Generator, size: int) -> Surface:
     margin = 0.04 * size
     top_face = (hex_dist < apothem - margin) & (dist < 0.96 * outer - margin) & (dist > 1.25 * bore + margin)
     rim = (hex_dist > apothem - 2.5 * margin) & (body > 0.99)
-    return Surface(
-        image=np.clip(image, 0, 1).astype(np.float32),
-        backing=np.clip(belt, 0, 1).astype(np.float32),
-        support=top_face,
-        edge_support=rim,
-        body=coverage.astype(np.float32),
-    )
+    return Surface(_unit(image), _unit(belt), top_face, rim, coverage.astype(np.float32))
 
 
 def strip_surface(rng: np.random.Generator, size: int) -> Surface:
@@ -276,11 +258,7 @@ def strip_surface(rng: np.random.Generator, size: int) -> Surface:
     sheen = 0.07 * np.cos(2 * math.pi * (across - rng.uniform(0.3, 0.7)))
     blotches = 0.025 * fbm(rng, size, size / 5, octaves=2)
     image = base * (1 + 0.03 * marks + sheen + blotches)[..., None] * illumination(rng, size, 0.04)
-    surface = _texture_surface(image + grain(rng, size, 0.01), _substrate(rng, size, (0.12, 0.12, 0.13), 0.25))
-    margin = max(1, round(_TEXTURE_MARGIN * (rows.stop - rows.start)))
-    support = np.zeros((size, size), bool)
-    support[rows.start + margin : rows.stop - margin] = surface.support[rows.start + margin : rows.stop - margin]
-    return Surface(surface.image, surface.backing, support, support, surface.body)
+    return _texture_surface(image + grain(rng, size, 0.01), _substrate(rng, size, (0.12, 0.12, 0.13), 0.25), rows)
 
 
 SURFACES: dict[str, SurfacePainter] = {
@@ -291,4 +269,4 @@ SURFACES: dict[str, SurfacePainter] = {
     "parts": parts_surface,
     "strip": strip_surface,
 }
-"""Surface painter per category (see :class:`SurfacePainter`)."""
+"""Surface painter per category (see the module docstring)."""

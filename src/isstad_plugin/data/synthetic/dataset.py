@@ -8,16 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from isstad_plugin.data.synthetic.render import render_sample
-from isstad_plugin.data.synthetic.spec import MANIFEST_NAME, MIN_CHANGE, DatasetSpec, default_defects
+from isstad_plugin.data.synthetic.spec import CATEGORY_DEFECTS, DEFECT_TYPES, MANIFEST_NAME, MIN_CHANGE, DatasetSpec
 
 _LAYOUT_DIRS = ("train", "test", "ground_truth")
 """The generated folders of a category (deleted before writing)."""
-
-Job = tuple[str, str | None, int]
-"""The ``(split, defect, index)`` of one image to write."""
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -30,8 +28,6 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     Raises:
         OSError: If encoding fails.
     """
-    import cv2
-
     pixels = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
@@ -94,11 +90,9 @@ def _is_complete(category_root: Path, manifest: dict[str, Any]) -> bool:
     """
     if manifest.get("complete") is not True:
         return False
-    for entry in manifest.get("files", []):
-        paths = [entry["path"]] + ([entry["mask_path"]] if entry.get("mask_path") else [])
-        if not all((category_root / path).is_file() for path in paths):
-            return False
-    return True
+    files = manifest.get("files", [])
+    paths = [entry["path"] for entry in files] + [entry["mask_path"] for entry in files if entry.get("mask_path")]
+    return all((category_root / path).is_file() for path in paths)
 
 
 def _can_reuse(category_root: Path, spec: DatasetSpec, *, overwrite: bool) -> bool:
@@ -141,7 +135,7 @@ def _clear_layout(category_root: Path) -> None:
     (category_root / MANIFEST_NAME).unlink(missing_ok=True)
 
 
-def _jobs(spec: DatasetSpec) -> list[Job]:
+def _jobs(spec: DatasetSpec) -> list[tuple[str, str | None, int]]:
     """List the images to write.
 
     Args:
@@ -150,24 +144,23 @@ def _jobs(spec: DatasetSpec) -> list[Job]:
     Returns:
         The ``(split, defect, index)`` of every image, in writing order.
     """
-    jobs: list[Job] = [("train", None, i) for i in range(spec.n_train)]
-    jobs += [("test", None, i) for i in range(spec.n_test_good)]
-    jobs += [("test", defect, i) for defect in spec.defects for i in range(spec.n_test_defect)]
-    return jobs
+    good = [("train", None, i) for i in range(spec.n_train)] + [("test", None, i) for i in range(spec.n_test_good)]
+    return good + [("test", defect, i) for defect in spec.defects for i in range(spec.n_test_defect)]
 
 
-def _write_sample(category_root: Path, spec: DatasetSpec, job: Job) -> dict[str, Any]:
+def _write_sample(category_root: Path, spec: DatasetSpec, split: str, defect: str | None, index: int) -> dict[str, Any]:
     """Render one image (and mask) into the layout and return its manifest entry.
 
     Args:
         category_root: Dataset folder.
         spec: Dataset parameters.
-        job: The ``(split, defect, index)`` of the image.
+        split: ``"train"`` or ``"test"``.
+        defect: Defect type, or ``None`` for a good image.
+        index: Image index within its folder.
 
     Returns:
         The manifest entry.
     """
-    split, defect, index = job
     sample = render_sample(spec.category, split, index, defect=defect, image_size=spec.image_size, seed=spec.seed)
     label = defect or "good"
     stem = f"{index:0{spec.name_width}d}"
@@ -216,7 +209,7 @@ def generate_dataset(
         image_size: Side length of the square images, between :data:`~isstad_plugin.data.synthetic.spec.MIN_IMAGE_SIZE`
             and :data:`~isstad_plugin.data.synthetic.spec.MAX_IMAGE_SIZE`.
         defects: Defect types to include, from :data:`~isstad_plugin.data.synthetic.spec.DEFECT_TYPES`; ``None``: the
-            category's (:func:`~isstad_plugin.data.synthetic.spec.default_defects`: every type but for ``strip``).
+            category's (:data:`~isstad_plugin.data.synthetic.spec.CATEGORY_DEFECTS`, else every type).
         seed: Non-negative seed; the same parameters always give byte-identical files.
         overwrite: Replace an existing dataset generated with other parameters (or not by this function).
 
@@ -226,7 +219,7 @@ def generate_dataset(
     Raises:
         ValueError: If an argument is invalid, or the folder holds another dataset and ``overwrite`` is False.
     """
-    chosen = default_defects(category) if defects is None else defects
+    chosen = CATEGORY_DEFECTS.get(category, DEFECT_TYPES) if defects is None else defects
     spec = DatasetSpec(category, n_train, n_test_good, n_test_defect, image_size, chosen, seed)
     category_root = Path(root) / spec.category
     if _can_reuse(category_root, spec, overwrite=overwrite):
@@ -235,6 +228,6 @@ def generate_dataset(
     category_root.mkdir(parents=True, exist_ok=True)
     manifest_path = category_root / MANIFEST_NAME
     _write_manifest(manifest_path, spec, [], complete=False)
-    files = [_write_sample(category_root, spec, job) for job in _jobs(spec)]
+    files = [_write_sample(category_root, spec, *job) for job in _jobs(spec)]
     _write_manifest(manifest_path, spec, files, complete=True)
     return category_root

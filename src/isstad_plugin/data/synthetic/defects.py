@@ -1,41 +1,32 @@
 """The defect painters: one per defect type, in :data:`DEFECTS`.
 
-Every painter follows :class:`DefectPainter` (the contract is stated there once); the caller blends the result onto
-the image and derives the mask from what changed (see :func:`~isstad_plugin.data.synthetic.render.render_sample`).
+Every painter is called as ``painter(rng, surface, image)`` and returns ``(target, alpha)``:
+
+* ``rng``: the generator of the image's defect stream; the painter draws from it in a fixed order, so that the same
+  generator state always gives the same defect;
+* ``surface``: the clean :class:`~isstad_plugin.data.synthetic.backgrounds.Surface`: the defect is centred in
+  ``support`` (``edge_support`` for ``missing``), paints only on ``body``, and a missing piece reveals ``backing``;
+* ``image``: the current float RGB image (the clean image, or one with a defect painted already);
+* ``target``: the image as it looks where the defect fully covers it, ``alpha``: the soft float ``(H, W)`` footprint
+  in ``[0, 1]``.
+
+The caller blends ``image + (target - image) * alpha`` and derives the mask from what changed (see
+:func:`~isstad_plugin.data.synthetic.render.render_sample`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from isstad_plugin.data.synthetic.backgrounds import Image, Surface
 from isstad_plugin.data.synthetic.fields import fbm, gaussian_blur, grid, scale, shift, smoothstep, value_noise
 
 Defect = tuple[np.ndarray, np.ndarray]
-"""A painted ``(target, alpha)`` pair: target is a float RGB image, alpha a float ``(H, W)`` footprint in [0, 1]."""
-
-
-class DefectPainter(Protocol):
-    """The contract of every entry of :data:`DEFECTS`."""
-
-    def __call__(self, rng: np.random.Generator, surface: Surface, image: Image) -> Defect:
-        """Paint one defect.
-
-        Args:
-            rng: Generator of the image's defect stream; the painter draws from it in a fixed order, so that the same
-                generator state always gives the same defect.
-            surface: The clean surface: the defect is centred in ``support`` (``edge_support`` for ``missing``),
-                paints only on ``body``, and a missing piece reveals ``backing``.
-            image: The current float RGB image to paint on (the clean image, or one with a defect painted already).
-
-        Returns:
-            The painted ``(target, alpha)``: the image as it looks where the defect fully covers it, and the soft
-            footprint; the caller blends ``image + (target - image) * alpha``.
-        """
-        ...
+DefectPainter = Callable[[np.random.Generator, Surface, Image], Defect]
 
 
 def _sample_point(rng: np.random.Generator, support: np.ndarray) -> tuple[float, float]:
@@ -53,50 +44,23 @@ def _sample_point(rng: np.random.Generator, support: np.ndarray) -> tuple[float,
     return y + rng.uniform(-0.5, 0.5), x + rng.uniform(-0.5, 0.5)
 
 
-def _fixed_point(points: np.ndarray) -> np.ndarray:
-    """Convert float ``(x, y)`` vertices to OpenCV's fixed point with 4 fractional bits.
-
-    Args:
-        points: Float ``(N, 2)`` array of ``(x, y)`` vertices.
-
-    Returns:
-        Int32 ``(N, 1, 2)`` array, in 1/16 pixels.
-    """
-    return np.round(points * 16).astype(np.int32).reshape(-1, 1, 2)
-
-
-def _polyline_alpha(size: int, points: np.ndarray, thickness: int) -> np.ndarray:
-    """Anti-aliased footprint of an open polyline.
+def _shape_alpha(size: int, points: np.ndarray, thickness: int | None = None) -> np.ndarray:
+    """Anti-aliased footprint of an open polyline of ``thickness`` pixels, or of the filled polygon when ``None``.
 
     Args:
         size: Side length in pixels.
-        points: Float ``(N, 2)`` array of ``(x, y)`` vertices.
-        thickness: Line thickness in pixels.
+        points: Float ``(N, 2)`` array of ``(x, y)`` vertices (drawn in OpenCV's fixed point, 1/16 pixel).
+        thickness: Line thickness in pixels, or ``None`` to fill the polygon.
 
     Returns:
         Float32 ``(size, size)`` alpha in ``[0, 1]``.
     """
-    import cv2
-
     alpha = np.zeros((size, size), np.float32)
-    cv2.polylines(alpha, [_fixed_point(points)], False, 1.0, thickness, cv2.LINE_AA, 4)
-    return np.clip(alpha, 0, 1)
-
-
-def _polygon_alpha(size: int, points: np.ndarray) -> np.ndarray:
-    """Anti-aliased footprint of a filled polygon.
-
-    Args:
-        size: Side length in pixels.
-        points: Float ``(N, 2)`` array of ``(x, y)`` vertices.
-
-    Returns:
-        Float32 ``(size, size)`` alpha in ``[0, 1]``.
-    """
-    import cv2
-
-    alpha = np.zeros((size, size), np.float32)
-    cv2.fillPoly(alpha, [_fixed_point(points)], 1.0, cv2.LINE_AA, 4)
+    fixed = [np.round(points * 16).astype(np.int32).reshape(-1, 1, 2)]
+    if thickness is None:
+        cv2.fillPoly(alpha, fixed, 1.0, cv2.LINE_AA, 4)
+    else:
+        cv2.polylines(alpha, fixed, False, 1.0, thickness, cv2.LINE_AA, 4)
     return np.clip(alpha, 0, 1)
 
 
@@ -130,7 +94,7 @@ def scratch_defect(rng: np.random.Generator, surface: Surface, image: Image) -> 
     normal = np.array([-direction[1], direction[0]])
     points = np.array([x0, y0]) + t * length * direction + (1 - 4 * t**2) * bend * normal
     thickness = max(1, round(rng.uniform(1.0, 2.0) * scale(size)))
-    alpha = _polyline_alpha(size, points, thickness)
+    alpha = _shape_alpha(size, points, thickness)
     alpha *= np.clip(0.75 + 0.5 * value_noise(rng, size, length / 3), 0.35, 1.0)
     alpha *= surface.body
     target = image + (1 - image) * 0.65 if rng.random() < 0.6 else image * 0.35
@@ -163,12 +127,12 @@ def crack_defect(rng: np.random.Generator, surface: Surface, image: Image) -> De
     n_steps = max(4, round(rng.uniform(0.25, 0.55) * size / step))
     main = _random_walk(rng, np.array([x0, y0]), rng.uniform(0, 2 * math.pi), n_steps, step)
     thickness = max(1, round(1.3 * scale(size)))
-    alpha = _polyline_alpha(size, main, thickness)
+    alpha = _shape_alpha(size, main, thickness)
     for _ in range(rng.integers(1, 3)):
         start = main[rng.integers(n_steps // 4, n_steps)]
         heading = math.atan2(*(main[-1] - main[0])[::-1]) + rng.choice([-1, 1]) * rng.uniform(0.5, 1.1)
         branch = _random_walk(rng, start, heading, max(3, round(n_steps * rng.uniform(0.2, 0.45))), step)
-        alpha = np.maximum(alpha, _polyline_alpha(size, branch, max(1, thickness - 1)))
+        alpha = np.maximum(alpha, _shape_alpha(size, branch, max(1, thickness - 1)))
     alpha *= surface.body
     return image * 0.28, alpha
 
@@ -202,12 +166,12 @@ def missing_defect(rng: np.random.Generator, surface: Surface, image: Image) -> 
     angles = np.sort(rng.uniform(0, 2 * math.pi, n_vertices))
     radii = radius * rng.uniform(0.6, 1.2, n_vertices)
     points = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
-    alpha = _polygon_alpha(size, points)
+    alpha = _shape_alpha(size, points)
     light = rng.uniform(0, 2 * math.pi)
     lit = shift(alpha, 2.5 * s * math.cos(light), 2.5 * s * math.sin(light))
     shade = 0.35 + 0.65 * gaussian_blur(lit, 0.7 * s)
     target = surface.backing * shade[..., None]
-    edge = _polyline_alpha(size, np.vstack([points, points[:1]]), 1) * (1 - alpha)
+    edge = _shape_alpha(size, np.vstack([points, points[:1]]), 1) * (1 - alpha)
     target = target + (np.minimum(image * 1.3, 1) - target) * edge[..., None]
     return target, np.maximum(alpha, edge) * surface.body
 

@@ -1,7 +1,6 @@
 """Numeric building blocks of the pictures: coordinate grids, noise fields, lighting, grain and two OpenCV filters.
 
-Every function returns float32 arrays for a square image of side ``size``. OpenCV is imported inside the functions
-that use it, so that importing the package does not load it.
+Every function returns float32 arrays for a square image of side ``size``.
 """
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 
@@ -33,8 +33,7 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         Two float32 ``(size, size)`` arrays.
     """
-    coords = np.arange(size, dtype=np.float32)
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
     return yy, xx
 
 
@@ -48,8 +47,6 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     Returns:
         The blurred array, same shape and dtype.
     """
-    import cv2
-
     return cv2.GaussianBlur(image, (0, 0), sigma)
 
 
@@ -64,8 +61,6 @@ def shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     Returns:
         The shifted array, same shape.
     """
-    import cv2
-
     matrix = np.asarray([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
     return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]))
 
@@ -81,8 +76,6 @@ def value_noise(rng: np.random.Generator, size: int, cell: float) -> np.ndarray:
     Returns:
         Float32 ``(size, size)`` array.
     """
-    import cv2
-
     n = max(2, math.ceil(size / max(cell, 1.0)) + 1)
     coarse = rng.standard_normal((n, n)).astype(np.float32)
     return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -100,13 +93,8 @@ def fbm(rng: np.random.Generator, size: int, cell: float, octaves: int = 3) -> n
     Returns:
         Float32 ``(size, size)`` array with values of order 1.
     """
-    total = np.zeros((size, size), np.float32)
-    amplitude, norm = 1.0, 0.0
-    for octave in range(octaves):
-        total += amplitude * value_noise(rng, size, cell / 2**octave)
-        norm += amplitude
-        amplitude *= 0.5
-    return total / norm
+    octave_noise = (0.5**octave * value_noise(rng, size, cell / 2**octave) for octave in range(octaves))
+    return sum(octave_noise, np.zeros((size, size), np.float32)) / (2 - 0.5 ** (octaves - 1))
 
 
 def streaks(rng: np.random.Generator, size: int, length: int, angle: float) -> np.ndarray:
@@ -121,8 +109,6 @@ def streaks(rng: np.random.Generator, size: int, length: int, angle: float) -> n
     Returns:
         Float32 ``(size, size)`` array.
     """
-    import cv2
-
     length = max(3, length | 1)
     pad = length
     noise = rng.standard_normal((size + 2 * pad, size + 2 * pad)).astype(np.float32)

@@ -33,14 +33,12 @@ class SyntheticSample:
         image: Uint8 ``(H, W, 3)`` RGB image as written to disk.
         clean: Uint8 ``(H, W, 3)`` RGB image before the defects were painted (equal to ``image`` for good samples).
         mask: Uint8 ``(H, W)`` mask with values 0 and 255, or ``None`` for good samples.
-        defect_type: The defect type, or ``None`` for good samples.
         n_defects: Number of defects painted (0, 1 or 2).
     """
 
     image: np.ndarray
     clean: np.ndarray
     mask: np.ndarray | None
-    defect_type: str | None
     n_defects: int
 
 
@@ -77,9 +75,7 @@ def _sample_rng(
     return np.random.default_rng(key)
 
 
-def _paint_defects(
-    rng: np.random.Generator, surface: Surface, defect: str, rows: slice
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _paint_defects(rng: np.random.Generator, surface: Surface, defect: str, rows: slice) -> SyntheticSample:
     """Paint one or two defects, retrying until the changed area of the kept ``rows`` is within the allowed range.
 
     Args:
@@ -89,7 +85,7 @@ def _paint_defects(
         rows: The rows of the canvas the image keeps (all of them for a square category).
 
     Returns:
-        The uint8 defective image, the 0/255 uint8 mask and the number of defects painted.
+        The sample: the defective image (reset to the clean one outside the mask), the 0/255 mask, the defect count.
 
     Raises:
         RuntimeError: If no attempt lands within the area range (not expected for valid image sizes).
@@ -104,36 +100,10 @@ def _paint_defects(
         image = _to_uint8(painted)[rows]
         changed = np.abs(image.astype(np.int16) - clean).max(axis=2) >= MIN_CHANGE
         if MIN_DEFECT_AREA <= changed.mean() <= MAX_DEFECT_AREA:
-            image = np.where(changed[..., None], image, clean)
-            return image, changed.astype(np.uint8) * 255, n_defects
+            mask = changed.astype(np.uint8) * 255
+            return SyntheticSample(np.where(changed[..., None], image, clean), clean, mask, n_defects)
     msg = f"could not paint a '{defect}' defect covering {MIN_DEFECT_AREA:.1%}-{MAX_DEFECT_AREA:.0%} of the image"
     raise RuntimeError(msg)
-
-
-def _check_sample_args(category: str, split: str, index: int, defect: str | None, image_size: int, seed: int) -> None:
-    """Check the arguments of :func:`render_sample`.
-
-    Args:
-        category: Surface category.
-        split: ``"train"`` or ``"test"``.
-        index: Image index within its folder.
-        defect: Defect type, or ``None``.
-        image_size: Side length in pixels.
-        seed: Dataset seed.
-
-    Raises:
-        ValueError: If an argument is out of range, or a defect is asked for in the train split.
-    """
-    check_choice("category", category, CATEGORIES)
-    check_choice("split", split, SPLITS)
-    if defect is not None:
-        check_choice("defect", defect, DEFECT_TYPES)
-        if split != "test":
-            msg = "defect images only exist in the test split"
-            raise ValueError(msg)
-    check_int("index", index, 0)
-    check_int("seed", seed, 0)
-    check_image_size(category, image_size)
 
 
 def render_sample(
@@ -156,14 +126,21 @@ def render_sample(
         The rendered sample, with its clean version.
 
     Raises:
-        ValueError: If an argument is out of range.
+        ValueError: If an argument is out of range, or a defect is asked for in the train split.
     """
-    _check_sample_args(category, split, index, defect, image_size, seed)
+    check_choice("category", category, CATEGORIES)
+    check_choice("split", split, SPLITS)
+    if defect is not None:
+        check_choice("defect", defect, DEFECT_TYPES)
+        if split != "test":
+            msg = "defect images only exist in the test split"
+            raise ValueError(msg)
+    check_int("index", index, 0)
+    check_int("seed", seed, 0)
+    check_image_size(category, image_size)
     surface = SURFACES[category](_sample_rng(seed, category, split, defect, index, 0), image_size)
     rows = band_rows(category, image_size)
-    clean = _to_uint8(surface.image)[rows]
     if defect is None:
-        return SyntheticSample(image=clean, clean=clean, mask=None, defect_type=None, n_defects=0)
-    defect_rng = _sample_rng(seed, category, split, defect, index, 1)
-    image, mask, n_defects = _paint_defects(defect_rng, surface, defect, rows)
-    return SyntheticSample(image=image, clean=clean, mask=mask, defect_type=defect, n_defects=n_defects)
+        clean = _to_uint8(surface.image)[rows]
+        return SyntheticSample(image=clean, clean=clean, mask=None, n_defects=0)
+    return _paint_defects(_sample_rng(seed, category, split, defect, index, 1), surface, defect, rows)

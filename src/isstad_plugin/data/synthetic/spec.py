@@ -40,14 +40,8 @@ GENERATOR_VERSION = 1
 """Bumped whenever the pictures change, so that cached datasets are not reused across versions."""
 MANIFEST_NAME = "manifest.json"
 
-_INT_LIMITS: tuple[tuple[str, int, int | None], ...] = (
-    ("n_train", 1, None),
-    ("n_test_good", 0, None),
-    ("n_test_defect", 0, None),
-    ("image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
-    ("seed", 0, None),
-)
-"""``(field, minimum, maximum)`` of the integer fields of :class:`DatasetSpec`, in the order they are checked."""
+_INT_MINIMA = {"n_train": 1, "n_test_good": 0, "n_test_defect": 0, "image_size": MIN_IMAGE_SIZE, "seed": 0}
+"""Smallest value of the integer fields of :class:`DatasetSpec`, in the order they are checked."""
 
 
 def image_hw(category: str, image_size: int) -> tuple[int, int]:
@@ -74,11 +68,6 @@ def check_image_size(category: str, image_size: int) -> None:
         smallest = math.ceil((MIN_IMAGE_SIZE - 0.5) * LONG_CATEGORIES[category])
         msg = f"image_size of '{category}' (its width) must be at least {smallest}, got {image_size}"
         raise ValueError(msg)
-
-
-def default_defects(category: str) -> tuple[str, ...]:
-    """The defect types a category gets when none are asked for (:data:`CATEGORY_DEFECTS`, else every type)."""
-    return CATEGORY_DEFECTS.get(category, DEFECT_TYPES)
 
 
 def normalise_defects(defects: Sequence[str]) -> tuple[str, ...]:
@@ -136,9 +125,9 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         check_choice("category", self.category, CATEGORIES)
-        for name, minimum, maximum in _INT_LIMITS:
+        for name, minimum in _INT_MINIMA.items():
             value = getattr(self, name)
-            check_int(name, value, minimum, maximum)
+            check_int(name, value, minimum, MAX_IMAGE_SIZE if name == "image_size" else None)
             object.__setattr__(self, name, int(value))
         check_image_size(self.category, self.image_size)
         object.__setattr__(self, "defects", normalise_defects(self.defects))
