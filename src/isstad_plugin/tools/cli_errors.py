@@ -125,16 +125,11 @@ def parse_error_line(message: str, valid_options: Iterable[str], command: str = 
     value = _INVALID_VALUE.search(message)
     if key and value:
         group = key[1].rpartition(".")[2]
-        class_path, option, given = value["class_path"], value["option"], value["given"]
-        expected = [_type_name(name) for name in re.findall(r"- Expected an? (.+)", value["errors"])]
-        kinds = f" (expected {' or '.join(expected)})" if expected else ""
-        help_command = f"anomalib {command} --{group}.help {class_path}"
-        return f"invalid value {given} for {group}.{option}{kinds}; see `{help_command}`"
+        invalid = f"invalid value {value['given']} for {group}.{value['option']}{_expected(value['errors'])}"
+        return f"{invalid}; see `anomalib {command} --{group}.help {value['class_path']}`"
     given = re.search(r"Given value: ([^\n]*)\s*$", message)
     if key and given and "class_path" not in message:
-        expected = [_type_name(name) for name in re.findall(r"- Expected an? (.+)", message)]
-        kinds = f" (expected {' or '.join(expected)})" if expected else ""
-        return f"invalid value {given[1]} for {key[1]}{kinds}; see `anomalib {command} --help -vv`"
+        return f"invalid value {given[1]} for {key[1]}{_expected(message)}; see `anomalib {command} --help -vv`"
     unrecognized = re.match(r"Unrecognized arguments: (--[\w.]+)", message)
     if unrecognized:
         option = unrecognized[1][2:].partition("=")[0]
@@ -147,6 +142,12 @@ _INVALID_VALUE = re.compile(
     r"Given value: (?P<given>[^\n]*)",
     re.DOTALL,
 )
+
+
+def _expected(errors: str) -> str:
+    """`` (expected null or int)`` from jsonargparse's ``- Expected a <class 'int'>`` lines (empty without any)."""
+    names = [_type_name(name) for name in re.findall(r"- Expected an? (.+)", errors)]
+    return f" (expected {' or '.join(names)})" if names else ""
 
 
 def _type_name(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
-from isstad_plugin.tools.report import save_loss_curve, save_panels, write_metrics
+from isstad_plugin.tools.report import resized_masks, save_loss_curve, save_panels, write_metrics
 from isstad_plugin.tools.run_config import (
     RunConfig,
     load_run_config,
@@ -38,9 +38,9 @@ from isstad_plugin.tools.runs import IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
 
-DEMO_DATA = {"n_train": 120, "n_test_good": 40, "n_test_defect": 12}
+DEMO_DATA: dict[str, Any] = {"n_train": 120, "n_test_good": 40, "n_test_defect": 12}
 """Generated demo set: normal training images, good and (per defect type) defective test images."""
-FAST_DATA = {"n_train": 24, "n_test_good": 8, "n_test_defect": 3}
+FAST_DATA: dict[str, Any] = {"n_train": 24, "n_test_good": 8, "n_test_defect": 3}
 FAST_OVERRIDES = {"image_size": 64}
 FAST_BUDGET = 2
 """Length of the smoke run: this many epochs or steps, half of them in each stage."""
@@ -69,7 +69,6 @@ class DemoOptions:
     data_root: Path | None = None
     category: str = "tiles"
     config: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
     accelerator: str = "auto"
     devices: str | int = "auto"
 
@@ -90,7 +89,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     """Run the demo end to end and return its metrics and report folder."""
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
     stage1, stage2, unit = _budget(config, options)
-    run = IsstadRun(config, stage1, stage2, unit, {**(FAST_OVERRIDES if options.fast else {}), **options.overrides})
+    run = IsstadRun(config, stage1, stage2, unit, FAST_OVERRIDES if options.fast else {})
     output = options.output.resolve()
     root = _dataset_root(options, output, _generated_side(run.model_options.get("image_size", 128)))
     datamodule = _datamodule(config, root, options)
@@ -151,17 +150,8 @@ def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
         require_category_folder(options.data_root, options.category, "--data-root")
         return options.data_root
     counts = FAST_DATA if options.fast else DEMO_DATA
-    root = output / "data"
-    generate_dataset(
-        root,
-        options.category,
-        n_train=counts["n_train"],
-        n_test_good=counts["n_test_good"],
-        n_test_defect=counts["n_test_defect"],
-        image_size=image_size,
-        seed=options.seed,
-    )
-    return root
+    generate_dataset(output / "data", options.category, **counts, image_size=image_size, seed=options.seed)
+    return output / "data"
 
 
 SHARED_DATA_ARGS = ("train_batch_size", "eval_batch_size", "num_workers", "val_split_ratio", "test_split_ratio")
@@ -193,12 +183,8 @@ def _write_panels(model: Isstad, datamodule: AnomalibDataModule, path: Path) -> 
     images = torch.stack([transform(cast(torch.Tensor, item.image)) for item in items])
     masks = None  # image-level labels only: the GT column says "no GT"
     if any(item.gt_mask is not None for item in items):
-        masks = torch.stack([_resized_mask(item.gt_mask, images.shape[-2:]) for item in items])
+        size = images.shape[-2:]
+        masks = torch.stack(
+            [torch.zeros(size) if i.gt_mask is None else resized_masks(i.gt_mask[None], size)[0] for i in items]
+        )
     save_panels(model.model, images, masks, path, titles=list(chosen))
-
-
-def _resized_mask(mask: torch.Tensor | None, size: torch.Size) -> torch.Tensor:
-    if mask is None:
-        return torch.zeros(size)
-    resized = torch.nn.functional.interpolate(mask.float()[None, None], size=tuple(size), mode="nearest")
-    return resized[0, 0]

@@ -34,8 +34,9 @@ from sklearn.metrics import roc_auc_score
 
 from isstad_plugin.model.fusion import AnomalyFusion, AnomalyMaps, ScoreAggregation, aggregate_score
 from isstad_plugin.model.lightning_model import Isstad
-from isstad_plugin.tools.report import save_panels
+from isstad_plugin.tools.report import markdown_table, resized_masks, save_panels
 from isstad_plugin.tools.runs import held_out_datamodule
+from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ class ScoredSplit:
 
 def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
     """Score the validation split, write ``diagnose.md``/``diagnose.json``/``panels.png`` and return the figures."""
-    if not options.checkpoint.is_file():
-        msg = f"checkpoint not found: {options.checkpoint}; pass the .ckpt of a trained Isstad run"
-        raise FileNotFoundError(msg)
+    check_checkpoint_file(options.checkpoint, "checkpoint")  # read by torch.load, not Lightning's checkpoint IO
     model = cast(Isstad, Isstad.load_from_checkpoint(options.checkpoint, strict=False, map_location="cpu")).eval()
     split, images, masks, kinds = score_split(model, options)
     figures = diagnose_figures(split, options.edge_band, model.model.fusion.aggregation)
@@ -129,9 +128,7 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
     )
     datamodule.setup()
     collected: dict[str, list[np.ndarray]] = defaultdict(list)
-    panel_images: list[torch.Tensor] = []
-    panel_masks: list[torch.Tensor] = []
-    panel_kinds: list[str] = []
+    panels: list[tuple[torch.Tensor, torch.Tensor, str]] = []
     fraction = model.model.fusion.topk_fraction
     transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     for batch in datamodule.val_dataloader():
@@ -139,7 +136,7 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         maps = model.model.anomaly_maps(images)
         size = images.shape[-2:]
         gt = batch.gt_mask if batch.gt_mask is not None else torch.zeros(len(images), *size)
-        gt = F.interpolate(gt.float().reshape(len(images), 1, *gt.shape[-2:]), size=size, mode="nearest")[:, 0] > 0.5
+        gt = resized_masks(gt, size) > 0.5
         for name, values in named_maps(model.model.fusion, maps).items():
             if values is None:
                 continue
@@ -150,22 +147,21 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         collected["labels"].append(batch.gt_label.int().numpy())
         batch_kinds = [Path(path).parent.name for path in batch.image_path]
         collected["kinds"].append(np.array(batch_kinds))
-        for index, kind in enumerate(batch_kinds):
-            if kind != "good" and len(panel_images) < PANEL_ROWS:
-                panel_images.append(images[index])
-                panel_masks.append(gt[index])
-                panel_kinds.append(kind)
+        panels += [(images[i], gt[i], kind) for i, kind in enumerate(batch_kinds) if kind != "good"]
+        del panels[PANEL_ROWS:]
     joined = {key: np.concatenate(values) for key, values in collected.items()}
+    fusion = {key: values for key, values in joined.items() if key.startswith("S w=")}
     split = ScoredSplit(
         maps={name: joined[name] for name in MAPS if name in joined},
-        scores={key: joined[key] for key in joined if " " in key and not key.startswith("S w=")},
-        fusion_maps={key: joined[key] for key in joined if key.startswith("S w=") and " " not in key[4:]},
-        fusion_scores={key: joined[key] for key in joined if key.startswith("S w=") and " " in key[4:]},
+        scores={key: joined[key] for key in joined if " " in key and key not in fusion},
+        fusion_maps={key: values for key, values in fusion.items() if " " not in key[4:]},
+        fusion_scores={key: values for key, values in fusion.items() if " " in key[4:]},
         masks=joined["masks"],
         labels=joined["labels"],
         kinds=joined["kinds"],
     )
-    return split, torch.stack(panel_images), torch.stack(panel_masks), panel_kinds
+    images, masks, kinds = zip(*panels, strict=True)
+    return split, torch.stack(images), torch.stack(masks), list(kinds)
 
 
 def diagnose_figures(
@@ -273,13 +269,13 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         f"{options.val_split_ratio:.0%} of the test folder, seed {options.seed}; never tested), checkpoint "
         f"`{options.checkpoint}`.",
         "",
-        f"| map | image AUROC mean | max | top-k | pixel AUROC | pixel AUROC, {options.edge_band}-px edge band |",
-        "|---|---|---|---|---|---|",
     ]
-    for name in MAPS:
-        if name in pixel:
-            cells = [image_auroc.get(f"{name} {how}") for how in AGGREGATIONS]
-            lines.append(f"| {name} | " + " | ".join(_cell(v) for v in [*cells, pixel[name], edge[name]]) + " |")
+    band = f"pixel AUROC, {options.edge_band}-px edge band"
+    header = ["map", "image AUROC mean", "max", "top-k", "pixel AUROC", band]
+    rows = [
+        [name, *(image_auroc.get(f"{name} {how}") for how in AGGREGATIONS), pixel[name], edge[name]] for name in pixel
+    ]
+    lines += markdown_table(header, rows, _cell)
     beyond = _cell(figures.get(f"background_lift_beyond_{LIFT_MARGIN}px"))
     lines += [
         "",
@@ -291,16 +287,18 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         lines.append("Mean P: " + ", ".join(f"{name} {_cell(value)}" for name, value in means.items()))
     weights: dict[str, dict[str, float | None]] = figures.get("fusion_weights", {})  # type: ignore[assignment]
     if weights:
-        columns = list(next(iter(weights.values())))
         lines += ["", "Fusion weight w of E in S = G(G(E)^(2w) ⊙ G(P)^(2(1-w))) (0.5: the paper's S):", ""]
-        lines += ["| w | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        lines += [f"| {w} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for w, row in weights.items()]
+        lines += _dict_table("w", weights)
     per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
     if per_type:
-        columns = list(next(iter(per_type.values())))
-        lines += ["", "| defect type | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        lines += [f"| {kind} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for kind, row in per_type.items()]
+        lines += ["", *_dict_table("defect type", per_type)]
     return "\n".join(lines)
+
+
+def _dict_table(first: str, rows: dict[str, dict[str, float | None]]) -> list[str]:
+    """A Markdown table of one row per key of ``rows``, a column per key of the first row."""
+    columns = list(next(iter(rows.values())))
+    return markdown_table([first, *columns], [[key, *(row[c] for c in columns)] for key, row in rows.items()], _cell)
 
 
 def _cell(value: object) -> str:

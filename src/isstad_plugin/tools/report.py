@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +31,18 @@ def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "metrics.json"
     json_path.write_text(json.dumps({"title": title, "protocol": protocol, "metrics": dict(metrics)}, indent=2) + "\n")
-    rows = [f"| {name} | {_fmt(value)} |" for name, value in metrics.items()]
-    markdown = "\n".join([f"## {title}", "", f"Protocol: {protocol}", "", "| metric | value |", "|---|---|", *rows])
+    table = markdown_table(
+        ["metric", "value"], list(metrics.items()), lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+    )
     md_path = folder / "metrics.md"
-    md_path.write_text(markdown + "\n")
+    md_path.write_text("\n".join([f"## {title}", "", f"Protocol: {protocol}", "", *table]) + "\n")
     return json_path, md_path
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], cell: Callable[[Any], str]) -> list[str]:
+    """A Markdown table's lines: header, rule, one line per row; every cell after the first is written by ``cell``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join([str(row[0]), *map(cell, row[1:])]) + " |" for row in rows]
 
 
 @torch.no_grad()
@@ -65,10 +68,7 @@ def save_panels(
     Returns:
         ``path``.
     """
-    fig = panel_figure(model, images, masks, titles)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(panel_figure(model, images, masks, titles), path)
 
 
 @torch.no_grad()
@@ -142,9 +142,13 @@ def save_loss_curve(metrics_csv: Path, path: Path, title: str = "ISSTAD training
     axis.set_title(title, fontsize=10)
     axis.legend()
     axis.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
+
+
+def resized_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Masks ``(N, H, W)`` or ``(N, 1, H, W)`` resized to ``size`` by nearest neighbour: ``(N, *size)`` floats."""
+    flat = masks.float().reshape(len(masks), 1, *masks.shape[-2:])
+    return torch.nn.functional.interpolate(flat, size=tuple(size), mode="nearest")[:, 0]
 
 
 def _maps_or_none(maps: torch.Tensor | None) -> np.ndarray | None:
@@ -200,6 +204,11 @@ def save_cost_quality(points: Sequence[CostPoint], title: str, path: Path) -> Pa
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(textwrap.fill(title, 140), fontsize=8)
+    return _save(figure, path)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to the PNG ``path`` (its folder created); return ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path
