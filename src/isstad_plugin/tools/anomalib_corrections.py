@@ -82,13 +82,7 @@ logger = logging.getLogger(__name__)
 
 _ORIGINAL: dict[tuple[Any, str], Any] = {}
 _KEEP_LATEST: contextvars.ContextVar[bool] = contextvars.ContextVar("isstad_keep_latest", default=False)
-_COMMAND: contextvars.ContextVar[tuple[str, str | Path | None] | None] = contextvars.ContextVar(
-    "isstad_command", default=None
-)
-
-
-def _is_isstad(model: object) -> bool:
-    return isinstance(model, Isstad)
+_COMMAND: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar("isstad_command", default=None)
 
 
 # ------------------------------------------------------------------------------------------------ version folders
@@ -130,10 +124,8 @@ def _drop_unstarted_run(engine: Engine) -> None:
     trainer = engine._trainer
     if trainer is not None and trainer.fit_loop.epoch_progress.total.ready:
         return  # training began (its config.yaml is in the resume command an interruption prints)
-    folders = [Path(engine._cache.args.get("default_root_dir") or ".")]
     log_dir = trainer.log_dir if trainer is not None else None
-    folders += [Path(log_dir)] if log_dir else []
-    for folder in folders:
+    for folder in (Path(engine._cache.args.get("default_root_dir") or "."), Path(log_dir or ".")):
         if re.fullmatch(r"v\d+|version_\d+", folder.name):
             _remove_unwritten(folder, ignore="config.yaml")
 
@@ -156,13 +148,13 @@ def _setup_workspace(self: Engine, model: Any, *args: Any, versioned_dir: bool =
     """Anomalib's workspace, but test/predict/validate of a fresh Engine get a new ``<run>/<command>/v<N>``."""
     _ORIGINAL[Engine, "_setup_workspace"](self, model, *args, versioned_dir=versioned_dir, **kwargs)
     command = _COMMAND.get()
-    if versioned_dir or command is None or self._trainer is not None or not _is_isstad(model):
+    if versioned_dir or command is None or self._trainer is not None or not isinstance(model, Isstad):
         return
     name, ckpt_path = command
     resolved = Path(self._cache.args["default_root_dir"])
     base = _run_folder(ckpt_path) or (resolved if resolved.is_dir() else resolved.parent)
-    self._cache.args["default_root_dir"] = _ORIGINAL[engine_module, "create_versioned_dir"](base / name)
-    self._isstad_command_dir = self._cache.args["default_root_dir"]  # type: ignore[attr-defined]
+    folder = _ORIGINAL[engine_module, "create_versioned_dir"](base / name)
+    self._cache.args["default_root_dir"] = self._isstad_command_dir = folder  # type: ignore[attr-defined]
 
 
 def _drop_empty_command_dir(engine: Engine) -> None:
@@ -182,19 +174,13 @@ def _drop_empty_command_dir(engine: Engine) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ Engine methods
-def _fit(
-    self: Engine,
-    model: Any,
-    train_dataloaders: Any = None,
-    val_dataloaders: Any = None,
-    datamodule: Any = None,
-    ckpt_path: str | Path | None = None,
-) -> None:
-    if not _is_isstad(model):
-        return _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+def _fit(self: Engine, model: Any, *args: Any, **kwargs: Any) -> None:
+    """Anomalib's ``fit``; for ISSTAD, ``latest`` moves when the fit has finished and an unstarted run is removed."""
+    if not isinstance(model, Isstad):
+        return _ORIGINAL[Engine, "fit"](self, model, *args, **kwargs)
     token = _KEEP_LATEST.set(True)
     try:
-        _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+        _ORIGINAL[Engine, "fit"](self, model, *args, **kwargs)
     except BaseException:
         _drop_unstarted_run(self)
         raise
@@ -205,22 +191,14 @@ def _fit(
         point_latest(Path(trainer.default_root_dir))
 
 
-def _train(
-    self: Engine,
-    model: Any,
-    train_dataloaders: Any = None,
-    val_dataloaders: Any = None,
-    test_dataloaders: Any = None,
-    datamodule: Any = None,
-    ckpt_path: str | Path | None = None,
-) -> Any:
+def _train(self: Engine, model: Any, *args: Any, **kwargs: Any) -> Any:
     """Anomalib's ``train``: :meth:`Engine.fit`, then a test of the model the fit ended with, also after resuming."""
-    if not _is_isstad(model):
-        return _ORIGINAL[Engine, "train"](
-            self, model, train_dataloaders, val_dataloaders, test_dataloaders, datamodule, ckpt_path
-        )
-    self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
-    return self.trainer.test(model, test_dataloaders, datamodule=datamodule)  # the trained model, not ckpt_path
+    if not isinstance(model, Isstad):
+        return _ORIGINAL[Engine, "train"](self, model, *args, **kwargs)
+    arguments = inspect.signature(_ORIGINAL[Engine, "train"]).bind(self, model, *args, **kwargs).arguments
+    test_dataloaders = arguments.pop("test_dataloaders", None)
+    Engine.fit(**arguments)  # the corrected fit, resumed from ckpt_path if given
+    return self.trainer.test(model, test_dataloaders, datamodule=arguments.get("datamodule"))  # not ckpt_path
 
 
 def _evaluating(name: str) -> Callable[..., Any]:
@@ -233,7 +211,7 @@ def _evaluating(name: str) -> Callable[..., Any]:
         model = arguments.get("model")
         if model is None and self._trainer is not None:
             model = self._trainer.lightning_module
-        if not _is_isstad(model):
+        if not isinstance(model, Isstad):
             return original(self, *args, **kwargs)
         if arguments.get("data_path") is not None and arguments.get("dataset") is None:
             arguments["dataset"] = ReadablePredictDataset(arguments.pop("data_path"))
@@ -252,7 +230,7 @@ def _evaluating(name: str) -> Callable[..., Any]:
 
 def _export(self: Engine, *args: Any, **kwargs: Any) -> Any:
     arguments = inspect.signature(_ORIGINAL[Engine, "export"]).bind(self, *args, **kwargs).arguments
-    if _is_isstad(arguments.get("model")) and arguments.get("ckpt_path"):
+    if isinstance(arguments.get("model"), Isstad) and arguments.get("ckpt_path"):
         check_checkpoint_file(arguments["ckpt_path"])
     return _ORIGINAL[Engine, "export"](self, *args, **kwargs)
 
@@ -260,7 +238,7 @@ def _export(self: Engine, *args: Any, **kwargs: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ MVTecAD download
 def _mvtecad_prepare_data(self: MVTecAD) -> None:
     """Anomalib's ``prepare_data``; for an ISSTAD fit :func:`~isstad_plugin.data.download.prepare_mvtecad`."""
-    if not _is_isstad(getattr(getattr(self, "trainer", None), "lightning_module", None)):
+    if not isinstance(getattr(getattr(self, "trainer", None), "lightning_module", None), Isstad):
         return _ORIGINAL[MVTecAD, "prepare_data"](self)
     return prepare_mvtecad(self, _ORIGINAL[MVTecAD, "prepare_data"])
 
@@ -278,7 +256,7 @@ def _report_skipped(engine: Engine) -> None:
     size = input_hw(engine.trainer.lightning_module)
     tables = any(isinstance(callback, PredictionTable) for callback in engine.trainer.callbacks)  # type: ignore[attr-defined]
     files = [str(path) for dataset in datasets for path in getattr(dataset, "image_filenames", [])]
-    small = [path for path in files if is_small_image(path, size)] if not tables else []
+    small = [path for path in files if not tables and is_small_image(path, size)]
     sys.stdout.flush()
     if small and size is not None:  # printed, not logged: anomalib's log handlers wrap long lines
         print(f"warning: {small_images_message(small, size)}", file=sys.stderr, flush=True)

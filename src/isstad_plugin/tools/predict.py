@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -136,12 +137,9 @@ def predictions_of(batch: Any, input_hw: tuple[int, int] | None = None) -> list[
     """
     scores = torch.as_tensor(batch.pred_score).detach().float().cpu().reshape(-1)
     labels = torch.as_tensor(batch.pred_label).detach().cpu().reshape(-1) if batch.pred_label is not None else None
-    masks = getattr(batch, "pred_mask", None)
-    areas = (
-        torch.as_tensor(masks).detach().float().cpu().reshape(len(scores), -1).mean(dim=1)
-        if masks is not None
-        else torch.full_like(scores, float("nan"))
-    )
+    areas = torch.full_like(scores, float("nan"))
+    if getattr(batch, "pred_mask", None) is not None:
+        areas = torch.as_tensor(batch.pred_mask).detach().float().cpu().reshape(len(scores), -1).mean(dim=1)
     rows = []
     for index, path in enumerate(batch.image_path):
         label = int(labels[index]) if labels is not None else int(float(scores[index]) >= 0.5)
@@ -158,17 +156,14 @@ def write_predictions(rows: list[Prediction], folder: Path) -> tuple[Path, Path]
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**asdict(row), "pred_score": f"{row.pred_score:.4f}", "anomalous_area": _area(row)})
+            area = "" if math.isnan(row.anomalous_area) else f"{row.anomalous_area:.4f}"  # nan: no mask
+            writer.writerow({**asdict(row), "pred_score": f"{row.pred_score:.4f}", "anomalous_area": area})
     payload = {
         "score": "normalised: 0.5 is the threshold learnt on the validation split; pred_label 1 = anomalous",
         "predictions": [asdict(row) for row in rows],
     }
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     return csv_path, json_path
-
-
-def _area(row: Prediction) -> str:
-    return "" if row.anomalous_area != row.anomalous_area else f"{row.anomalous_area:.4f}"  # nan: no mask
 
 
 @dataclass
@@ -231,8 +226,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
     visualizer: Any = ImageVisualizer(output_dir=output / "images") if options.save_images else None
     model.visualizer = visualizer  # anomalib's pictures under output/images/, or none
     # Images of any size: resized to the model's input, as its pre-processor would, so that they batch together.
-    network = cast(IsstadModel, model.model)
-    whole_image = network.config.image_hw  # with tiles: the whole image, which the model then tiles
+    whole_image = cast(IsstadModel, model.model).config.image_hw  # with tiles: the whole image, which the model tiles
     dataset = ReadablePredictDataset(options.images, transform=Resize(list(whole_image), antialias=True))
     loader = DataLoader(dataset, batch_size=options.batch_size, collate_fn=dataset.collate_fn)
     table = PredictionTable(output)

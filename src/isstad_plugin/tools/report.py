@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,12 +30,11 @@ def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol
         The JSON and Markdown paths.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / "metrics.json"
+    json_path, md_path = folder / "metrics.json", folder / "metrics.md"
     json_path.write_text(json.dumps({"title": title, "protocol": protocol, "metrics": dict(metrics)}, indent=2) + "\n")
     table = markdown_table(
         ["metric", "value"], list(metrics.items()), lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
     )
-    md_path = folder / "metrics.md"
     md_path.write_text("\n".join([f"## {title}", "", f"Protocol: {protocol}", "", *table]) + "\n")
     return json_path, md_path
 
@@ -98,10 +98,8 @@ def panel_figure(
             fig.colorbar(shown, ax=axes[:, col].tolist(), location="bottom", shrink=0.8, aspect=25, pad=0.01)
     for row in range(rows):
         _show(axes[row, 0], pixels[row].squeeze(), "input", cmap="gray")
-        gt = None if masks is None else masks[row].float().cpu().numpy()
-        _show(axes[row, 4], gt, "GT", cmap="gray", vmax=1.0)
-        if titles is not None:
-            axes[row, 0].set_ylabel(titles[row], fontsize=9)
+        _show(axes[row, 4], None if masks is None else masks[row].float().cpu().numpy(), "GT", cmap="gray", vmax=1.0)
+        axes[row, 0].set_ylabel(titles[row] if titles is not None else "", fontsize=9)
     for col, name in enumerate(["input", *(name for name, _ in columns), "GT"]):
         axes[0, col].set_title(name, fontsize=9)
     return fig
@@ -121,24 +119,19 @@ def save_loss_curve(metrics_csv: Path, path: Path, title: str = "ISSTAD training
     Raises:
         ValueError: The file has no ``train_loss`` values.
     """
-    import csv
-
     with metrics_csv.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("train_loss")]
     if not rows:
         msg = f"{metrics_csv} has no train_loss column values: was the run logged with a CSVLogger?"
         raise ValueError(msg)
-    epochs = [int(float(r["epoch"])) + 1 for r in rows]
-    losses = [float(r["train_loss"]) for r in rows]
-    stages = [int(float(r.get("stage") or 1)) for r in rows]
+    points = [(int(float(r["epoch"])) + 1, float(r["train_loss"]), int(float(r.get("stage") or 1))) for r in rows]
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     axis = fig.subplots()
     for stage, colour in ((1, "tab:blue"), (2, "tab:orange")):
-        points = [(e, v) for e, v, s in zip(epochs, losses, stages, strict=True) if s == stage]
-        if points:
-            axis.plot(*zip(*points, strict=True), marker=".", color=colour, label=f"stage {stage}")
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("train_loss (per-epoch mean)")
+        shown = [(epoch, loss) for epoch, loss, of_stage in points if of_stage == stage]
+        if shown:
+            axis.plot(*zip(*shown, strict=True), marker=".", color=colour, label=f"stage {stage}")
+    axis.set(xlabel="epoch", ylabel="train_loss (per-epoch mean)")
     axis.set_title(title, fontsize=10)
     axis.legend()
     axis.grid(alpha=0.3)
@@ -157,8 +150,7 @@ def _maps_or_none(maps: torch.Tensor | None) -> np.ndarray | None:
 
 def _show(axis: Any, image: np.ndarray | None, name: str, cmap: str, vmax: float | None = None) -> Any:
     """Draw one cell; return the image artist (``None`` for an empty cell)."""
-    axis.set_xticks([])
-    axis.set_yticks([])
+    axis.set(xticks=[], yticks=[])
     if image is None:
         axis.text(0.5, 0.5, f"no {name.split()[0]}", ha="center", va="center", fontsize=8)
         return None

@@ -53,11 +53,8 @@ def load_run_config(path: str | Path) -> RunConfig:
     if not isinstance(model, dict) or model.get("class_path") != "isstad_plugin.Isstad":
         msg = f"config {file} has no 'model' section with class_path isstad_plugin.Isstad"
         raise ValueError(msg)
-    return RunConfig(
-        model=dict(model.get("init_args") or {}),
-        trainer=dict(content.get("trainer") or {}),
-        data=dict((content.get("data") or {}).get("init_args") or {}),
-    )
+    data = (content.get("data") or {}).get("init_args") or {}
+    return RunConfig(dict(model.get("init_args") or {}), dict(content.get("trainer") or {}), dict(data))
 
 
 def stage_lengths(config: RunConfig) -> tuple[int, int, Unit]:
