@@ -49,11 +49,6 @@ class ModelSpec:
     trainer_args: dict[str, Any] = field(default_factory=dict)
 
 
-def _epochs(epochs: int) -> dict[str, int]:
-    """Trainer settings for a peer: ``epochs`` epochs, thresholds learnt in the last one."""
-    return {"max_epochs": epochs, "check_val_every_n_epoch": epochs}
-
-
 def peer_specs(
     models: Sequence[str],
     image_size: int,
@@ -108,8 +103,9 @@ def peer_specs(
         imagenet_peer = name.endswith("-imagenet")
         build = functools.partial(_build_peer, model_class, image_size, arguments, imagenet_peer, imagenet_weights)
         epochs = draem_epochs if name == "draem" else 1
+        budget = {"max_epochs": epochs, "check_val_every_n_epoch": epochs}  # thresholds learnt in the last epoch
         time_cap = {"max_time": {"minutes": draem_minutes}} if name == "draem" and draem_minutes else {}
-        specs.append(ModelSpec(label, build, _epochs(epochs), f"{settings}, {image_size} px", time_cap))
+        specs.append(ModelSpec(label, build, budget, f"{settings}, {image_size} px", time_cap))
     return specs
 
 
