@@ -3,11 +3,10 @@
 Layer: beside ``corruption``, below ``training``. May import ``validation`` only.
 """
 
-from pathlib import Path
-
 from anomalib.data import MVTecAD
 
-from isstad_plugin.data.checks import DatasetError, check_datamodule, missing_root_message
+from isstad_plugin.data.checks import DatasetError, check_datamodule
+from isstad_plugin.data.download import prepare_mvtecad
 from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import DEFECT_TYPES, generate_dataset
 
@@ -21,11 +20,8 @@ class MVTec(MVTecAD):
     """
 
     def prepare_data(self) -> None:
-        """Refuse a missing or empty category folder (anomalib would try to download MVTec AD)."""
-        category_dir = Path(self.root) / self.category
-        if not (category_dir / "train").is_dir():
-            raise DatasetError(missing_root_message(category_dir))
-        super().prepare_data()
+        """Refuse a category folder without ``train/`` in one line (anomalib would try to download MVTec AD)."""
+        prepare_mvtecad(self, MVTecAD.prepare_data, download=False)
 
 
 __all__ = ["DEFECT_TYPES", "DatasetError", "MVTec", "check_datamodule", "generate_dataset", "mvtec_layout_folder"]

@@ -1,17 +1,22 @@
-"""Before anomalib downloads MVTec AD for a missing category folder: refuse, in one line, what cannot succeed."""
+"""An MVTec AD category folder that is missing: refused in one line, or downloaded only when that can succeed."""
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from anomalib.data import MVTecAD
 from anomalib.data.datamodules.image import mvtecad as mvtecad_module
 from anomalib.data.datasets.image.mvtecad import CATEGORIES as MVTEC_CATEGORIES
 
 from isstad_plugin.data.checks import DatasetError, missing_root_message
+
+logger = logging.getLogger(__name__)
 
 
 def download_host_reachable(url: str, timeout: float = 3.0) -> bool:
@@ -26,8 +31,38 @@ def download_host_reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def check_mvtecad_download(root: Path, category: str) -> None:
-    """Before anomalib downloads MVTec AD (its category folder is missing): refuse what cannot succeed, in one line.
+def prepare_mvtecad(datamodule: MVTecAD, prepare: Callable[[MVTecAD], None], download: bool = True) -> None:
+    """Anomalib's ``MVTecAD.prepare_data`` (``prepare``) for a category folder it can read, else one line.
+
+    Without ``<root>/<category>/train`` anomalib would download MVTec AD (about 5 GB). That is refused when
+    ``download`` is off or the category folder exists, and when the download cannot succeed (:func:`check_download`);
+    a failed download is one line too.
+
+    Raises:
+        DatasetError: The folder cannot be read or downloaded, or the download failed.
+    """
+    root, category = Path(datamodule.root), datamodule.category
+    if (root / category / "train").is_dir():
+        return prepare(datamodule)
+    if not download or (root / category).is_dir():
+        raise DatasetError(missing_root_message(root / category))
+    check_download(root, category)
+    created = not root.exists()
+    logger.warning("ISSTAD: %s not found: downloading MVTec AD (about 5 GB) into %s", root / category, root)
+    try:
+        return prepare(datamodule)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash is a RuntimeError
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        msg = (
+            f"download of MVTec AD into {root} failed ({type(error).__name__}: {error}): download "
+            "mvtec_anomaly_detection.tar.xz by hand (www.mvtec.com), extract it and pass --data.root"
+        )
+        raise DatasetError(msg) from None
+
+
+def check_download(root: Path, category: str) -> None:
+    """Refuse, in one line, a download of MVTec AD for ``<root>/<category>`` that cannot succeed.
 
     Raises:
         DatasetError: The category is not an MVTec AD one (misspelled, other case), or the download host is

@@ -30,10 +30,11 @@ checks that the model is an :class:`~isstad_plugin.Isstad`; other models keep an
 * ``latest`` moves to a new version folder only when its fit has finished; the folder of a fit that failed before
   writing anything but ``config.yaml`` is removed;
 * a missing MVTecAD category folder stops in one line when the category is not an MVTec AD one or the download host
-  is unreachable (or ``ISSTAD_OFFLINE=1``); a failed download stops in one line;
+  is unreachable (or ``ISSTAD_OFFLINE=1``); a failed download stops in one line
+  (:func:`~isstad_plugin.data.download.prepare_mvtecad`);
 * ``predict --data DIR`` reads the folder with :class:`~isstad_plugin.data.predict.ReadablePredictDataset` and repeats
   the skipped files as its last line;
-* ``--ckpt_path`` is checked before Lightning or ``export`` reads it;
+* ``export --ckpt_path`` is checked before anomalib reads it (with ``torch.load``, not Lightning's checkpoint IO);
 * ``seed_everything`` of the config is applied before the model is built;
 * under the ``anomalib`` command, each log line is printed once, and errors with a one-line message (raised by this
   package, or the constructor's reason inside jsonargparse's "Does not validate against any of the Union subtypes")
@@ -49,6 +50,7 @@ import inspect
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -60,10 +62,10 @@ from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from anomalib.engine import engine as engine_module
 from anomalib.utils.path import _highest_version_dir
+from lightning.pytorch import seed_everything
 from lightning.pytorch.trainer.states import TrainerStatus
 
-from isstad_plugin.data.checks import DatasetError
-from isstad_plugin.data.download import check_mvtecad_download
+from isstad_plugin.data.download import prepare_mvtecad
 from isstad_plugin.data.predict import ReadablePredictDataset, skipped_message
 from isstad_plugin.data.reversible import installed_for_block
 from isstad_plugin.model.lightning_model import Isstad
@@ -73,20 +75,14 @@ from isstad_plugin.tools.cli_errors import (
     one_log_handler,
     running_anomalib_cli,
 )
-from isstad_plugin.tools.predict import PredictionTable, is_small_image, small_images_message
+from isstad_plugin.tools.predict import PredictionTable, input_hw, is_small_image, small_images_message
 from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
 
 _ORIGINAL: dict[tuple[Any, str], Any] = {}
 _KEEP_LATEST: contextvars.ContextVar[bool] = contextvars.ContextVar("isstad_keep_latest", default=False)
-_COMMAND: contextvars.ContextVar[tuple[str, str | Path | None] | None] = contextvars.ContextVar(
-    "isstad_command", default=None
-)
-
-
-def _is_isstad(model: object) -> bool:
-    return isinstance(model, Isstad)
+_COMMAND: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar("isstad_command", default=None)
 
 
 # ------------------------------------------------------------------------------------------------ version folders
@@ -112,18 +108,11 @@ def point_latest(version_dir: Path) -> None:
         return
     temporary = version_dir.parent / f".latest.{os.getpid()}"
     try:
-        if temporary.is_symlink():
-            temporary.unlink()
+        temporary.unlink(missing_ok=True)
         temporary.symlink_to(version_dir, target_is_directory=True)
         temporary.replace(link)
     except OSError as error:  # e.g. no symlinks on this file system
         logger.warning("ISSTAD: could not point %s at %s (%s)", link, version_dir, error)
-
-
-def _finished(engine: Engine) -> None:
-    trainer = engine.trainer
-    if trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED and not trainer.interrupted:
-        point_latest(Path(trainer.default_root_dir))
 
 
 def _drop_unstarted_run(engine: Engine) -> None:
@@ -135,40 +124,37 @@ def _drop_unstarted_run(engine: Engine) -> None:
     trainer = engine._trainer
     if trainer is not None and trainer.fit_loop.epoch_progress.total.ready:
         return  # training began (its config.yaml is in the resume command an interruption prints)
-    folders = [Path(engine._cache.args.get("default_root_dir") or ".")]
     log_dir = trainer.log_dir if trainer is not None else None
-    folders += [Path(log_dir)] if log_dir else []
-    for folder in folders:
-        if not re.fullmatch(r"v\d+|version_\d+", folder.name) or not folder.is_dir():
-            continue
-        content = list(folder.iterdir())
-        if all(path.name == "config.yaml" and path.is_file() for path in content):
-            for path in content:
-                path.unlink()
-            folder.rmdir()
+    for folder in (Path(engine._cache.args.get("default_root_dir") or "."), Path(log_dir or ".")):
+        if re.fullmatch(r"v\d+|version_\d+", folder.name):
+            _remove_unwritten(folder, ignore="config.yaml")
+
+
+def _remove_unwritten(folder: Path, ignore: str = "") -> bool:
+    """Remove ``folder`` when it holds no file (a link counts as one) but files named ``ignore``; whether it did."""
+    if not folder.is_dir() or any(p.name != ignore for p in folder.rglob("*") if p.is_symlink() or not p.is_dir()):
+        return False
+    shutil.rmtree(folder)
+    return True
 
 
 def _run_folder(ckpt_path: str | Path | None) -> Path | None:
     """``<run>`` of ``<run>/weights/lightning/<file>.ckpt``, else ``None``."""
-    if not ckpt_path:
-        return None
-    path = Path(ckpt_path).expanduser().resolve()
-    if path.parent.name == "lightning" and path.parent.parent.name == "weights":
-        return path.parent.parent.parent
-    return None
+    path = Path(ckpt_path).expanduser().resolve() if ckpt_path else None
+    return path.parents[2] if path is not None and path.parts[-3:-1] == ("weights", "lightning") else None
 
 
 def _setup_workspace(self: Engine, model: Any, *args: Any, versioned_dir: bool = False, **kwargs: Any) -> None:
     """Anomalib's workspace, but test/predict/validate of a fresh Engine get a new ``<run>/<command>/v<N>``."""
     _ORIGINAL[Engine, "_setup_workspace"](self, model, *args, versioned_dir=versioned_dir, **kwargs)
     command = _COMMAND.get()
-    if versioned_dir or command is None or self._trainer is not None or not _is_isstad(model):
+    if versioned_dir or command is None or self._trainer is not None or not isinstance(model, Isstad):
         return
     name, ckpt_path = command
     resolved = Path(self._cache.args["default_root_dir"])
     base = _run_folder(ckpt_path) or (resolved if resolved.is_dir() else resolved.parent)
-    self._cache.args["default_root_dir"] = _ORIGINAL[engine_module, "create_versioned_dir"](base / name)
-    self._isstad_command_dir = self._cache.args["default_root_dir"]  # type: ignore[attr-defined]
+    folder = _ORIGINAL[engine_module, "create_versioned_dir"](base / name)
+    self._cache.args["default_root_dir"] = self._isstad_command_dir = folder  # type: ignore[attr-defined]
 
 
 def _drop_empty_command_dir(engine: Engine) -> None:
@@ -178,11 +164,8 @@ def _drop_empty_command_dir(engine: Engine) -> None:
         return
     del engine._isstad_command_dir  # type: ignore[attr-defined]
     version = Path(folder)
-    if not version.is_dir() or any(p.is_file() or p.is_symlink() for p in version.rglob("*")):
+    if not _remove_unwritten(version):
         return
-    for empty in sorted(version.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        empty.rmdir()
-    version.rmdir()
     latest = version.parent / "latest"
     if latest.is_symlink() and not latest.exists():  # anomalib's link to the folder just removed
         latest.unlink()
@@ -191,82 +174,48 @@ def _drop_empty_command_dir(engine: Engine) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ Engine methods
-def _fit(
-    self: Engine,
-    model: Any,
-    train_dataloaders: Any = None,
-    val_dataloaders: Any = None,
-    datamodule: Any = None,
-    ckpt_path: str | Path | None = None,
-) -> None:
-    if not _is_isstad(model):
-        return _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
-    if ckpt_path:
-        check_checkpoint_file(ckpt_path)
+def _fit(self: Engine, model: Any, *args: Any, **kwargs: Any) -> None:
+    """Anomalib's ``fit``; for ISSTAD, ``latest`` moves when the fit has finished and an unstarted run is removed."""
+    if not isinstance(model, Isstad):
+        return _ORIGINAL[Engine, "fit"](self, model, *args, **kwargs)
     token = _KEEP_LATEST.set(True)
     try:
-        _ORIGINAL[Engine, "fit"](self, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+        _ORIGINAL[Engine, "fit"](self, model, *args, **kwargs)
     except BaseException:
         _drop_unstarted_run(self)
         raise
     finally:
         _KEEP_LATEST.reset(token)
-    _finished(self)
-    return None
+    trainer = self.trainer
+    if trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED and not trainer.interrupted:
+        point_latest(Path(trainer.default_root_dir))
 
 
-def _train(
-    self: Engine,
-    model: Any,
-    train_dataloaders: Any = None,
-    val_dataloaders: Any = None,
-    test_dataloaders: Any = None,
-    datamodule: Any = None,
-    ckpt_path: str | Path | None = None,
-) -> Any:
-    """Anomalib's ``train`` (fit, then test), testing the model the fit ended with, also after resuming."""
-    if not _is_isstad(model):
-        return _ORIGINAL[Engine, "train"](
-            self, model, train_dataloaders, val_dataloaders, test_dataloaders, datamodule, ckpt_path
-        )
-    if ckpt_path:
-        ckpt_path = check_checkpoint_file(ckpt_path).resolve()
-    token = _KEEP_LATEST.set(True)
-    try:
-        self._setup_workspace(
-            model, train_dataloaders, val_dataloaders, test_dataloaders, datamodule, versioned_dir=True
-        )
-    finally:
-        _KEEP_LATEST.reset(token)
-    try:
-        self._setup_trainer(model)
-        self.trainer.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
-    except BaseException:
-        _drop_unstarted_run(self)
-        raise
-    _finished(self)
-    return self.trainer.test(model, test_dataloaders, datamodule=datamodule)  # the trained model, not ckpt_path
+def _train(self: Engine, model: Any, *args: Any, **kwargs: Any) -> Any:
+    """Anomalib's ``train``: :meth:`Engine.fit`, then a test of the model the fit ended with, also after resuming."""
+    if not isinstance(model, Isstad):
+        return _ORIGINAL[Engine, "train"](self, model, *args, **kwargs)
+    arguments = inspect.signature(_ORIGINAL[Engine, "train"]).bind(self, model, *args, **kwargs).arguments
+    test_dataloaders = arguments.pop("test_dataloaders", None)
+    Engine.fit(**arguments)  # the corrected fit, resumed from ckpt_path if given
+    return self.trainer.test(model, test_dataloaders, datamodule=arguments.get("datamodule"))  # not ckpt_path
 
 
 def _evaluating(name: str) -> Callable[..., Any]:
-    """``test``/``predict``/``validate``: check ``ckpt_path``, write into a folder of their own."""
-    original = _ORIGINAL[Engine, name]
-    signature = inspect.signature(original)
+    """``test``/``predict``/``validate``: write into a folder of their own."""
+    signature = inspect.signature(getattr(Engine, name))
 
-    @functools.wraps(original)
     def wrapper(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        original = _ORIGINAL[Engine, name]
         arguments = signature.bind(self, *args, **kwargs).arguments
         model = arguments.get("model")
         if model is None and self._trainer is not None:
             model = self._trainer.lightning_module
-        if not _is_isstad(model):
+        if not isinstance(model, Isstad):
             return original(self, *args, **kwargs)
-        ckpt_path = arguments.get("ckpt_path")
-        if ckpt_path:
-            check_checkpoint_file(ckpt_path)
         if arguments.get("data_path") is not None and arguments.get("dataset") is None:
             arguments["dataset"] = ReadablePredictDataset(arguments.pop("data_path"))
-        token = _COMMAND.set((name, ckpt_path))
+        token = _COMMAND.set((name, arguments.get("ckpt_path")))
         try:
             result = original(**arguments)
         finally:
@@ -281,30 +230,17 @@ def _evaluating(name: str) -> Callable[..., Any]:
 
 def _export(self: Engine, *args: Any, **kwargs: Any) -> Any:
     arguments = inspect.signature(_ORIGINAL[Engine, "export"]).bind(self, *args, **kwargs).arguments
-    if _is_isstad(arguments.get("model")) and arguments.get("ckpt_path"):
+    if isinstance(arguments.get("model"), Isstad) and arguments.get("ckpt_path"):
         check_checkpoint_file(arguments["ckpt_path"])
     return _ORIGINAL[Engine, "export"](self, *args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ MVTecAD download
 def _mvtecad_prepare_data(self: MVTecAD) -> None:
-    trainer = getattr(self, "trainer", None)
-    root, category = Path(self.root), self.category
-    if not _is_isstad(getattr(trainer, "lightning_module", None)) or (root / category).is_dir():
+    """Anomalib's ``prepare_data``; for an ISSTAD fit :func:`~isstad_plugin.data.download.prepare_mvtecad`."""
+    if not isinstance(getattr(getattr(self, "trainer", None), "lightning_module", None), Isstad):
         return _ORIGINAL[MVTecAD, "prepare_data"](self)
-    check_mvtecad_download(root, category)
-    created = not root.exists()
-    logger.warning("ISSTAD: %s not found: downloading MVTec AD (about 5 GB) into %s", root / category, root)
-    try:
-        return _ORIGINAL[MVTecAD, "prepare_data"](self)
-    except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash is a RuntimeError
-        if created and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
-        msg = (
-            f"download of MVTec AD into {root} failed ({type(error).__name__}: {error}): download "
-            "mvtec_anomaly_detection.tar.xz by hand (www.mvtec.com), extract it and pass --data.root"
-        )
-        raise DatasetError(msg) from None
+    return prepare_mvtecad(self, _ORIGINAL[MVTecAD, "prepare_data"])
 
 
 # ------------------------------------------------------------------------------------------------ predict folders
@@ -317,14 +253,13 @@ def _report_skipped(engine: Engine) -> None:
     loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
     datasets = [getattr(loader, "dataset", None) for loader in loaders]
     skipped = [path for dataset in datasets for path in getattr(dataset, "skipped_images", [])]
-    config = getattr(getattr(engine.trainer.lightning_module, "model", None), "config", None)
-    input_hw = getattr(config, "image_hw", None)
+    size = input_hw(engine.trainer.lightning_module)
     tables = any(isinstance(callback, PredictionTable) for callback in engine.trainer.callbacks)  # type: ignore[attr-defined]
     files = [str(path) for dataset in datasets for path in getattr(dataset, "image_filenames", [])]
-    small = [path for path in files if input_hw is not None and is_small_image(path, input_hw)] if not tables else []
+    small = [path for path in files if not tables and is_small_image(path, size)]
     sys.stdout.flush()
-    if small and input_hw is not None:  # printed, not logged: anomalib's log handlers wrap long lines
-        print(f"warning: {small_images_message(small, input_hw)}", file=sys.stderr, flush=True)
+    if small and size is not None:  # printed, not logged: anomalib's log handlers wrap long lines
+        print(f"warning: {small_images_message(small, size)}", file=sys.stderr, flush=True)
     if skipped:  # the last line
         print(f"warning: {skipped_message(skipped)}", file=sys.stderr, flush=True)
 
@@ -333,40 +268,32 @@ def _report_skipped(engine: Engine) -> None:
 ENGINE_METHODS = ("_setup_workspace", "fit", "train", "test", "predict", "validate", "export")
 """The ``Engine`` methods :func:`install` wraps."""
 
-_CLI_CLASS: list[type] = []
 
-
-def _engine_replacements() -> dict[str, Callable[..., Any]]:
-    evaluating = {name: _evaluating(name) for name in ("test", "predict", "validate")}
-    return {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train, "export": _export, **evaluating}
+def _replacements() -> list[tuple[Any, str, Callable[..., Any]]]:
+    """``(owner, name, replacement)`` of every object :func:`install` replaces in this process."""
+    engine: dict[str, Callable[..., Any]] = {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train}
+    engine |= {"export": _export} | {name: _evaluating(name) for name in ("test", "predict", "validate")}
+    replacements: list[tuple[Any, str, Callable[..., Any]]] = [(Engine, name, engine[name]) for name in ENGINE_METHODS]
+    replacements += [(engine_module, "create_versioned_dir", _create_versioned_dir)]
+    replacements += [(MVTecAD, "prepare_data", _mvtecad_prepare_data)]
+    cli_module = sys.modules.get("anomalib.cli.cli")
+    if cli_module is not None:  # the CLI imported the plugin while reading --model / --config
+        replacements += [(cli_module.AnomalibCLI, "before_instantiate_classes", _seed_before_instantiation)]
+    if running_anomalib_cli():
+        replacements += [(sys, "excepthook", functools.partial(one_line_excepthook, sys.excepthook))]
+        replacements += [(jsonargparse.ArgumentParser, "error", _parse_error)]
+    return replacements
 
 
 def install() -> None:
     """Apply the corrections listed in the module docstring (idempotent; :func:`uninstall` undoes them)."""
     if _ORIGINAL:
         return
-    originals: dict[tuple[Any, str], Any] = {(Engine, name): getattr(Engine, name) for name in ENGINE_METHODS}
-    originals[engine_module, "create_versioned_dir"] = engine_module.create_versioned_dir
-    originals[MVTecAD, "prepare_data"] = MVTecAD.prepare_data
-    originals[sys, "excepthook"] = sys.excepthook
-    _ORIGINAL.update(originals)
-    engine_module.create_versioned_dir = _create_versioned_dir
-    for name, replacement in _engine_replacements().items():
-        setattr(Engine, name, functools.wraps(_ORIGINAL[Engine, name])(replacement))
-    MVTecAD.prepare_data = functools.wraps(_ORIGINAL[MVTecAD, "prepare_data"])(_mvtecad_prepare_data)  # type: ignore[method-assign]
-    cli_module = sys.modules.get("anomalib.cli.cli")
-    if cli_module is not None:  # the CLI imported the plugin while reading --model / --config
-        cli_class = cli_module.AnomalibCLI
-        _ORIGINAL[cli_class, "before_instantiate_classes"] = cli_class.before_instantiate_classes
-        _CLI_CLASS.append(cli_class)
-        cli_class.before_instantiate_classes = functools.wraps(cli_class.before_instantiate_classes)(
-            _seed_before_instantiation
-        )
+    for owner, name, replacement in _replacements():
+        _ORIGINAL[owner, name] = original = getattr(owner, name)
+        setattr(owner, name, functools.wraps(original)(replacement))
     if running_anomalib_cli():
-        sys.excepthook = functools.partial(one_line_excepthook, sys.excepthook)
         one_log_handler()
-        _ORIGINAL[jsonargparse.ArgumentParser, "error"] = jsonargparse.ArgumentParser.error
-        jsonargparse.ArgumentParser.error = functools.wraps(jsonargparse.ArgumentParser.error)(_parse_error)  # type: ignore[method-assign]
 
 
 def _parse_error(self: jsonargparse.ArgumentParser, message: str, ex: Exception | None = None) -> Any:
@@ -379,7 +306,6 @@ def uninstall() -> None:
     for (owner, name), original in _ORIGINAL.items():
         setattr(owner, name, original)
     _ORIGINAL.clear()
-    _CLI_CLASS.clear()
 
 
 def is_installed() -> bool:
@@ -397,13 +323,10 @@ def _seed_before_instantiation(self: Any) -> None:
 
     Only for ``isstad_plugin`` models: without it, two runs of the same config start from different weights.
     """
-    _ORIGINAL[_CLI_CLASS[0], "before_instantiate_classes"](self)
+    _ORIGINAL[sys.modules["anomalib.cli.cli"].AnomalibCLI, "before_instantiate_classes"](self)
     config = self.config.get(str(self.config.get("subcommand")), None)
-    model = config.get("model") if config is not None else None
-    class_path = str(getattr(model, "class_path", "") or "")
-    seed = config.get("seed_everything") if config is not None else None
-    if not class_path.startswith("isstad_plugin") or seed is None or seed is False:
+    if config is None:
         return
-    from lightning.pytorch import seed_everything
-
-    seed_everything(None if seed is True else int(seed), workers=True, verbose=False)  # the config shows it
+    seed, model = config.get("seed_everything"), config.get("model")
+    if str(getattr(model, "class_path", "")).startswith("isstad_plugin") and seed is not None and seed is not False:
+        seed_everything(None if seed is True else int(seed), workers=True, verbose=False)  # the config shows it

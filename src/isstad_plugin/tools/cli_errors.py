@@ -35,36 +35,24 @@ def format_cli_error(error: BaseException) -> str | None:
     """
     text = str(error)
     if isinstance(error, ValueError) and text.startswith(_UNION_ERROR) and "isstad_plugin" in text:
-        reasons = [
-            line.strip()[2:]
-            for line in text.splitlines()
-            if line.strip().startswith("- ")
-            and not line.strip().startswith("- Expected a")
-            and _UNION_ERROR not in line
-            and "Problem with given class_path" not in line
-        ]
+        noise = ("- Expected a", _UNION_ERROR, "Problem with given class_path")
+        lines = [line.strip() for line in text.splitlines()]
+        reasons = [line[2:] for line in lines if line.startswith("- ") and not any(part in line for part in noise)]
         return f"--model isstad_plugin.Isstad: {reasons[-1]}" if reasons else None
-    if not isinstance(error, ValueError | OSError | FloatingPointError | RuntimeError):
-        return None
     frames = traceback.extract_tb(error.__traceback__)
-    if not frames or not frames[-1].filename.startswith(_PACKAGE_DIR) or "\n" in text.strip():
-        return None
-    return text.strip()
+    fixable = isinstance(error, ValueError | OSError | FloatingPointError | RuntimeError) and "\n" not in text.strip()
+    return text.strip() if fixable and frames and frames[-1].filename.startswith(_PACKAGE_DIR) else None
 
 
 def one_line_excepthook(
-    previous: Callable[..., Any],
-    exc_type: type[BaseException],
-    exc: BaseException,
-    tb: TracebackType | None,
+    previous: Callable[..., Any], exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     """``sys.excepthook`` printing a fixable error as its one line, last (``ISSTAD_TRACEBACK=1``: after the trace)."""
     line = format_cli_error(exc) if exc is not None else None
+    if line is None or os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
+        previous(exc_type, exc, tb)
     if line is None:
-        previous(exc_type, exc, tb)
         return
-    if os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
-        previous(exc_type, exc, tb)
     sys.stdout.flush()
     sys.stderr.flush()
     print(f"error: {line}", file=sys.stderr, flush=True)
@@ -125,16 +113,11 @@ def parse_error_line(message: str, valid_options: Iterable[str], command: str = 
     value = _INVALID_VALUE.search(message)
     if key and value:
         group = key[1].rpartition(".")[2]
-        class_path, option, given = value["class_path"], value["option"], value["given"]
-        expected = [_type_name(name) for name in re.findall(r"- Expected an? (.+)", value["errors"])]
-        kinds = f" (expected {' or '.join(expected)})" if expected else ""
-        help_command = f"anomalib {command} --{group}.help {class_path}"
-        return f"invalid value {given} for {group}.{option}{kinds}; see `{help_command}`"
+        invalid = f"invalid value {value['given']} for {group}.{value['option']}{_expected(value['errors'])}"
+        return f"{invalid}; see `anomalib {command} --{group}.help {value['class_path']}`"
     given = re.search(r"Given value: ([^\n]*)\s*$", message)
     if key and given and "class_path" not in message:
-        expected = [_type_name(name) for name in re.findall(r"- Expected an? (.+)", message)]
-        kinds = f" (expected {' or '.join(expected)})" if expected else ""
-        return f"invalid value {given[1]} for {key[1]}{kinds}; see `anomalib {command} --help -vv`"
+        return f"invalid value {given[1]} for {key[1]}{_expected(message)}; see `anomalib {command} --help -vv`"
     unrecognized = re.match(r"Unrecognized arguments: (--[\w.]+)", message)
     if unrecognized:
         option = unrecognized[1][2:].partition("=")[0]
@@ -147,6 +130,12 @@ _INVALID_VALUE = re.compile(
     r"Given value: (?P<given>[^\n]*)",
     re.DOTALL,
 )
+
+
+def _expected(errors: str) -> str:
+    """`` (expected null or int)`` from jsonargparse's ``- Expected a <class 'int'>`` lines (empty without any)."""
+    names = [_type_name(name) for name in re.findall(r"- Expected an? (.+)", errors)]
+    return f" (expected {' or '.join(names)})" if names else ""
 
 
 def _type_name(text: str) -> str:

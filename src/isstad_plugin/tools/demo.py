@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,20 +27,15 @@ from isstad_plugin.data.folders import mvtec_layout_folder
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
-from isstad_plugin.tools.report import save_loss_curve, save_panels, write_metrics
-from isstad_plugin.tools.run_config import (
-    RunConfig,
-    load_run_config,
-    packaged_config,
-    stage_lengths,
-)
+from isstad_plugin.tools.report import resized_masks, save_loss_curve, save_panels, write_metrics
+from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.tools.runs import IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
 
-DEMO_DATA = {"n_train": 120, "n_test_good": 40, "n_test_defect": 12}
+DEMO_DATA: dict[str, Any] = {"n_train": 120, "n_test_good": 40, "n_test_defect": 12}
 """Generated demo set: normal training images, good and (per defect type) defective test images."""
-FAST_DATA = {"n_train": 24, "n_test_good": 8, "n_test_defect": 3}
+FAST_DATA: dict[str, Any] = {"n_train": 24, "n_test_good": 8, "n_test_defect": 3}
 FAST_OVERRIDES = {"image_size": 64}
 FAST_BUDGET = 2
 """Length of the smoke run: this many epochs or steps, half of them in each stage."""
@@ -69,7 +64,6 @@ class DemoOptions:
     data_root: Path | None = None
     category: str = "tiles"
     config: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
     accelerator: str = "auto"
     devices: str | int = "auto"
 
@@ -90,40 +84,30 @@ def run_demo(options: DemoOptions) -> DemoResult:
     """Run the demo end to end and return its metrics and report folder."""
     config = load_run_config(options.config or packaged_config("isstad_cpu.yaml"))
     stage1, stage2, unit = _budget(config, options)
-    run = IsstadRun(config, stage1, stage2, unit, {**(FAST_OVERRIDES if options.fast else {}), **options.overrides})
+    run = IsstadRun(config, stage1, stage2, unit, FAST_OVERRIDES if options.fast else {})
     output = options.output.resolve()
     root = _dataset_root(options, output, _generated_side(run.model_options.get("image_size", 128)))
     datamodule = _datamodule(config, root, options)
 
     seed_everything(options.seed, workers=True)
     model = run.model()
+    csv_logger = CSVLogger(save_dir=output, name="logs", version="")  # output/logs/metrics.csv
     engine = run.engine(
-        output / "anomalib",
-        options.accelerator,
-        options.devices,
-        logger=CSVLogger(save_dir=output, name="logs", version=""),  # output/logs/metrics.csv
-        log_every_n_steps=1,
+        output / "anomalib", options.accelerator, options.devices, logger=csv_logger, log_every_n_steps=1
     )
     with high_bit_depth.installed():  # the user's 16-bit images are read scaled, for this run only
         result = fit_and_test(engine, model, datamodule)
-    metrics, fit_seconds, test_seconds = result.metrics, result.fit_seconds, result.test_seconds
-
     protocol = (
-        f"{'fast smoke run, ' if options.fast else ''}{stage1} stage-1 + {stage2} stage-2 {unit}, last epoch "
-        "tested, thresholds learnt on a validation "
-        f"split taken from the test folder and not tested (seed {options.seed})"
+        f"{'fast smoke run, ' if options.fast else ''}{stage1} stage-1 + {stage2} stage-2 {unit}, last epoch tested, "
+        f"thresholds learnt on a validation split taken from the test folder and not tested (seed {options.seed})"
     )
-    write_metrics(
-        {**metrics, "fit_seconds": fit_seconds, "test_seconds": test_seconds},
-        output,
-        f"ISSTAD demo on {root.name}/{options.category}",
-        protocol,
-    )
+    times = {"fit_seconds": result.fit_seconds, "test_seconds": result.test_seconds}
+    write_metrics({**result.metrics, **times}, output, f"ISSTAD demo on {root.name}/{options.category}", protocol)
     with high_bit_depth.installed():
         _write_panels(model, datamodule, output / "panels.png")
     curve = save_loss_curve(output / "logs" / "metrics.csv", output / "loss_curve.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return DemoResult(metrics, output, fit_seconds, test_seconds, peak, curve)
+    return DemoResult(result.metrics, output, result.fit_seconds, result.test_seconds, peak, curve)
 
 
 def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
@@ -139,11 +123,9 @@ def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
 
 def _generated_side(image_size: object) -> int:
     """Side of the generated square images: the model's input side, 128 px for ``auto`` (which then keeps it)."""
-    if isinstance(image_size, int):
-        return image_size
     if isinstance(image_size, list | tuple):
         return max(int(side) for side in image_size)
-    return 128
+    return image_size if isinstance(image_size, int) else 128
 
 
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
@@ -151,17 +133,8 @@ def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
         require_category_folder(options.data_root, options.category, "--data-root")
         return options.data_root
     counts = FAST_DATA if options.fast else DEMO_DATA
-    root = output / "data"
-    generate_dataset(
-        root,
-        options.category,
-        n_train=counts["n_train"],
-        n_test_good=counts["n_test_good"],
-        n_test_defect=counts["n_test_defect"],
-        image_size=image_size,
-        seed=options.seed,
-    )
-    return root
+    generate_dataset(output / "data", options.category, **counts, image_size=image_size, seed=options.seed)
+    return output / "data"
 
 
 SHARED_DATA_ARGS = ("train_batch_size", "eval_batch_size", "num_workers", "val_split_ratio", "test_split_ratio")
@@ -173,9 +146,8 @@ def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> Anomalib
 
     Thresholds are always learnt on a validation split taken from the test folder and never tested.
     """
-    data_args: dict[str, Any] = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
-    data_args.setdefault("val_split_ratio", 0.3)
-    data_args.update(val_split_mode="from_test", seed=options.seed)
+    shared = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
+    data_args = {"val_split_ratio": 0.3, **shared, "val_split_mode": "from_test", "seed": options.seed}
     if options.data_root is not None:
         return mvtec_layout_folder(root, options.category, **data_args)
     return MVTecAD(root=root, category=options.category, **data_args)
@@ -186,19 +158,14 @@ def _write_panels(model: Isstad, datamodule: AnomalibDataModule, path: Path) -> 
     dataset = datamodule.test_data
     chosen: dict[str, int] = {}
     for index, image_path in enumerate(dataset.samples.image_path):
-        defect = Path(image_path).parent.name
-        chosen.setdefault(defect, index)
+        chosen.setdefault(Path(image_path).parent.name, index)  # the first image of every defect type
     items = [dataset[i] for i in chosen.values()]
     transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     images = torch.stack([transform(cast(torch.Tensor, item.image)) for item in items])
     masks = None  # image-level labels only: the GT column says "no GT"
     if any(item.gt_mask is not None for item in items):
-        masks = torch.stack([_resized_mask(item.gt_mask, images.shape[-2:]) for item in items])
+        size = images.shape[-2:]
+        masks = torch.stack(
+            [torch.zeros(size) if i.gt_mask is None else resized_masks(i.gt_mask[None], size)[0] for i in items]
+        )
     save_panels(model.model, images, masks, path, titles=list(chosen))
-
-
-def _resized_mask(mask: torch.Tensor | None, size: torch.Size) -> torch.Tensor:
-    if mask is None:
-        return torch.zeros(size)
-    resized = torch.nn.functional.interpolate(mask.float()[None, None], size=tuple(size), mode="nearest")
-    return resized[0, 0]

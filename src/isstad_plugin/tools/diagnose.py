@@ -32,8 +32,9 @@ from sklearn.metrics import roc_auc_score
 
 from isstad_plugin.model.fusion import AnomalyMaps, ScoreAggregation, aggregate_score
 from isstad_plugin.model.lightning_model import Isstad
-from isstad_plugin.tools.report import save_panels
+from isstad_plugin.tools.report import markdown_table, resized_masks, save_panels
 from isstad_plugin.tools.runs import held_out_datamodule
+from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +92,7 @@ class ScoredSplit:
 
 def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
     """Score the validation split, write ``diagnose.md``/``diagnose.json``/``panels.png`` and return the figures."""
-    if not options.checkpoint.is_file():
-        msg = f"checkpoint not found: {options.checkpoint}; pass the .ckpt of a trained Isstad run"
-        raise FileNotFoundError(msg)
+    check_checkpoint_file(options.checkpoint, "checkpoint")  # read by torch.load, not Lightning's checkpoint IO
     model = cast(Isstad, Isstad.load_from_checkpoint(options.checkpoint, strict=False, map_location="cpu")).eval()
     split, images, masks, kinds = score_split(model, options)
     figures = diagnose_figures(split, options.edge_band, model.model.fusion.aggregation)
@@ -117,9 +116,7 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
     )
     datamodule.setup()
     collected: dict[str, list[np.ndarray]] = defaultdict(list)
-    panel_images: list[torch.Tensor] = []
-    panel_masks: list[torch.Tensor] = []
-    panel_kinds: list[str] = []
+    panels: list[tuple[torch.Tensor, torch.Tensor, str]] = []
     fraction = model.model.fusion.topk_fraction
     transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     for batch in datamodule.val_dataloader():
@@ -127,7 +124,7 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         maps = model.model.anomaly_maps(images)
         size = images.shape[-2:]
         gt = batch.gt_mask if batch.gt_mask is not None else torch.zeros(len(images), *size)
-        gt = F.interpolate(gt.float().reshape(len(images), 1, *gt.shape[-2:]), size=size, mode="nearest")[:, 0] > 0.5
+        gt = resized_masks(gt, size) > 0.5
         for name, values in named_maps(maps).items():
             if values is None:
                 continue
@@ -138,11 +135,8 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         collected["labels"].append(batch.gt_label.int().numpy())
         batch_kinds = [Path(path).parent.name for path in batch.image_path]
         collected["kinds"].append(np.array(batch_kinds))
-        for index, kind in enumerate(batch_kinds):
-            if kind != "good" and len(panel_images) < PANEL_ROWS:
-                panel_images.append(images[index])
-                panel_masks.append(gt[index])
-                panel_kinds.append(kind)
+        panels += [(images[i], gt[i], kind) for i, kind in enumerate(batch_kinds) if kind != "good"]
+        del panels[PANEL_ROWS:]
     joined = {key: np.concatenate(values) for key, values in collected.items()}
     split = ScoredSplit(
         maps={name: joined[name] for name in MAPS if name in joined},
@@ -151,7 +145,8 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
         labels=joined["labels"],
         kinds=joined["kinds"],
     )
-    return split, torch.stack(panel_images), torch.stack(panel_masks), panel_kinds
+    panel_images, panel_masks, kinds = zip(*panels, strict=True)
+    return split, torch.stack(panel_images), torch.stack(panel_masks), list(kinds)
 
 
 def diagnose_figures(
@@ -161,36 +156,29 @@ def diagnose_figures(
 
     Per defect type, the image AUROC is given for the model's own ``aggregation`` only.
     """
-    good = split.kinds == "good"
+    good, band = split.kinds == "good", edge_mask(split.masks.shape[-2:], edge_band)
     figures: dict[str, object] = {
         "images": len(split.labels),
         "defective": int(split.labels.sum()),
         "image_auroc": {key: _auroc(split.labels, values) for key, values in split.scores.items()},
         "pixel_auroc": {name: _auroc(split.masks, values) for name, values in split.maps.items()},
-    }
-    band = edge_mask(split.masks.shape[-2:], edge_band)
-    figures["edge_band_pixel_auroc"] = {
-        name: _auroc(split.masks[:, band], values[:, band]) for name, values in split.maps.items()
+        "edge_band_pixel_auroc": {name: _auroc(split.masks[:, band], v[:, band]) for name, v in split.maps.items()},
     }
     per_type: dict[str, dict[str, float | None]] = {}
     total = max(1, int(split.masks.sum()))
     for kind in sorted(set(split.kinds.tolist()) - {"good"}):
         chosen = good | (split.kinds == kind)
         row: dict[str, float | None] = {"share of defect pixels": float(split.masks[split.kinds == kind].sum() / total)}
-        row.update(
-            {f"pixel {name}": _auroc(split.masks[chosen], values[chosen]) for name, values in split.maps.items()}
-        )
-        for name in split.maps:
-            key = f"{name} {aggregation}"
+        row |= {f"pixel {name}": _auroc(split.masks[chosen], values[chosen]) for name, values in split.maps.items()}
+        for key in (f"{name} {aggregation}" for name in split.maps):
             row[f"image {key}"] = _auroc(split.labels[chosen], split.scores[key][chosen])
         per_type[kind] = row
     figures["per_defect_type"] = per_type
     if "P" in split.maps:
-        figures["background_lift"] = background_lift(split.maps["P"], split.masks, split.labels)
-        figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = background_lift(
-            split.maps["P"], dilate(split.masks, LIFT_MARGIN), split.labels
-        )
-        figures["mean_P"] = mean_probabilities(split.maps["P"], split.masks, split.labels)
+        probability, beyond = split.maps["P"], dilate(split.masks, LIFT_MARGIN)
+        figures["background_lift"] = background_lift(probability, split.masks, split.labels)
+        figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = background_lift(probability, beyond, split.labels)
+        figures["mean_P"] = mean_probabilities(probability, split.masks, split.labels)
     return figures
 
 
@@ -251,13 +239,13 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         f"{options.val_split_ratio:.0%} of the test folder, seed {options.seed}; never tested), checkpoint "
         f"`{options.checkpoint}`.",
         "",
-        f"| map | image AUROC mean | max | top-k | pixel AUROC | pixel AUROC, {options.edge_band}-px edge band |",
-        "|---|---|---|---|---|---|",
     ]
-    for name in MAPS:
-        if name in pixel:
-            cells = [image_auroc.get(f"{name} {how}") for how in AGGREGATIONS]
-            lines.append(f"| {name} | " + " | ".join(_cell(v) for v in [*cells, pixel[name], edge[name]]) + " |")
+    band = f"pixel AUROC, {options.edge_band}-px edge band"
+    header = ["map", "image AUROC mean", "max", "top-k", "pixel AUROC", band]
+    rows = [
+        [name, *(image_auroc.get(f"{name} {how}") for how in AGGREGATIONS), pixel[name], edge[name]] for name in pixel
+    ]
+    lines += markdown_table(header, rows, _cell)
     beyond = _cell(figures.get(f"background_lift_beyond_{LIFT_MARGIN}px"))
     lines += [
         "",
@@ -269,10 +257,14 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         lines.append("Mean P: " + ", ".join(f"{name} {_cell(value)}" for name, value in means.items()))
     per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
     if per_type:
-        columns = list(next(iter(per_type.values())))
-        lines += ["", "| defect type | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        lines += [f"| {kind} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for kind, row in per_type.items()]
+        lines += ["", *_dict_table("defect type", per_type)]
     return "\n".join(lines)
+
+
+def _dict_table(first: str, rows: dict[str, dict[str, float | None]]) -> list[str]:
+    """A Markdown table of one row per key of ``rows``, a column per key of the first row."""
+    columns = list(next(iter(rows.values())))
+    return markdown_table([first, *columns], [[key, *(row[c] for c in columns)] for key, row in rows.items()], _cell)
 
 
 def _cell(value: object) -> str:

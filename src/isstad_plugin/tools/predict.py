@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -76,44 +77,42 @@ class PredictionTable(Callback):
 
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start an empty table; note the model's input size (to flag images far smaller than it)."""
-        del trainer
-        self.rows = []
-        self._pending = None
-        config = getattr(getattr(pl_module, "model", None), "config", None)
-        self._input_hw = getattr(config, "image_hw", None)
+        self.rows, self._pending, self._input_hw = [], None, input_hw(pl_module)
 
     def on_predict_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any, **kwargs: Any
     ) -> None:
         """Read the previous batch (post-processed by now); keep this one for later."""
-        del trainer, pl_module, args, kwargs
         self._flush()
         self._pending = outputs
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Read the last batch and write the table."""
-        del pl_module
         self._flush()
+        small = [row.image_path for row in self.rows if row.small_image]
         if trainer.is_global_zero:
             write_predictions(self.rows, self.output_dir)
-            small = [row.image_path for row in self.rows if row.small_image]
             if small and self._input_hw is not None:
                 logger.warning(small_images_message(small, self._input_hw))
 
     def _flush(self) -> None:
         if self._pending is not None:
-            rows = predictions_of(self._pending)
-            for row in rows:
-                row.small_image = int(self._input_hw is not None and is_small_image(row.image_path, self._input_hw))
-            self.rows.extend(rows)
+            self.rows += predictions_of(self._pending, self._input_hw)
             self._pending = None
 
 
-def is_small_image(path: str | Path, input_hw: tuple[int, int]) -> bool:
+def input_hw(module: LightningModule) -> tuple[int, int] | None:
+    """The input size of an ISSTAD model (``None`` for other models)."""
+    return getattr(getattr(getattr(module, "model", None), "config", None), "image_hw", None)
+
+
+def is_small_image(path: str | Path, input_hw: tuple[int, int] | None) -> bool:
     """Whether a side of the image file is under :data:`SMALL_IMAGE_FRACTION` of the model's input side.
 
-    Only the file's header is read; a file that cannot be opened is not flagged.
+    Only the file's header is read; a file that cannot be opened (or a model of unknown input size) is not flagged.
     """
+    if input_hw is None:
+        return False
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -131,20 +130,21 @@ def small_images_message(paths: list[str], input_hw: tuple[int, int]) -> str:
     )
 
 
-def predictions_of(batch: Any) -> list[Prediction]:
-    """The rows of one predicted batch (an anomalib ``ImageBatch`` after post-processing)."""
+def predictions_of(batch: Any, input_hw: tuple[int, int] | None = None) -> list[Prediction]:
+    """The rows of one predicted batch (an anomalib ``ImageBatch`` after post-processing).
+
+    Images far smaller than ``input_hw`` (the model's input) are flagged (:func:`is_small_image`).
+    """
     scores = torch.as_tensor(batch.pred_score).detach().float().cpu().reshape(-1)
     labels = torch.as_tensor(batch.pred_label).detach().cpu().reshape(-1) if batch.pred_label is not None else None
-    masks = getattr(batch, "pred_mask", None)
-    areas = (
-        torch.as_tensor(masks).detach().float().cpu().reshape(len(scores), -1).mean(dim=1)
-        if masks is not None
-        else torch.full_like(scores, float("nan"))
-    )
+    areas = torch.full_like(scores, float("nan"))
+    if getattr(batch, "pred_mask", None) is not None:
+        areas = torch.as_tensor(batch.pred_mask).detach().float().cpu().reshape(len(scores), -1).mean(dim=1)
     rows = []
     for index, path in enumerate(batch.image_path):
         label = int(labels[index]) if labels is not None else int(float(scores[index]) >= 0.5)
-        rows.append(Prediction(str(path), float(scores[index]), label, float(areas[index])))
+        small = int(is_small_image(path, input_hw))
+        rows.append(Prediction(str(path), float(scores[index]), label, float(areas[index]), small))
     return rows
 
 
@@ -156,17 +156,14 @@ def write_predictions(rows: list[Prediction], folder: Path) -> tuple[Path, Path]
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**asdict(row), "pred_score": f"{row.pred_score:.4f}", "anomalous_area": _area(row)})
+            area = "" if math.isnan(row.anomalous_area) else f"{row.anomalous_area:.4f}"  # nan: no mask
+            writer.writerow({**asdict(row), "pred_score": f"{row.pred_score:.4f}", "anomalous_area": area})
     payload = {
         "score": "normalised: 0.5 is the threshold learnt on the validation split; pred_label 1 = anomalous",
         "predictions": [asdict(row) for row in rows],
     }
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     return csv_path, json_path
-
-
-def _area(row: Prediction) -> str:
-    return "" if row.anomalous_area != row.anomalous_area else f"{row.anomalous_area:.4f}"  # nan: no mask
 
 
 @dataclass
@@ -206,10 +203,9 @@ def run_predict(options: PredictOptions) -> PredictResult:
     """Score every image under ``options.images`` with the checkpoint; write the table (and pictures).
 
     Raises:
-        FileNotFoundError: The checkpoint or the images do not exist.
-        CheckpointError: The checkpoint is truncated, not a checkpoint, or has no learnt thresholds.
+        FileNotFoundError: The images do not exist.
+        CheckpointError: The checkpoint is missing, truncated, not a checkpoint, or has no learnt thresholds.
     """
-    from anomalib.engine import Engine
     from anomalib.visualization import ImageVisualizer
     from torch.utils.data import DataLoader
     from torchvision.transforms.v2 import Resize
@@ -220,59 +216,29 @@ def run_predict(options: PredictOptions) -> PredictResult:
     from isstad_plugin.training.checkpoint_io import check_checkpoint_file
     from isstad_plugin.training.checkpointing import require_statistics
 
-    for name, path in (("--ckpt", options.ckpt), ("--images", options.images)):
-        if not path.exists():
-            msg = f"{name} {path} does not exist"
-            raise FileNotFoundError(msg)
+    if not options.images.exists():
+        msg = f"--images {options.images} does not exist"
+        raise FileNotFoundError(msg)
     output = options.output.resolve()
-    check_checkpoint_file(options.ckpt, "--ckpt")
+    check_checkpoint_file(options.ckpt, "--ckpt")  # read by torch.load below, not through Lightning's checkpoint IO
     model = Isstad.load_from_checkpoint(options.ckpt, weights_only=True, map_location="cpu")
     require_statistics(model, f"--ckpt {options.ckpt}")
     visualizer: Any = ImageVisualizer(output_dir=output / "images") if options.save_images else None
     model.visualizer = visualizer  # anomalib's pictures under output/images/, or none
     # Images of any size: resized to the model's input, as its pre-processor would, so that they batch together.
-    network = cast(IsstadModel, model.model)
-    whole_image = network.config.image_hw  # with tiles: the whole image, which the model then tiles
+    whole_image = cast(IsstadModel, model.model).config.image_hw  # with tiles: the whole image, which the model tiles
     dataset = ReadablePredictDataset(options.images, transform=Resize(list(whole_image), antialias=True))
     loader = DataLoader(dataset, batch_size=options.batch_size, collate_fn=dataset.collate_fn)
     table = PredictionTable(output)
-    engine = Engine(
-        default_root_dir=output / "anomalib",
+    # Lightning's Trainer, not anomalib's Engine: the model is loaded already, and nothing but the table and the
+    # pictures is written (no workspace folders, no "ckpt_path is not provided" warning).
+    trainer = Trainer(
+        default_root_dir=output,
         callbacks=[table],
         logger=False,
         enable_progress_bar=False,
         **device_args(options.accelerator, options.devices),
     )
-    # No ckpt_path: the model is loaded (a second load would give the training run a predict/ folder); anomalib's
-    # "ckpt_path is not provided. Model weights will not be loaded." would then be wrong.
-    not_provided = _DropMessage("ckpt_path is not provided")
-    engine_logger = logging.getLogger("anomalib.engine.engine")
-    engine_logger.addFilter(not_provided)
-    try:
-        engine.predict(model, dataloaders=loader, return_predictions=False)
-    finally:
-        engine_logger.removeFilter(not_provided)
-    _remove_empty_folders(output / "anomalib")  # anomalib's workspace, where nothing is written (pictures: images/)
+    trainer.predict(model, dataloaders=loader, return_predictions=False)
     images = output / "images" if options.save_images else None
     return PredictResult(table.rows, output / "predictions.csv", output / "predictions.json", images)
-
-
-def _remove_empty_folders(folder: Path) -> None:
-    """Remove ``folder`` when it holds no file, only (empty) folders."""
-    if not folder.is_dir() or any(not path.is_dir() for path in folder.rglob("*")):
-        return
-    for empty in sorted(folder.rglob("*"), key=lambda path: len(path.parts), reverse=True):
-        empty.rmdir()
-    folder.rmdir()
-
-
-class _DropMessage(logging.Filter):
-    """Drop the log records whose message starts with ``prefix``."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Whether to keep ``record``."""
-        return not record.getMessage().startswith(self.prefix)

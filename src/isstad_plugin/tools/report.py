@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,19 @@ def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol
         The JSON and Markdown paths.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / "metrics.json"
+    json_path, md_path = folder / "metrics.json", folder / "metrics.md"
     json_path.write_text(json.dumps({"title": title, "protocol": protocol, "metrics": dict(metrics)}, indent=2) + "\n")
-    rows = [f"| {name} | {_fmt(value)} |" for name, value in metrics.items()]
-    markdown = "\n".join([f"## {title}", "", f"Protocol: {protocol}", "", "| metric | value |", "|---|---|", *rows])
-    md_path = folder / "metrics.md"
-    md_path.write_text(markdown + "\n")
+    table = markdown_table(
+        ["metric", "value"], list(metrics.items()), lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+    )
+    md_path.write_text("\n".join([f"## {title}", "", f"Protocol: {protocol}", "", *table]) + "\n")
     return json_path, md_path
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], cell: Callable[[Any], str]) -> list[str]:
+    """A Markdown table's lines: header, rule, one line per row; every cell after the first is written by ``cell``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join([str(row[0]), *map(cell, row[1:])]) + " |" for row in rows]
 
 
 @torch.no_grad()
@@ -65,10 +68,7 @@ def save_panels(
     Returns:
         ``path``.
     """
-    fig = panel_figure(model, images, masks, titles)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(panel_figure(model, images, masks, titles), path)
 
 
 @torch.no_grad()
@@ -98,10 +98,8 @@ def panel_figure(
             fig.colorbar(shown, ax=axes[:, col].tolist(), location="bottom", shrink=0.8, aspect=25, pad=0.01)
     for row in range(rows):
         _show(axes[row, 0], pixels[row].squeeze(), "input", cmap="gray")
-        gt = None if masks is None else masks[row].float().cpu().numpy()
-        _show(axes[row, 4], gt, "GT", cmap="gray", vmax=1.0)
-        if titles is not None:
-            axes[row, 0].set_ylabel(titles[row], fontsize=9)
+        _show(axes[row, 4], None if masks is None else masks[row].float().cpu().numpy(), "GT", cmap="gray", vmax=1.0)
+        axes[row, 0].set_ylabel(titles[row] if titles is not None else "", fontsize=9)
     for col, name in enumerate(["input", *(name for name, _ in columns), "GT"]):
         axes[0, col].set_title(name, fontsize=9)
     return fig
@@ -121,30 +119,29 @@ def save_loss_curve(metrics_csv: Path, path: Path, title: str = "ISSTAD training
     Raises:
         ValueError: The file has no ``train_loss`` values.
     """
-    import csv
-
     with metrics_csv.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("train_loss")]
     if not rows:
         msg = f"{metrics_csv} has no train_loss column values: was the run logged with a CSVLogger?"
         raise ValueError(msg)
-    epochs = [int(float(r["epoch"])) + 1 for r in rows]
-    losses = [float(r["train_loss"]) for r in rows]
-    stages = [int(float(r.get("stage") or 1)) for r in rows]
+    points = [(int(float(r["epoch"])) + 1, float(r["train_loss"]), int(float(r.get("stage") or 1))) for r in rows]
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     axis = fig.subplots()
     for stage, colour in ((1, "tab:blue"), (2, "tab:orange")):
-        points = [(e, v) for e, v, s in zip(epochs, losses, stages, strict=True) if s == stage]
-        if points:
-            axis.plot(*zip(*points, strict=True), marker=".", color=colour, label=f"stage {stage}")
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("train_loss (per-epoch mean)")
+        shown = [(epoch, loss) for epoch, loss, of_stage in points if of_stage == stage]
+        if shown:
+            axis.plot(*zip(*shown, strict=True), marker=".", color=colour, label=f"stage {stage}")
+    axis.set(xlabel="epoch", ylabel="train_loss (per-epoch mean)")
     axis.set_title(title, fontsize=10)
     axis.legend()
     axis.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
+
+
+def resized_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Masks ``(N, H, W)`` or ``(N, 1, H, W)`` resized to ``size`` by nearest neighbour: ``(N, *size)`` floats."""
+    flat = masks.float().reshape(len(masks), 1, *masks.shape[-2:])
+    return torch.nn.functional.interpolate(flat, size=tuple(size), mode="nearest")[:, 0]
 
 
 def _maps_or_none(maps: torch.Tensor | None) -> np.ndarray | None:
@@ -153,8 +150,7 @@ def _maps_or_none(maps: torch.Tensor | None) -> np.ndarray | None:
 
 def _show(axis: Any, image: np.ndarray | None, name: str, cmap: str, vmax: float | None = None) -> Any:
     """Draw one cell; return the image artist (``None`` for an empty cell)."""
-    axis.set_xticks([])
-    axis.set_yticks([])
+    axis.set(xticks=[], yticks=[])
     if image is None:
         axis.text(0.5, 0.5, f"no {name.split()[0]}", ha="center", va="center", fontsize=8)
         return None
@@ -200,6 +196,11 @@ def save_cost_quality(points: Sequence[CostPoint], title: str, path: Path) -> Pa
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(textwrap.fill(title, 140), fontsize=8)
+    return _save(figure, path)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to the PNG ``path`` (its folder created); return ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path

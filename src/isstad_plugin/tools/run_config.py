@@ -25,13 +25,11 @@ class RunConfig:
         model: ``model.init_args`` (keyword arguments of :class:`~isstad_plugin.Isstad`).
         trainer: ``trainer`` settings (``max_epochs``, ``precision``, ...).
         data: ``data.init_args`` (datamodule keyword arguments).
-        seed: ``seed_everything``.
     """
 
     model: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
 
 
 def packaged_config(name: str) -> Path:
@@ -55,21 +53,16 @@ def load_run_config(path: str | Path) -> RunConfig:
     if not isinstance(model, dict) or model.get("class_path") != "isstad_plugin.Isstad":
         msg = f"config {file} has no 'model' section with class_path isstad_plugin.Isstad"
         raise ValueError(msg)
-    return RunConfig(
-        model=dict(model.get("init_args") or {}),
-        trainer=dict(content.get("trainer") or {}),
-        data=dict((content.get("data") or {}).get("init_args") or {}),
-        seed=int(content.get("seed_everything", 0) or 0),
-    )
-
-
-def run_schedule(config: RunConfig) -> StageSchedule:
-    """The stage schedule of a run config's model (the model's own rule: unset ``stage1_epochs`` is the paper's 120)."""
-    known = option_defaults()
-    options = IsstadConfig.from_options({key: value for key, value in config.model.items() if key in known})
-    return StageSchedule.resolve(options)
+    data = (content.get("data") or {}).get("init_args") or {}
+    return RunConfig(dict(model.get("init_args") or {}), dict(content.get("trainer") or {}), dict(data))
 
 
 def stage_lengths(config: RunConfig) -> tuple[int, int, Unit]:
-    """``(stage1, stage2, unit)`` of a run config: its step budget, or its epochs (stage 2: ``trainer.max_epochs``)."""
-    return run_schedule(config).lengths(config.trainer.get("max_epochs"))
+    """``(stage1, stage2, unit)`` of a run config: its step budget, or its epochs (stage 2: ``trainer.max_epochs``).
+
+    The model's own rule applies (:class:`~isstad_plugin.model.schedule.StageSchedule`: unset ``stage1_epochs`` is the
+    paper's 120).
+    """
+    known = option_defaults()
+    options = IsstadConfig.from_options({key: value for key, value in config.model.items() if key in known})
+    return StageSchedule.resolve(options).lengths(config.trainer.get("max_epochs"))

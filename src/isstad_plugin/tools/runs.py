@@ -105,14 +105,6 @@ def held_out_datamodule(
     same ``seed`` and ``val_split_ratio`` give both the same images. anomalib's ``MVTecAD`` reads a folder with a mask
     per defect image (PNG), its ``Folder`` any other MVTec layout (JPEG, masks optional: image metrics only).
     """
-    return mvtec_layout_datamodule(
-        root,
-        category,
-        option,
-        train_batch_size=train_batch_size,
-        eval_batch_size=32,
-        num_workers=0,
-        val_split_mode="from_test",
-        val_split_ratio=val_split_ratio,
-        seed=seed,
-    )
+    split = {"val_split_mode": "from_test", "val_split_ratio": val_split_ratio, "seed": seed}
+    batches = {"train_batch_size": train_batch_size, "eval_batch_size": 32, "num_workers": 0}
+    return mvtec_layout_datamodule(root, category, option, **split, **batches)

@@ -8,7 +8,9 @@ part. On any error or signal (``ENOSPC``: no space left, Ctrl-C, ``SIGTERM``) th
 previous checkpoint is untouched; a failed write is one line naming the folder, the space the file needs and the
 command that resumes the fit (:func:`resume_hint`). Before a checkpoint is read,
 :func:`check_checkpoint_file` refuses a missing, empty or truncated file in one line naming it (Lightning would end in
-torch's message, without the path).
+torch's message, without the path): :meth:`AtomicCheckpointIO.load_checkpoint` for every file Lightning reads (the
+``ckpt_path`` of fit, train, test, predict and validate); readers that bypass the checkpoint IO (anomalib's ``export``,
+``isstad predict`` and ``diagnose``, ``stage1_checkpoint``) call it themselves.
 
 :class:`~isstad_plugin.IsstadCheckpoints` installs it for every ISSTAD fit whose trainer uses anomalib's default IO;
 a user's own ``CheckpointIO`` is kept.
