@@ -19,7 +19,9 @@ PEERS = Path(__file__).parent / "scripts" / "peers_after_isstad.py"
 
 
 def _start_peers(data: Path, out: Path, *flags: str) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2]), "MPLBACKEND": "svg"}
+    root = Path(__file__).parents[2]  # this checkout's src/ first, whatever checkout the venv was installed from
+    path = os.pathsep.join([str(root / "src"), str(root)])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path, "MPLBACKEND": "svg"}
     command = [sys.executable, str(PEERS), str(data), str(out), *flags]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
