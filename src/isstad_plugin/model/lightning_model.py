@@ -306,7 +306,7 @@ class Isstad(AnomalibModule):
     def _stage1_step(self, images: torch.Tensor) -> torch.Tensor:
         if self.stage1_augmentation is not None:
             images = self.stage1_augmentation(images)
-        output = self.model(images, mask_ratio=self.model.mask_ratio)
+        output = self.model(images, mask_ratio=self.model.config.mask_ratio)
         loss = self.stage1_loss(images, output.reconstruction, cast(torch.Tensor, output.mask))
         self._log_losses(len(images), train_loss=loss)
         return loss
