@@ -107,13 +107,10 @@ class IsstadCheckpoints(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """After Ctrl-C or ``SIGTERM``, print one line: how to resume (printed, not logged: it is the last line)."""
         del pl_module
-        if not isinstance(exception, KeyboardInterrupt | SIGTERMException) or not trainer.is_global_zero:
-            return
-        if trainer.state.fn != TrainerFn.FITTING:
-            return
-        sys.stdout.flush()
-        line = f"fit interrupted: {resume_hint(self.folder(trainer))}"
-        print(f"warning: {line}", file=sys.stderr, flush=True)
+        interrupted = isinstance(exception, KeyboardInterrupt | SIGTERMException)
+        if interrupted and trainer.is_global_zero and trainer.state.fn == TrainerFn.FITTING:
+            sys.stdout.flush()
+            print(f"warning: fit interrupted: {resume_hint(self.folder(trainer))}", file=sys.stderr, flush=True)
 
     def folder(self, trainer: Trainer) -> Path:
         """Where the files go."""
