@@ -232,8 +232,9 @@ class IsstadModel(nn.Module):
     def _error_and_probability(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self.inference_mask_ratio > 0:
             return squared_error(images, self.masked_reconstruction(images)), None
-        output = self.reconstruct_and_classify(images, with_classifier=self.fusion.needs_probability)
-        error = squared_error(images, output.reconstruction) if self.fusion.needs_error else None
+        source = self.fusion.source  # S reads E and P; the ablation models' E or P alone
+        output = self.reconstruct_and_classify(images, with_classifier=source != "reconstruction")
+        error = squared_error(images, output.reconstruction) if source != "classification" else None
         logits = output.level_logits
         probability = None if logits is None else level_probability(self.pixel_classifier_head.probabilities(logits))
         return error, probability
