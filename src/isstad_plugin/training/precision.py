@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Generator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -120,9 +118,3 @@ class HardwarePrecision(MixedPrecision):
         return torch.autocast(
             self.device, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed", cache_enabled=False
         )
-
-    @contextmanager
-    def forward_context(self) -> Generator[None, None, None]:
-        """Autocast around forward passes (a no-op context in float32)."""
-        with self.autocast_context_manager():
-            yield
