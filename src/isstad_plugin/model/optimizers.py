@@ -57,10 +57,7 @@ def stage1_optimizer(
 
 
 def stage2_optimizer(
-    model: nn.Module,
-    settings: TrainingConfig,
-    total_steps: int | None = None,
-    fused: bool = False,
+    model: nn.Module, settings: TrainingConfig, total_steps: int | None = None, fused: bool = False
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW over the trainable parameters with cosine annealing.
 

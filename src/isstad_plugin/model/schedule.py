@@ -56,11 +56,8 @@ class StageSchedule:
     @classmethod
     def resolve(cls, config: IsstadConfig) -> StageSchedule:
         """The schedule of ``config``'s training options for its variant; one-line errors for contradicting lengths."""
-        training, variant, stage1_checkpoint = (
-            config.training,
-            config.network.variant_spec,
-            config.runtime.stage1_checkpoint,
-        )
+        training, variant = config.training, config.network.variant_spec
+        stage1_checkpoint = config.runtime.stage1_checkpoint
         stage1_steps, stage2_steps = _step_budget(training, variant)
         _check_stage1_steps(training.stage1_steps, variant, stage1_checkpoint)
         epochs = 0 if stage1_steps + stage2_steps else training.stage1_epochs

@@ -148,10 +148,7 @@ class IsstadModel(nn.Module):
             return enc.norm(x), mask, ids_restore
 
     def forward(
-        self,
-        images: torch.Tensor,
-        mask_ratio: float = 0.0,
-        generator: torch.Generator | None = None,
+        self, images: torch.Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None
     ) -> IsstadOutput | InferenceBatch:
         """Masked mode (``mask_ratio > 0``, stage 1) or full mode (stage 2 and inference).
 

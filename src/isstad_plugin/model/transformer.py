@@ -70,14 +70,7 @@ class IsstadDecoder(nn.Module):
         heads: Attention heads per block.
     """
 
-    def __init__(
-        self,
-        encoder_dim: int,
-        grid_size: tuple[int, int],
-        dim: int,
-        depth: int,
-        heads: int,
-    ) -> None:
+    def __init__(self, encoder_dim: int, grid_size: tuple[int, int], dim: int, depth: int, heads: int) -> None:
         super().__init__()
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
