@@ -218,7 +218,7 @@ class IsstadModel(nn.Module):
         """
         generator = torch.Generator(device=images.device).manual_seed(INFERENCE_SEED)
         ratio, length = self.inference_mask_ratio, self.grid_size[0] * self.grid_size[1]
-        total = count = torch.zeros(())
+        total = count = images.new_zeros(())
         for noise in complementary_noise(len(images), length, ratio, generator):
             output = self.reconstruct_and_classify(images, ratio, with_classifier=False, noise=noise)
             hidden = cast(torch.Tensor, output.mask).unsqueeze(-1)
