@@ -105,11 +105,7 @@ class Isstad(AnomalibModule):
         # Called by name, not through super(): Lightning's hyperparameter collection then stops at anomalib's
         # arguments, and the options are saved below, every one, defaults included.
         AnomalibModule.__init__(
-            self,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
+            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
         self.save_hyperparameters(config.options())
         self._build(config)
@@ -173,9 +169,8 @@ class Isstad(AnomalibModule):
         if self._trainer is not None:
             use_learnt_model_checkpoint(self._trainer)
         held = {type(c) for c in trainer_callbacks}
-        return [c for c in callbacks if not any(c is t for t in trainer_callbacks)] + [
-            c for c in own if type(c) not in held
-        ]
+        new = [c for c in callbacks if not any(c is t for t in trainer_callbacks)]
+        return new + [c for c in own if type(c) not in held]
 
     learning_type = LearningType.ONE_CLASS  # ISSTAD trains on normal images only
 
