@@ -40,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from isstad_plugin import Isstad
 from isstad_plugin.model.loss import masked_patch_mse
 from isstad_plugin.model.optimizers import stage1_optimizer, stage2_optimizer
+from isstad_plugin.model.patching import patchify
 
 try:
     from isstad_plugin.training.precision import bf16_is_fast, resolve_precision
@@ -107,8 +108,9 @@ def network_step(model: Isstad, images: torch.Tensor, bf16: bool) -> Callable[[]
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if model.stage == 1:
-                out = net(images, mask_ratio=net.mask_ratio)
-                loss = masked_patch_mse(net.patchify(images), net.patchify(out.reconstruction.float()), out.mask)
+                out = net(images, mask_ratio=net.config.mask_ratio)
+                target, prediction = (patchify(x, net.patch_size) for x in (images, out.reconstruction.float()))
+                loss = masked_patch_mse(target, prediction, out.mask)
             else:
                 out = net.reconstruct_and_classify(images)
                 loss = F.mse_loss(out.reconstruction.float(), images) + out.level_logits.float().mean()

@@ -9,7 +9,7 @@ import torch
 from timm.models.vision_transformer import Block, PatchEmbed
 from torch import nn
 
-from isstad_plugin.model.patching import sincos_pos_embed
+from isstad_plugin.model.patching import patchify, sincos_pos_embed
 from isstad_plugin.model.weights import load_mae_weights
 from tests.helpers import tiny_model
 
@@ -70,7 +70,9 @@ def test_visualize_format_loads_encoder_decoder_and_reconstruction_head(tmp_path
     images = torch.rand(2, 3, 32, 32)  # [0, 1] pixels; MAE reads and writes them ImageNet-normalised
     with torch.no_grad():
         expected = mae.forward_unmasked(model.normalization.to_model(images))
-        got = model.patchify(model.normalization.to_model(model.reconstruct_and_classify(images).reconstruction))
+        got = patchify(
+            model.normalization.to_model(model.reconstruct_and_classify(images).reconstruction), model.patch_size
+        )
     assert torch.allclose(got, expected, atol=1e-5)
 
 

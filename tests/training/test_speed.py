@@ -124,6 +124,13 @@ def test_cpu_flags_and_bf16_detection(tmp_path):
     assert not bf16_is_fast("mps")[0]
 
 
+def test_bf16_is_off_where_the_cpu_flags_cannot_be_read(monkeypatch):
+    from isstad_plugin.training import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: None)
+    assert precision.bf16_is_fast("cpu") == (False, "CPU flags unreadable (no /proc/cpuinfo)")
+
+
 def test_bf16_on_cuda_follows_compute_capability(monkeypatch):
     from isstad_plugin.training import precision
 

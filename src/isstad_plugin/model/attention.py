@@ -15,11 +15,8 @@ from timm.layers import Attention
 
 def explicit_attention_wins(x: torch.Tensor) -> bool:
     """True for CPU tensors under bf16 autocast (or in bf16): where explicit matmuls beat the fused kernel."""
-    if x.device.type != "cpu":
-        return False
-    if x.dtype == torch.bfloat16:
-        return True
-    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return x.device.type == "cpu" and (x.dtype == torch.bfloat16 or autocast_bf16)
 
 
 class IsstadAttention(Attention):

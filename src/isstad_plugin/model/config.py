@@ -108,8 +108,7 @@ class NetworkConfig:
             msg = f"mask_ratio must be in [0, 1), got {self.mask_ratio}"
             raise ValueError(msg)
         self._check_tiles()
-        _check_shapes(self.network_hw, self.patch, self.encoder_size, self.decoder_dim, self.decoder_depth,
-                      self.decoder_heads)  # fmt: skip
+        self._check_shapes()
 
     @property
     def variant_spec(self) -> Variant:
@@ -151,6 +150,34 @@ class NetworkConfig:
         if tile[0] > image[0] or tile[1] > image[1] or stride[0] > tile[0] or stride[1] > tile[1] or min(stride) < 1:
             msg = f"tile_size {list(tile)}, tile_stride {list(stride)}: need stride <= tile <= image_size {list(image)}"
             raise ValueError(msg)
+
+    def _check_shapes(self) -> None:
+        """Raise a ``ValueError`` naming the first size that cannot work."""
+        image_size, patch_size, encoder = self.network_hw, self.patch, self.encoder_size
+        if any(side <= 0 for side in image_size):
+            msg = (
+                f"image_size {image_size} must be positive: use sides that are positive multiples of patch_size "
+                f"{patch_size} (e.g. {16 * patch_size}), or auto"
+            )
+            raise ValueError(msg)
+        if patch_size < 1 or any(side % patch_size for side in image_size):
+            example = max(1, image_size[0] // patch_size) * patch_size
+            msg = (
+                f"image_size {image_size} is not divisible by patch_size {patch_size}: "
+                f"use sides that are multiples of {patch_size} (e.g. {example})"
+            )
+            raise ValueError(msg)
+        if self.decoder_depth < 1:
+            msg = f"decoder_depth must be >= 1 (the heads read the decoder blocks), got {self.decoder_depth}"
+            raise ValueError(msg)
+        widths = (("encoder", encoder.dim, encoder.heads), ("decoder", self.decoder_dim, self.decoder_heads))
+        for name, dim, heads in widths:
+            if heads < 1 or dim % heads:
+                msg = f"{name}_dim {dim} is not divisible by {name}_heads {heads}: pick a head count that divides it"
+                raise ValueError(msg)
+            if dim % 4:
+                msg = f"{name}_dim must be a multiple of 4 for the 2-D sin-cos position embedding, got {dim}"
+                raise ValueError(msg)
 
     @property
     def encoder_size(self) -> EncoderPreset:
@@ -242,18 +269,17 @@ class LossConfig:
     def weights(self, network: NetworkConfig) -> Stage2Weights:
         """The weights for ``network``'s variant (terms it does not train are 0); unset values are the paper's."""
         variant, base = network.variant_spec, PAPER_LOSS
-        if not variant.reconstruction_loss and (self.mse_weight or self.ssim_weight):
+        reconstruction, classification = variant.reconstruction_loss, variant.classification_loss
+        if not reconstruction and (self.mse_weight or self.ssim_weight):
             msg = f"variant {variant.name} trains no reconstruction: mse_weight / ssim_weight must be unset or 0"
             raise ValueError(msg)
-        if not variant.classification_loss and self.classification_weight:
+        if not classification and self.classification_weight:
             msg = f"variant {variant.name} trains no pixel classifier: classification_weight must be unset or 0"
             raise ValueError(msg)
         return Stage2Weights(
-            mse=_given(self.mse_weight, base.mse) if variant.reconstruction_loss else 0.0,
-            ssim=_given(self.ssim_weight, base.ssim) if variant.reconstruction_loss else 0.0,
-            classification=_given(self.classification_weight, base.classification)
-            if variant.classification_loss
-            else 0.0,
+            mse=_given(self.mse_weight, base.mse) if reconstruction else 0.0,
+            ssim=_given(self.ssim_weight, base.ssim) if reconstruction else 0.0,
+            classification=_given(self.classification_weight, base.classification) if classification else 0.0,
             anomalous=_given(self.anomalous_weight, base.anomalous),
         )
 
@@ -342,39 +368,6 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise ValueError(msg) from None
     return (values[0], values[1])
-
-
-def _check_shapes(
-    image_size: tuple[int, int],
-    patch_size: int,
-    encoder: EncoderPreset,
-    decoder_dim: int,
-    decoder_depth: int,
-    decoder_heads: int,
-) -> None:
-    """Raise a ``ValueError`` naming the first size that cannot work."""
-    if any(side <= 0 for side in image_size):
-        msg = (
-            f"image_size {image_size} must be positive: use sides that are positive multiples of patch_size "
-            f"{patch_size} (e.g. {16 * patch_size}), or auto"
-        )
-        raise ValueError(msg)
-    if patch_size < 1 or any(side % patch_size for side in image_size):
-        msg = (
-            f"image_size {image_size} is not divisible by patch_size {patch_size}: "
-            f"use sides that are multiples of {patch_size} (e.g. {max(1, image_size[0] // patch_size) * patch_size})"
-        )
-        raise ValueError(msg)
-    if decoder_depth < 1:
-        msg = f"decoder_depth must be >= 1 (the heads read the decoder blocks), got {decoder_depth}"
-        raise ValueError(msg)
-    for name, dim, heads in (("encoder", encoder.dim, encoder.heads), ("decoder", decoder_dim, decoder_heads)):
-        if heads < 1 or dim % heads:
-            msg = f"{name}_dim {dim} is not divisible by {name}_heads {heads}: pick a head count that divides it"
-            raise ValueError(msg)
-        if dim % 4:
-            msg = f"{name}_dim must be a multiple of 4 for the 2-D sin-cos position embedding, got {dim}"
-            raise ValueError(msg)
 
 
 def field_values(group: Any) -> dict[str, Any]:

@@ -130,16 +130,6 @@ class AnomalyFusion(nn.Module):
         self.register_buffer("kernel", kernel.reshape(1, -1), persistent=False)
         self.kernel: torch.Tensor
 
-    @property
-    def needs_error(self) -> bool:
-        """Whether the score map reads E (every source but ``"classification"``)."""
-        return self.source != "classification"
-
-    @property
-    def needs_probability(self) -> bool:
-        """Whether the score map reads P (every source but ``"reconstruction"``)."""
-        return self.source != "reconstruction"
-
     def smooth(self, maps: torch.Tensor) -> torch.Tensor:
         """Gaussian-smooth ``(B, 1, H, W)`` maps with reflect borders (identity when ``sigma == 0``)."""
         if self.sigma == 0:
@@ -177,16 +167,12 @@ class AnomalyFusion(nn.Module):
             return _required(probability, "P")
         return self.smooth(_required(error, "E") * _required(probability, "P"))
 
-    def image_scores(self, maps: AnomalyMaps) -> torch.Tensor:
-        """``(B,)`` image scores: the aggregate of the score map."""
-        return aggregate_score(maps.score, self.aggregation, self.topk_fraction)
-
     def forward(
         self, error: torch.Tensor | None, probability: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(image_scores (B,), score_map (B, 1, H, W))``."""
         maps = self.maps(error, probability)
-        return self.image_scores(maps), maps.score
+        return aggregate_score(maps.score, self.aggregation, self.topk_fraction), maps.score
 
 
 def _required(value: torch.Tensor | None, name: str) -> torch.Tensor:

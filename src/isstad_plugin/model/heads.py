@@ -65,13 +65,7 @@ class PixelClassifierHead(nn.Module):
         upsampling: ``"patch"`` (the paper's) or ``"overlap"`` (tent-blended ``2p x 2p`` windows; ``p`` even).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        patch_size: int,
-        num_levels: int,
-        upsampling: ClassifierUpsampling = "patch",
-    ) -> None:
+    def __init__(self, dim: int, patch_size: int, num_levels: int, upsampling: ClassifierUpsampling = "patch") -> None:
         super().__init__()
         self.patch_size = patch_size
         self.upsampling: ClassifierUpsampling = upsampling

@@ -86,10 +86,6 @@ class CnnPatchEmbed(nn.Module):
         self.backbone.eval()
         return self
 
-    def num_tokens(self, images: torch.Tensor) -> int:
-        """Tokens of one image: ``(H / p) * (W / p)``."""
-        return (images.shape[-2] // self.patch_size) * (images.shape[-1] // self.patch_size)
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images -> ``(B, N, dim)`` tokens."""
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)

@@ -54,7 +54,7 @@ from isstad_plugin.model.tiling import training_tiles
 from isstad_plugin.model.torch_model import IsstadModel
 from isstad_plugin.model.weights import load_initial_weights
 from isstad_plugin.training.checkpointing import IsstadCheckpoints, require_statistics, use_learnt_model_checkpoint
-from isstad_plugin.training.divergence import IsstadDivergenceGuard, non_finite_loss_error, stage1_encoder_broken
+from isstad_plugin.training.divergence import IsstadDivergenceGuard, non_finite_loss_error
 from isstad_plugin.training.quiet import QuietByDesign
 from isstad_plugin.training.rng import capture_rng_state, restore_rng_state
 from isstad_plugin.training.two_stage import allow_unused_parameters
@@ -105,11 +105,7 @@ class Isstad(AnomalibModule):
         # Called by name, not through super(): Lightning's hyperparameter collection then stops at anomalib's
         # arguments, and the options are saved below, every one, defaults included.
         AnomalibModule.__init__(
-            self,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
+            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
         self.save_hyperparameters(config.options())
         self._build(config)
@@ -173,9 +169,8 @@ class Isstad(AnomalibModule):
         if self._trainer is not None:
             use_learnt_model_checkpoint(self._trainer)
         held = {type(c) for c in trainer_callbacks}
-        return [c for c in callbacks if not any(c is t for t in trainer_callbacks)] + [
-            c for c in own if type(c) not in held
-        ]
+        new = [c for c in callbacks if not any(c is t for t in trainer_callbacks)]
+        return new + [c for c in own if type(c) not in held]
 
     learning_type = LearningType.ONE_CLASS  # ISSTAD trains on normal images only
 
@@ -287,7 +282,7 @@ class Isstad(AnomalibModule):
         if checkpoint.get("isstad_stage", self.stage) == 2 and self.stage == 1:
             self.enter_stage2()
         self._initial_weights_done = True
-        if self._trainer is not None and self.trainer.training and "isstad_rng" in checkpoint:
+        if resuming and "isstad_rng" in checkpoint:
             restore_rng_state(checkpoint["isstad_rng"])
 
     # ------------------------------------------------------------------------------------------------ steps
@@ -298,15 +293,17 @@ class Isstad(AnomalibModule):
         if self.model.tiler is not None:
             images = training_tiles(self.model.tiler, images)
         loss = self._stage1_step(images) if self.stage == 1 else self._stage2_step(images)
-        if not torch.isfinite(loss):
-            broken = self.stage == 2 and self.schedule.pretrained and stage1_encoder_broken(self.model.encode, images)
+        if not torch.isfinite(loss):  # blamed on stage 1 when the frozen encoder it trained gives inf/NaN features
+            frozen = self.stage == 2 and self.schedule.pretrained
+            with torch.no_grad():
+                broken = frozen and not self.model.encode(images)[0].isfinite().all()
             raise non_finite_loss_error(loss, self.current_epoch, self.stage, args[0] if args else "?", broken)
         return {"loss": loss}
 
     def _stage1_step(self, images: torch.Tensor) -> torch.Tensor:
         if self.stage1_augmentation is not None:
             images = self.stage1_augmentation(images)
-        output = self.model(images, mask_ratio=self.model.mask_ratio)
+        output = self.model(images, mask_ratio=self.model.config.mask_ratio)
         loss = self.stage1_loss(images, output.reconstruction, cast(torch.Tensor, output.mask))
         self._log_losses(len(images), train_loss=loss)
         return loss
@@ -321,13 +318,8 @@ class Isstad(AnomalibModule):
         with_classifier = self.loss_weights.classification > 0
         output = self.model.reconstruct_and_classify(corrupted, with_classifier=with_classifier)
         losses = self.loss(output.reconstruction, clean, output.level_logits, labels)
-        self._log_losses(
-            len(images),
-            train_loss=losses.total,
-            train_mse=losses.mse,
-            train_ssim_loss=losses.ssim,
-            train_cls=losses.classification,
-        )
+        terms = {"train_mse": losses.mse, "train_ssim_loss": losses.ssim, "train_cls": losses.classification}
+        self._log_losses(len(images), train_loss=losses.total, **terms)
         return losses.total
 
     def _log_losses(self, batch_size: int, **values: torch.Tensor) -> None:
@@ -353,25 +345,20 @@ class Isstad(AnomalibModule):
     # ------------------------------------------------------------------------------------------------ optimisers
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """The current stage's AdamW and schedule: stage 1 per step, stage 2 per epoch (per step with a step budget)."""
-        trainer = self.trainer
+        trainer, settings = self.trainer, self.optimizer_settings
         fused = not trainer.gradient_clip_val  # Lightning refuses to clip the gradients of fused optimisers
         if self.stage == 2:
-            stage2_steps = self.schedule.stage2_steps or None
-            optimizer, scheduler = stage2_optimizer(self.model, self.optimizer_settings, stage2_steps, fused=fused)
-            interval = "step" if stage2_steps else "epoch"
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
-        steps_per_epoch, stage1_total = self.schedule.stage1_schedule_steps(
-            trainer.max_epochs, trainer.estimated_stepping_batches
-        )
-        optimizer, scheduler = stage1_optimizer(
-            self.model,
-            self.optimizer_settings,
-            effective_batch_size(trainer),
-            steps_per_epoch,
-            stage1_total,
-            fused=fused,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            steps = self.schedule.stage2_steps or None
+            optimizer, scheduler = stage2_optimizer(self.model, settings, steps, fused=fused)
+            interval = "step" if steps else "epoch"
+        else:
+            per_epoch, total = self.schedule.stage1_schedule_steps(
+                trainer.max_epochs, trainer.estimated_stepping_batches
+            )
+            batch = effective_batch_size(trainer)
+            optimizer, scheduler = stage1_optimizer(self.model, settings, batch, per_epoch, total, fused=fused)
+            interval = "step"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     # ------------------------------------------------------------------------------------------------ predict, export
     def on_predict_start(self) -> None:

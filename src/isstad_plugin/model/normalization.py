@@ -8,8 +8,6 @@ export). The stage-1 loss is computed in that normalised space, MAE's target spa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -20,20 +18,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PixelNormalization(nn.Module):
-    """Per-channel affine map between ``[0, 1]`` pixels and the model's normalised input space.
+    """Per-channel affine map between ``[0, 1]`` pixels and the model's ImageNet-normalised input space."""
 
-    Args:
-        mean: Per-channel mean subtracted from ``[0, 1]`` pixels.
-        std: Per-channel standard deviation the difference is divided by.
-    """
-
-    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        if len(mean) != len(std):
-            msg = f"normalisation mean and std must have the same length, got {len(mean)} and {len(std)}"
-            raise ValueError(msg)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, -1, 1, 1), persistent=False)
         self.mean: torch.Tensor
         self.std: torch.Tensor
 

@@ -49,20 +49,15 @@ def stage1_optimizer(
     groups = param_groups_weight_decay(model, settings.weight_decay)
     fuse = fused and can_fuse(model.parameters())
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=ADAMW_BETAS, fused=True if fuse else None)
-    if settings.stage1_warmup_steps is not None:
-        warmup: float = settings.stage1_warmup_steps
-    else:
-        warmup = settings.stage1_warmup_epochs * steps_per_epoch
+    warmup_steps = settings.stage1_warmup_steps
+    warmup = settings.stage1_warmup_epochs * steps_per_epoch if warmup_steps is None else warmup_steps
     total = max(1, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
     return optimizer, scheduler
 
 
 def stage2_optimizer(
-    model: nn.Module,
-    settings: TrainingConfig,
-    total_steps: int | None = None,
-    fused: bool = False,
+    model: nn.Module, settings: TrainingConfig, total_steps: int | None = None, fused: bool = False
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW over the trainable parameters with cosine annealing.
 

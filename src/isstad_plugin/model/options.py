@@ -78,11 +78,7 @@ class IsstadConfig:
 
     def options(self) -> dict[str, Any]:
         """The flat keyword options, every one (the hyperparameters a checkpoint stores)."""
-        return {k: v for group in self.groups() for k, v in field_values(group).items()}
-
-    def groups(self) -> tuple[Any, ...]:
-        """The groups in :data:`CONFIGS` order."""
-        return (self.network, self.corruption, self.loss, self.training, self.runtime)
+        return {k: v for f in fields(self) for k, v in field_values(getattr(self, f.name)).items()}
 
     def with_checkpoint_network(self, hyperparameters: Mapping[str, Any], resuming: bool) -> IsstadConfig:
         """This config with the network options of a checkpoint's ``hyperparameters`` (``self`` when they agree).

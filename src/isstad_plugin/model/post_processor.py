@@ -34,12 +34,7 @@ class IsstadPostProcessor(PostProcessor):
         self._saw_anomalous = False
 
     def on_validation_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        *args: Any,
-        **kwargs: Any,
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any, **kwargs: Any
     ) -> None:
         """Update the statistics with a scored batch; skip batches the model did not score."""
         if outputs is None or getattr(outputs, "pred_score", None) is None:

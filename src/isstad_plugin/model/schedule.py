@@ -56,11 +56,8 @@ class StageSchedule:
     @classmethod
     def resolve(cls, config: IsstadConfig) -> StageSchedule:
         """The schedule of ``config``'s training options for its variant; one-line errors for contradicting lengths."""
-        training, variant, stage1_checkpoint = (
-            config.training,
-            config.network.variant_spec,
-            config.runtime.stage1_checkpoint,
-        )
+        training, variant = config.training, config.network.variant_spec
+        stage1_checkpoint = config.runtime.stage1_checkpoint
         stage1_steps, stage2_steps = _step_budget(training, variant)
         _check_stage1_steps(training.stage1_steps, variant, stage1_checkpoint)
         epochs = 0 if stage1_steps + stage2_steps else training.stage1_epochs
@@ -81,14 +78,9 @@ class StageSchedule:
         return self.stage1_steps + self.stage2_steps
 
     @property
-    def pretraining(self) -> bool:
-        """Whether the fit starts with stage 1."""
-        return self.stage1_epochs > 0 or self.stage1_steps > 0
-
-    @property
     def first_stage(self) -> int:
         """The stage of the first epoch: 2 when stage 1 is skipped (``stage1_checkpoint``, Models without stage 1)."""
-        return 1 if (self.pretraining or not self.two_stages) else 2
+        return 1 if (self.stage1_epochs > 0 or self.stage1_steps > 0 or not self.two_stages) else 2
 
     def stage1_complete(self, epochs_done: int, global_step: int) -> bool:
         """Whether stage 1 has run its length after ``epochs_done`` epochs and ``global_step`` optimiser steps."""
@@ -101,9 +93,7 @@ class StageSchedule:
 
         Stage 2 starts at the first epoch boundary after stage 1's length (a step budget switches between epochs).
         """
-        if not self.two_stages:
-            return 1
-        return 2 if self.stage1_complete(epochs_done, global_step) else 1
+        return 2 if self.two_stages and self.stage1_complete(epochs_done, global_step) else 1
 
     def stage1_ends(self, stage: int, epochs_done: int, global_step: int) -> bool:
         """Whether an epoch end with these counts, in ``stage``, is the end of stage 1 (``stage1.ckpt`` is due)."""
@@ -154,18 +144,14 @@ class StageSchedule:
         A variant with one stage (``pretrain`` or ``finetune`` off) trains it for ``stage1 + stage2``, so every
         variant of a benchmark gets the same budget.
         """
-        if not (pretrain and finetune):
-            total = stage1 + stage2
-            if unit == "epochs":  # one stage runs for all of trainer.max_epochs
-                return {"stage1_epochs": None, "stage1_steps": None, "stage2_steps": None}
-            return {
-                "stage1_epochs": None,
-                "stage1_steps": total if pretrain else None,
-                "stage2_steps": None if pretrain else total,
-            }
-        if unit == "steps":
-            return {"stage1_steps": stage1, "stage2_steps": stage2, "stage1_epochs": None}
-        return {"stage1_epochs": stage1, "stage1_steps": None, "stage2_steps": None}
+        options: dict[str, int | None] = {"stage1_epochs": None, "stage1_steps": None, "stage2_steps": None}
+        if pretrain and finetune:
+            options |= (
+                {"stage1_steps": stage1, "stage2_steps": stage2} if unit == "steps" else {"stage1_epochs": stage1}
+            )
+        elif unit == "steps":  # one stage trains for both lengths (in epochs: for all of trainer.max_epochs)
+            options["stage1_steps" if pretrain else "stage2_steps"] = stage1 + stage2
+        return options
 
     def check_trainer(self, trainer: Trainer) -> None:
         """Refuse trainer settings under which this schedule cannot run, in one line naming the option."""

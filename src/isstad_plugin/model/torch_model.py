@@ -64,29 +64,19 @@ class IsstadModel(nn.Module):
 
     def __init__(self, config: NetworkConfig | None = None, **options: Any) -> None:
         super().__init__()
-        self.config = dataclasses.replace(config or NetworkConfig(), **options)
-        encoder = self.config.encoder_size
+        self.config = config = dataclasses.replace(config or NetworkConfig(), **options)
+        encoder, decoder_dim, decoder_depth = config.encoder_size, config.decoder_dim, config.decoder_depth
         self.patch_size = encoder.patch_size
-        self.image_size = self.config.network_hw
-        self.mask_ratio = self.config.mask_ratio
-        self.inference_mask_ratio = self.config.inference_mask_ratio
-        self.inference_seed = INFERENCE_SEED
+        self.image_size = config.network_hw
         self.grid_size = (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
-        self.in_channels = IN_CHANNELS
-        decoder_dim, decoder_depth = self.config.decoder_dim, self.config.decoder_depth
-        self.encoder = build_encoder(
-            self.image_size, self.patch_size, IN_CHANNELS, encoder, self.config.encoder_backbone
-        )
-        self.decoder = IsstadDecoder(encoder.dim, self.grid_size, decoder_dim, decoder_depth, self.config.decoder_heads)
+        self.inference_mask_ratio = config.inference_mask_ratio
+        self.encoder = build_encoder(self.image_size, encoder, config.encoder_backbone)
+        self.decoder = IsstadDecoder(encoder.dim, self.grid_size, decoder_dim, decoder_depth, config.decoder_heads)
         self.reconstruction_head = ReconstructionHead(decoder_dim, self.patch_size, IN_CHANNELS)
         self.pixel_classifier_head = PixelClassifierHead(
-            decoder_dim,
-            self.patch_size,
-            decoder_depth,
-            upsampling=self.config.classifier_upsampling,
+            decoder_dim, self.patch_size, decoder_depth, config.classifier_upsampling
         )
         self.normalization = PixelNormalization()
-        config = self.config
         self.fusion = AnomalyFusion(
             sigma=config.smoothing_sigma,
             aggregation=config.score_aggregation,
@@ -94,8 +84,10 @@ class IsstadModel(nn.Module):
             source=config.map_source,
         )
         self.encoder_frozen = False
-        self.tiler: Tiler | None = tiler_for(self.config)
-        self._init_decoder_weights()
+        self.tiler: Tiler | None = tiler_for(config)
+        torch.nn.init.normal_(self.decoder.mask_token, std=0.02)  # MAE's initialisation of the decoder and heads
+        for module in (self.decoder, self.reconstruction_head, self.pixel_classifier_head):
+            module.apply(init_mae_layer)
 
     # ----------------------------------------------------------------------------------------------- stages
     def freeze_encoder(self) -> None:
@@ -111,15 +103,10 @@ class IsstadModel(nn.Module):
             self.encoder.eval()
         return self
 
-    def compile_blocks(self, **options: object) -> None:
-        """``torch.compile`` every encoder and decoder block in place (inductor; state-dict keys unchanged).
-
-        Args:
-            **options: Keyword arguments of :func:`torch.compile` (``mode``, ``dynamic``, ...).
-        """
-        blocks = [*cast(nn.Sequential, self.encoder.blocks), *self.decoder.blocks]
-        for block in blocks:
-            block.compile(**options)
+    def compile_blocks(self) -> None:
+        """``torch.compile`` every encoder and decoder block in place (inductor; state-dict keys unchanged)."""
+        for block in [*cast(nn.Sequential, self.encoder.blocks), *self.decoder.blocks]:
+            block.compile()
 
     # ----------------------------------------------------------------------------------------------- forward
     def encode(
@@ -142,22 +129,13 @@ class IsstadModel(nn.Module):
             ``ids_restore`` as in :func:`~isstad_plugin.model.patching.random_masking`, or ``None`` when nothing is
             masked.
         """
-        return self._encode(self.normalization.to_model(images), mask_ratio, generator, noise)
-
-    def _encode(
-        self,
-        model_images: torch.Tensor,
-        mask_ratio: float,
-        generator: torch.Generator | None,
-        noise: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """:meth:`encode` of images already in the network's normalised space."""
+        model_images = self.normalization.to_model(images)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             enc = self.encoder
             pos_embed, cls_token = cast(torch.Tensor, enc.pos_embed), cast(torch.Tensor, enc.cls_token)
             if mask_ratio > 0 and isinstance(enc.patch_embed, CnnPatchEmbed):  # hide masked pixels from the CNN
                 if noise is None:
-                    noise = torch.rand(model_images.shape[0], enc.patch_embed.num_tokens(model_images),
+                    noise = torch.rand(len(model_images), self.grid_size[0] * self.grid_size[1],
                                        device=model_images.device, generator=generator)  # fmt: skip
                 model_images = hide_masked_patches(model_images, noise_mask(noise, mask_ratio), self.patch_size)
             x = enc.patch_embed(model_images)
@@ -166,15 +144,11 @@ class IsstadModel(nn.Module):
             if mask_ratio > 0:
                 x, mask, ids_restore = random_masking(x, mask_ratio, generator, noise)
             cls = (cls_token + pos_embed[:, :1]).to(x.dtype).expand(x.shape[0], -1, -1)
-            x = torch.cat([cls, x], dim=1)
-            x = enc.blocks(x)
+            x = enc.blocks(torch.cat([cls, x], dim=1))
             return enc.norm(x), mask, ids_restore
 
     def forward(
-        self,
-        images: torch.Tensor,
-        mask_ratio: float = 0.0,
-        generator: torch.Generator | None = None,
+        self, images: torch.Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None
     ) -> IsstadOutput | InferenceBatch:
         """Masked mode (``mask_ratio > 0``, stage 1) or full mode (stage 2 and inference).
 
@@ -206,8 +180,7 @@ class IsstadModel(nn.Module):
         the input there and the reconstruction head's output back. The pixel classifier head runs only when
         ``with_classifier``.
         """
-        model_images = self.normalization.to_model(images)
-        tokens, mask, ids_restore = self._encode(model_images, mask_ratio, generator, noise)
+        tokens, mask, ids_restore = self.encode(images, mask_ratio, generator, noise)
         levels = self.decoder(tokens, ids_restore)
         patches = self.reconstruction_head(levels[-1][:, 1:])
         reconstruction = self.normalization.to_unit(unpatchify(patches, self.patch_size, self.grid_size))
@@ -225,15 +198,14 @@ class IsstadModel(nn.Module):
 
         The maps are stitched before the fusion smooths them, so tile seams are smoothed like any other pixel.
         """
-        if self.tiler is None:
-            return self._error_and_probability(images)
         tiler = self.tiler
+        if tiler is None:
+            return self._error_and_probability(images)
         check_tile_size(tiler, self.image_size)
-        error, probability = self._error_and_probability(tiler.tile(images))
-        return (
-            tiler.untile(error) if error is not None else None,
-            tiler.untile(probability) if probability is not None else None,
+        error, probability = (
+            None if m is None else tiler.untile(m) for m in self._error_and_probability(tiler.tile(images))
         )
+        return error, probability
 
     def masked_reconstruction(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruct every patch from passes in which it is masked (Model I inference), deterministically.
@@ -244,38 +216,22 @@ class IsstadModel(nn.Module):
         Returns:
             ``(B, C, H, W)`` reconstruction in ``[0, 1]``, each patch averaged over the passes that hid it.
         """
-        generator = torch.Generator(device=images.device).manual_seed(self.inference_seed)
-        length = self.grid_size[0] * self.grid_size[1]
-        total = count = None
-        for noise in complementary_noise(images.shape[0], length, self.inference_mask_ratio, generator):
-            ratio = self.inference_mask_ratio
+        generator = torch.Generator(device=images.device).manual_seed(INFERENCE_SEED)
+        ratio, length = self.inference_mask_ratio, self.grid_size[0] * self.grid_size[1]
+        total = count = images.new_zeros(())
+        for noise in complementary_noise(len(images), length, ratio, generator):
             output = self.reconstruct_and_classify(images, ratio, with_classifier=False, noise=noise)
             hidden = cast(torch.Tensor, output.mask).unsqueeze(-1)
-            patches = self.patchify(output.reconstruction) * hidden
-            total = patches if total is None else total + patches
-            count = hidden if count is None else count + hidden
-        assert total is not None and count is not None
+            total = total + patchify(output.reconstruction, self.patch_size) * hidden
+            count = count + hidden
         return unpatchify(total / count.clamp_min(1), self.patch_size, self.grid_size)
 
     def _error_and_probability(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self.inference_mask_ratio > 0:
             return squared_error(images, self.masked_reconstruction(images)), None
-        output = self.reconstruct_and_classify(images, with_classifier=self.fusion.needs_probability)
-        error = None
-        if self.fusion.needs_error:
-            error = squared_error(images, output.reconstruction)
-        probability = None
-        if output.level_logits is not None:
-            probability = level_probability(self.pixel_classifier_head.probabilities(output.level_logits))
+        source = self.fusion.source  # S reads E and P; the ablation models' E or P alone
+        output = self.reconstruct_and_classify(images, with_classifier=source != "reconstruction")
+        error = squared_error(images, output.reconstruction) if source != "classification" else None
+        logits = output.level_logits
+        probability = None if logits is None else level_probability(self.pixel_classifier_head.probabilities(logits))
         return error, probability
-
-    # ----------------------------------------------------------------------------------------------- helpers
-    def patchify(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(B, N, p * p * C)`` with this model's patch size."""
-        return patchify(images, self.patch_size)
-
-    def _init_decoder_weights(self) -> None:
-        """MAE's initialisation for the decoder and heads: xavier-uniform linears, N(0, 0.02) mask token."""
-        torch.nn.init.normal_(self.decoder.mask_token, std=0.02)
-        for module in (self.decoder, self.reconstruction_head, self.pixel_classifier_head):
-            module.apply(init_mae_layer)

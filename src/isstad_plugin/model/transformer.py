@@ -26,18 +26,16 @@ layer_norm = partial(nn.LayerNorm, eps=1e-6)
 """MAE's LayerNorm (eps 1e-6)."""
 
 
-def build_encoder(
-    image_size: tuple[int, int], patch_size: int, in_channels: int, size: EncoderPreset, backbone: str | None = None
-) -> VisionTransformer:
-    """A timm ViT with class token and a fixed sin-cos position embedding, as MAE's encoder.
+def build_encoder(image_size: tuple[int, int], size: EncoderPreset, backbone: str | None = None) -> VisionTransformer:
+    """A timm ViT on RGB images with class token and a fixed sin-cos position embedding, as MAE's encoder.
 
     With ``backbone`` (a timm CNN name) it is the hybrid encoder: the patch embedding is that CNN's feature maps
     (:class:`~isstad_plugin.model.hybrid.CnnPatchEmbed`) instead of a linear projection of pixel patches.
     """
+    patch_size = size.patch_size
     encoder = VisionTransformer(
         img_size=image_size,
         patch_size=patch_size,
-        in_chans=in_channels,
         num_classes=0,
         embed_dim=size.dim,
         depth=size.depth,
@@ -72,14 +70,7 @@ class IsstadDecoder(nn.Module):
         heads: Attention heads per block.
     """
 
-    def __init__(
-        self,
-        encoder_dim: int,
-        grid_size: tuple[int, int],
-        dim: int,
-        depth: int,
-        heads: int,
-    ) -> None:
+    def __init__(self, encoder_dim: int, grid_size: tuple[int, int], dim: int, depth: int, heads: int) -> None:
         super().__init__()
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))

@@ -137,19 +137,14 @@ def copy_matching_weights(model: nn.Module, state: dict[str, torch.Tensor], sour
             raise ValueError(msg)
         target[key] = value.to(target[key].dtype)
         report.loaded.append(key)
-    report.missing = [k for k in target if k not in state and not _is_fixed(k)]
+    report.missing = [k for k in target if k not in state and not k.endswith("pos_embed")]
     model.load_state_dict(target)
     return report
 
 
 def map_mae_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename official MAE keys to :class:`~isstad_plugin.IsstadModel` keys, dropping the fixed position tables."""
-    mapped = {}
-    for key, value in state.items():
-        if key in _FIXED_KEYS:
-            continue
-        mapped[_rename(key)] = value
-    return mapped
+    return {_rename(key): value for key, value in state.items() if key not in _FIXED_KEYS}
 
 
 def _rename(key: str) -> str:
@@ -157,10 +152,6 @@ def _rename(key: str) -> str:
         if key.startswith(old):
             return new + key[len(old) :]
     return "encoder." + key
-
-
-def _is_fixed(model_key: str) -> bool:
-    return model_key.endswith("pos_embed")
 
 
 def _learned_positions(pos_embed: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
@@ -177,7 +168,8 @@ def _learned_positions(pos_embed: torch.Tensor | None, grid: tuple[int, int]) ->
 
 def _read_source(source: str | Path, encoder: str) -> dict[str, torch.Tensor]:
     if isinstance(source, str) and source.startswith("timm:"):
-        return _read_timm(source.removeprefix("timm:"))
+        state = fetch_timm_state(source.removeprefix("timm:"), "encoder_weights")
+        return {k: v for k, v in state.items() if not k.startswith(("head", "fc_norm"))}
     path = Path(source).expanduser()
     if not path.is_file():
         msg = (
@@ -193,11 +185,6 @@ def _read_source(source: str | Path, encoder: str) -> dict[str, torch.Tensor]:
         )
         raise ValueError(msg)
     return state
-
-
-def _read_timm(tag: str) -> dict[str, torch.Tensor]:
-    state = fetch_timm_state(tag, "encoder_weights")
-    return {k: v for k, v in state.items() if not k.startswith(("head", "fc_norm"))}
 
 
 def load_stage1_checkpoint(model: nn.Module, path: str | Path) -> WeightsReport:

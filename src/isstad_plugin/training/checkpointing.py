@@ -107,13 +107,10 @@ class IsstadCheckpoints(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """After Ctrl-C or ``SIGTERM``, print one line: how to resume (printed, not logged: it is the last line)."""
         del pl_module
-        if not isinstance(exception, KeyboardInterrupt | SIGTERMException) or not trainer.is_global_zero:
-            return
-        if trainer.state.fn != TrainerFn.FITTING:
-            return
-        sys.stdout.flush()
-        line = f"fit interrupted: {resume_hint(self.folder(trainer))}"
-        print(f"warning: {line}", file=sys.stderr, flush=True)
+        interrupted = isinstance(exception, KeyboardInterrupt | SIGTERMException)
+        if interrupted and trainer.is_global_zero and trainer.state.fn == TrainerFn.FITTING:
+            sys.stdout.flush()
+            print(f"warning: fit interrupted: {resume_hint(self.folder(trainer))}", file=sys.stderr, flush=True)
 
     def folder(self, trainer: Trainer) -> Path:
         """Where the files go."""
@@ -155,10 +152,7 @@ class IsstadCheckpoints(Callback):
         saved = getattr(trainer.checkpoint_callback, "best_model_path", "")
         if saved and trainer.is_global_zero:
             logger.info("ISSTAD: model saved: %s (the --ckpt_path of test, predict and export)", saved)
-        post_processor = getattr(pl_module, "post_processor", None)
-        threshold = getattr(post_processor, "_image_threshold", None)
-        enabled = getattr(post_processor, "enable_thresholding", False)
-        if enabled and isinstance(threshold, torch.Tensor) and torch.isnan(threshold).all():
+        if "_image_threshold" in missing_statistics(pl_module):
             logger.warning(
                 "ISSTAD: the fit ended without a validation of the trained model (max_epochs %s, "
                 "check_val_every_n_epoch %s, limit_val_batches %s): thresholds were not learnt, so F1 scores and "

@@ -11,8 +11,7 @@ Three checks (all raise :class:`TrainingDivergedError`, a :class:`FloatingPointE
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -24,14 +23,10 @@ class TrainingDivergedError(FloatingPointError):
     """Training produced inf/NaN; the message names the stage and the option to change."""
 
 
-def stage_option(stage: int) -> str:
-    """The learning-rate option of a stage: ``--model.stage1_blr`` or ``--model.stage2_lr``."""
-    return "--model.stage1_blr" if stage == 1 else "--model.stage2_lr"
-
-
 def advice(stage: int) -> str:
-    """What to do when ``stage`` diverged."""
-    return f"lower {stage_option(stage)} or train in float32 (--trainer.plugins.precision 32-true)"
+    """What to do when ``stage`` diverged: lower its learning rate, or train in float32."""
+    option = "--model.stage1_blr" if stage == 1 else "--model.stage2_lr"
+    return f"lower {option} or train in float32 (--trainer.plugins.precision 32-true)"
 
 
 class IsstadDivergenceGuard(Callback):
@@ -74,13 +69,6 @@ def non_finite_loss_error(
         f"weights were not updated and the checkpoints already written are kept; {advice(culprit)}"
     )
     return TrainingDivergedError(msg)
-
-
-def stage1_encoder_broken(encode: Callable[..., tuple[torch.Tensor | None, ...]], images: torch.Tensor) -> bool:
-    """Whether the frozen encoder (trained in stage 1; ``encode`` gives its tokens first) has inf/NaN features."""
-    with torch.no_grad():
-        tokens = cast(torch.Tensor, encode(images)[0])
-    return not bool(torch.isfinite(tokens).all())
 
 
 def check_validation_statistics(values: dict[str, torch.Tensor], stage: int, epoch: int) -> None:
