@@ -77,7 +77,7 @@ class DemoResult:
     fit_seconds: float
     test_seconds: float
     peak_rss_mb: float
-    loss_curve: Path | None = None
+    loss_curve: Path
 
 
 def run_demo(options: DemoOptions) -> DemoResult:
@@ -97,14 +97,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
     )
     with high_bit_depth.installed():  # the user's 16-bit images are read scaled, for this run only
         result = fit_and_test(engine, model, datamodule)
+        _write_panels(model, datamodule, output / "panels.png")
     protocol = (
         f"{'fast smoke run, ' if options.fast else ''}{stage1} stage-1 + {stage2} stage-2 {unit}, last epoch tested, "
         f"thresholds learnt on a validation split taken from the test folder and not tested (seed {options.seed})"
     )
     times = {"fit_seconds": result.fit_seconds, "test_seconds": result.test_seconds}
     write_metrics({**result.metrics, **times}, output, f"ISSTAD demo on {root.name}/{options.category}", protocol)
-    with high_bit_depth.installed():
-        _write_panels(model, datamodule, output / "panels.png")
     curve = save_loss_curve(output / "logs" / "metrics.csv", output / "loss_curve.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return DemoResult(result.metrics, output, result.fit_seconds, result.test_seconds, peak, curve)
