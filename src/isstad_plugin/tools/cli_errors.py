@@ -156,8 +156,11 @@ def _init_options(class_path: str) -> list[str]:
     return [p.name for p in parameters if p.kind in kinds and p.name != "self"]
 
 
-def one_line_parse_error(previous: Callable[..., Any], parser: Any, message: str, ex: Exception | None = None) -> Any:
-    """The ``error`` of jsonargparse's parser, printing an unknown option as one line (:func:`parse_error_line`)."""
+def one_line_parse_error(parser: Any, previous: Callable[..., Any], message: str, ex: Exception | None = None) -> Any:
+    """The ``error`` of jsonargparse's parser (``previous``), printing an unknown option as one line.
+
+    The line is :func:`parse_error_line`'s; ``previous`` handles what it does not know.
+    """
     if parser.exit_on_error:
         command_parser = getattr(ex, "subcommand_parser", None) or parser
         actions = command_parser._actions
