@@ -231,6 +231,5 @@ def missing_root_message(category_dir: Path) -> str:
     )
 
 
-def _images(folder: Path, extensions: Iterable[str] = IMG_EXTENSIONS) -> list[Path]:
-    suffixes = tuple(extensions)
-    return [p for p in folder.rglob("*") if p.suffix in suffixes] if folder.is_dir() else []
+def _images(folder: Path, extensions: tuple[str, ...] = IMG_EXTENSIONS) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.suffix in extensions]

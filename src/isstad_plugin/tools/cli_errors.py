@@ -51,11 +51,9 @@ def one_line_excepthook(
     line = format_cli_error(exc) if exc is not None else None
     if line is None or os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
         previous(exc_type, exc, tb)
-    if line is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    print(f"error: {line}", file=sys.stderr, flush=True)
+    if line is not None:
+        sys.stdout.flush()
+        print(f"error: {line}", file=sys.stderr, flush=True)
 
 
 def one_log_handler() -> None:
