@@ -160,11 +160,9 @@ class TrainDataCache(Callback):
     def __init__(self, max_gb: float = 4.0) -> None:
         self.max_gb = max_gb
         self._wrapped: CachedTrainDataset | None = None
-        self.message = ""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Put the wrapper in place of ``datamodule.train_data`` before the train loader is built."""
-        del pl_module
         datamodule = getattr(trainer, "datamodule", None)
         if stage != "fit" or self.max_gb <= 0 or datamodule is None:
             return
@@ -176,23 +174,19 @@ class TrainDataCache(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Decode and resize the training set once (within the memory limit)."""
-        del trainer, pl_module
         if self._wrapped is None or self._wrapped.items is not None:
             return
         limit = int(self.max_gb * GIB)
         available = available_memory_bytes()
         if available is not None:
             limit = min(limit, available // 2)
-        self.message = self._wrapped.fill(limit)
-        logger.info(self.message)
+        logger.info(self._wrapped.fill(limit))
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Give the datamodule its own training set back and free the cache."""
-        del pl_module
-        datamodule = getattr(trainer, "datamodule", None)
-        wrapped = self._wrapped
-        if stage == "fit" and wrapped is not None:
-            original = wrapped.dataset
-            if datamodule is not None and getattr(datamodule, "train_data", None) is wrapped:
-                datamodule.train_data = original
-            self._wrapped = None
+        if stage != "fit" or self._wrapped is None:
+            return
+        datamodule: Any = getattr(trainer, "datamodule", None)
+        if getattr(datamodule, "train_data", None) is self._wrapped:
+            datamodule.train_data = datamodule.train_data.dataset
+        self._wrapped = None

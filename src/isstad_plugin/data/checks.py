@@ -29,27 +29,22 @@ class DatasetError(ValueError):
     """A dataset that cannot be trained or tested on; the message names the file or folder and the fix."""
 
 
-def check_images(paths: Iterable[str | Path], split: str) -> int:
+def check_images(paths: Iterable[str | Path], split: str) -> None:
     """Open and decode every image; raise on the first one that cannot be read.
 
     Args:
         paths: Image files.
         split: Name of the split, for the message (``"train"``, ``"test"``, ...).
 
-    Returns:
-        Number of images checked.
-
     Raises:
         DatasetError: A file is missing, unreadable or truncated, or the split is empty.
     """
-    count = 0
-    for path in paths:
-        check_image(Path(path))
-        count += 1
-    if count == 0:
+    files = list(paths)
+    if not files:
         msg = f"the {split} split has no images: check the dataset root, category and folder names"
         raise DatasetError(msg)
-    return count
+    for path in files:
+        check_image(Path(path))
 
 
 def check_image(path: Path) -> None:
@@ -236,6 +231,5 @@ def missing_root_message(category_dir: Path) -> str:
     )
 
 
-def _images(folder: Path, extensions: Iterable[str] = IMG_EXTENSIONS) -> list[Path]:
-    suffixes = tuple(extensions)
-    return [p for p in folder.rglob("*") if p.suffix in suffixes] if folder.is_dir() else []
+def _images(folder: Path, extensions: tuple[str, ...] = IMG_EXTENSIONS) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.suffix in extensions]

@@ -114,14 +114,12 @@ class HighBitDepthImages(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Install the reader for this run."""
-        del trainer, pl_module, stage
         if not is_installed():
             install()
             self._restore = True
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Restore anomalib's reader if this callback installed ours."""
-        del trainer, pl_module, stage
         if self._restore:
             uninstall()
             self._restore = False

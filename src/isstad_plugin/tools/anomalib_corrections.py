@@ -159,11 +159,10 @@ def _setup_workspace(self: Engine, model: Any, *args: Any, versioned_dir: bool =
 
 def _drop_empty_command_dir(engine: Engine) -> None:
     """Remove ``<run>/<command>/v<N>`` when the command wrote nothing there, and ``<command>`` when then empty."""
-    folder = getattr(engine, "_isstad_command_dir", None)
-    if folder is None:
+    version: Path | None = getattr(engine, "_isstad_command_dir", None)
+    if version is None:
         return
     del engine._isstad_command_dir  # type: ignore[attr-defined]
-    version = Path(folder)
     if not _remove_unwritten(version):
         return
     latest = version.parent / "latest"
@@ -269,11 +268,11 @@ ENGINE_METHODS = ("_setup_workspace", "fit", "train", "test", "predict", "valida
 """The ``Engine`` methods :func:`install` wraps."""
 
 
-def _replacements() -> list[tuple[Any, str, Callable[..., Any]]]:
+def _replacements() -> list[tuple[Any, str, Any]]:
     """``(owner, name, replacement)`` of every object :func:`install` replaces in this process."""
     engine: dict[str, Callable[..., Any]] = {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train}
     engine |= {"export": _export} | {name: _evaluating(name) for name in ("test", "predict", "validate")}
-    replacements: list[tuple[Any, str, Callable[..., Any]]] = [(Engine, name, engine[name]) for name in ENGINE_METHODS]
+    replacements: list[tuple[Any, str, Any]] = [(Engine, name, engine[name]) for name in ENGINE_METHODS]
     replacements += [(engine_module, "create_versioned_dir", _create_versioned_dir)]
     replacements += [(MVTecAD, "prepare_data", _mvtecad_prepare_data)]
     cli_module = sys.modules.get("anomalib.cli.cli")
@@ -281,7 +280,8 @@ def _replacements() -> list[tuple[Any, str, Callable[..., Any]]]:
         replacements += [(cli_module.AnomalibCLI, "before_instantiate_classes", _seed_before_instantiation)]
     if running_anomalib_cli():
         replacements += [(sys, "excepthook", functools.partial(one_line_excepthook, sys.excepthook))]
-        replacements += [(jsonargparse.ArgumentParser, "error", _parse_error)]
+        parse_error = functools.partialmethod(one_line_parse_error, jsonargparse.ArgumentParser.error)
+        replacements += [(jsonargparse.ArgumentParser, "error", parse_error)]
     return replacements
 
 
@@ -294,11 +294,6 @@ def install() -> None:
         setattr(owner, name, functools.wraps(original)(replacement))
     if running_anomalib_cli():
         one_log_handler()
-
-
-def _parse_error(self: jsonargparse.ArgumentParser, message: str, ex: Exception | None = None) -> Any:
-    """Jsonargparse's ``error``, with an unknown option in one line (:func:`~.cli_errors.one_line_parse_error`)."""
-    return one_line_parse_error(_ORIGINAL[jsonargparse.ArgumentParser, "error"], self, message, ex)
 
 
 def uninstall() -> None:

@@ -158,8 +158,7 @@ def _run_demo(args: argparse.Namespace) -> None:
         f"  fit {result.fit_seconds:.0f} s, test {result.test_seconds:.0f} s, peak memory {result.peak_rss_mb:.0f} MB"
     )
     print(f"  report: {report}/metrics.md, panels: {report}/panels.png, anomalib images: {report}/anomalib/")
-    if result.loss_curve is not None:
-        print(f"  loss curve: {result.loss_curve} (values: {result.loss_curve.parent}/logs/)")
+    print(f"  loss curve: {result.loss_curve} (values: {report}/logs/)")
 
 
 def _options(options_class: type[T], args: argparse.Namespace) -> T:
@@ -195,10 +194,12 @@ def _run_diagnose(args: argparse.Namespace) -> None:
 def _run_predict(args: argparse.Namespace) -> None:
     from isstad_plugin.tools.predict import PredictOptions, run_predict
 
-    table = run_predict(_options(PredictOptions, args))
+    options = _options(PredictOptions, args)
+    table = run_predict(options)
     anomalous = sum(row.pred_label for row in table.rows)
     print(f"\n{len(table.rows)} images scored: {anomalous} anomalous, {len(table.rows) - anomalous} normal")
-    print(f"  table: {table.csv} (+ {table.json.name})" + (f", pictures: {table.images}/" if table.images else ""))
+    pictures = f", pictures: {table.output_dir / 'images'}/" if options.save_images else ""
+    print(f"  table: {table.output_dir / 'predictions.csv'} (+ predictions.json){pictures}")
 
 
 if __name__ == "__main__":

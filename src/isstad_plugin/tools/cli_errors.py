@@ -51,11 +51,9 @@ def one_line_excepthook(
     line = format_cli_error(exc) if exc is not None else None
     if line is None or os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
         previous(exc_type, exc, tb)
-    if line is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    print(f"error: {line}", file=sys.stderr, flush=True)
+    if line is not None:
+        sys.stdout.flush()
+        print(f"error: {line}", file=sys.stderr, flush=True)
 
 
 def one_log_handler() -> None:
@@ -156,8 +154,11 @@ def _init_options(class_path: str) -> list[str]:
     return [p.name for p in parameters if p.kind in kinds and p.name != "self"]
 
 
-def one_line_parse_error(previous: Callable[..., Any], parser: Any, message: str, ex: Exception | None = None) -> Any:
-    """The ``error`` of jsonargparse's parser, printing an unknown option as one line (:func:`parse_error_line`)."""
+def one_line_parse_error(parser: Any, previous: Callable[..., Any], message: str, ex: Exception | None = None) -> Any:
+    """The ``error`` of jsonargparse's parser (``previous``), printing an unknown option as one line.
+
+    The line is :func:`parse_error_line`'s; ``previous`` handles what it does not know.
+    """
     if parser.exit_on_error:
         command_parser = getattr(ex, "subcommand_parser", None) or parser
         actions = command_parser._actions

@@ -1,9 +1,10 @@
 """``isstad demo``: generate a dataset, train both stages of a small ISSTAD on the CPU, test it, write a report.
 
 Everything is offline: the data is generated procedurally (:mod:`isstad_plugin.data.synthetic`) unless
-``--data-root`` points at an MVTec-layout folder of the user's, which is read with anomalib's ``Folder`` (any image
-type; masks optional, without them only image metrics are computed). The loss per epoch is logged with Lightning's
-``CSVLogger`` and plotted to ``loss_curve.png``.
+``--data-root`` points at an MVTec-layout folder of the user's, which is read as ``isstad benchmark`` reads it
+(:func:`~isstad_plugin.data.folders.mvtec_layout_datamodule`: anomalib's ``MVTecAD`` for PNG images with masks, else its
+``Folder``, any image type; masks optional, without them only image metrics are computed). The loss per epoch is
+logged with Lightning's ``CSVLogger`` and plotted to ``loss_curve.png``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from anomalib.data import AnomalibDataModule, MVTecAD
+from anomalib.data import AnomalibDataModule
 from anomalib.pre_processing import PreProcessor
 from lightning.pytorch import seed_everything
 from lightning.pytorch.loggers import CSVLogger
 
 from isstad_plugin.data import high_bit_depth
-from isstad_plugin.data.checks import require_category_folder
-from isstad_plugin.data.folders import mvtec_layout_folder
+from isstad_plugin.data.folders import mvtec_layout_datamodule
 from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
@@ -77,7 +77,7 @@ class DemoResult:
     fit_seconds: float
     test_seconds: float
     peak_rss_mb: float
-    loss_curve: Path | None = None
+    loss_curve: Path
 
 
 def run_demo(options: DemoOptions) -> DemoResult:
@@ -97,14 +97,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
     )
     with high_bit_depth.installed():  # the user's 16-bit images are read scaled, for this run only
         result = fit_and_test(engine, model, datamodule)
+        _write_panels(model, datamodule, output / "panels.png")
     protocol = (
         f"{'fast smoke run, ' if options.fast else ''}{stage1} stage-1 + {stage2} stage-2 {unit}, last epoch tested, "
         f"thresholds learnt on a validation split taken from the test folder and not tested (seed {options.seed})"
     )
     times = {"fit_seconds": result.fit_seconds, "test_seconds": result.test_seconds}
     write_metrics({**result.metrics, **times}, output, f"ISSTAD demo on {root.name}/{options.category}", protocol)
-    with high_bit_depth.installed():
-        _write_panels(model, datamodule, output / "panels.png")
     curve = save_loss_curve(output / "logs" / "metrics.csv", output / "loss_curve.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return DemoResult(result.metrics, output, result.fit_seconds, result.test_seconds, peak, curve)
@@ -130,7 +129,6 @@ def _generated_side(image_size: object) -> int:
 
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
     if options.data_root is not None:
-        require_category_folder(options.data_root, options.category, "--data-root")
         return options.data_root
     counts = FAST_DATA if options.fast else DEMO_DATA
     generate_dataset(output / "data", options.category, **counts, image_size=image_size, seed=options.seed)
@@ -142,15 +140,13 @@ SHARED_DATA_ARGS = ("train_batch_size", "eval_batch_size", "num_workers", "val_s
 
 
 def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> AnomalibDataModule:
-    """Generated data: ``MVTecAD``; the user's ``--data-root``: ``Folder`` over the same layout (any image type).
+    """``MVTecAD`` where it reads the folder (the generated data), else ``Folder`` over that layout (any image type).
 
     Thresholds are always learnt on a validation split taken from the test folder and never tested.
     """
     shared = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
     data_args = {"val_split_ratio": 0.3, **shared, "val_split_mode": "from_test", "seed": options.seed}
-    if options.data_root is not None:
-        return mvtec_layout_folder(root, options.category, **data_args)
-    return MVTecAD(root=root, category=options.category, **data_args)
+    return mvtec_layout_datamodule(root, options.category, "--data-root", **data_args)
 
 
 def _write_panels(model: Isstad, datamodule: AnomalibDataModule, path: Path) -> None:

@@ -175,21 +175,18 @@ def diagnose_figures(
         per_type[kind] = row
     figures["per_defect_type"] = per_type
     if "P" in split.maps:
-        probability, beyond = split.maps["P"], dilate(split.masks, LIFT_MARGIN)
-        figures["background_lift"] = background_lift(probability, split.masks, split.labels)
-        figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = background_lift(probability, beyond, split.labels)
-        figures["mean_P"] = mean_probabilities(probability, split.masks, split.labels)
+        means = mean_probabilities(split.maps["P"], split.masks, split.labels)
+        figures["background_lift"] = _lift(means["off the defect"], means["good images"])
+        figures[f"background_lift_beyond_{LIFT_MARGIN}px"] = _lift(
+            means[f"off the defect + {LIFT_MARGIN} px"], means["good images"]
+        )
+        figures["mean_P"] = means
     return figures
 
 
-def background_lift(probability: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> float | None:
-    """Mean P outside the ground truth on defective images ÷ mean P on good images (``None`` without both)."""
-    defective, normal = labels == 1, labels == 0
-    if not defective.any() or not normal.any():
-        return None
-    outside = probability[defective][~masks[defective]]
-    reference = float(probability[normal].mean())
-    return float(outside.mean()) / reference if reference > 0 else None
+def _lift(outside: float | None, reference: float | None) -> float | None:
+    """Mean P off the defect ÷ mean P on good images (``None`` without both)."""
+    return outside / reference if outside is not None and reference else None
 
 
 def mean_probabilities(probability: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
@@ -257,14 +254,10 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         lines.append("Mean P: " + ", ".join(f"{name} {_cell(value)}" for name, value in means.items()))
     per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
     if per_type:
-        lines += ["", *_dict_table("defect type", per_type)]
+        columns = list(next(iter(per_type.values())))
+        rows = [[kind, *(row[c] for c in columns)] for kind, row in per_type.items()]
+        lines += ["", *markdown_table(["defect type", *columns], rows, _cell)]
     return "\n".join(lines)
-
-
-def _dict_table(first: str, rows: dict[str, dict[str, float | None]]) -> list[str]:
-    """A Markdown table of one row per key of ``rows``, a column per key of the first row."""
-    columns = list(next(iter(rows.values())))
-    return markdown_table([first, *columns], [[key, *(row[c] for c in columns)] for key, row in rows.items()], _cell)
 
 
 def _cell(value: object) -> str:

@@ -136,23 +136,20 @@ def predictions_of(batch: Any, input_hw: tuple[int, int] | None = None) -> list[
     Images far smaller than ``input_hw`` (the model's input) are flagged (:func:`is_small_image`).
     """
     scores = torch.as_tensor(batch.pred_score).detach().float().cpu().reshape(-1)
-    labels = torch.as_tensor(batch.pred_label).detach().cpu().reshape(-1) if batch.pred_label is not None else None
+    labels = scores >= 0.5 if batch.pred_label is None else torch.as_tensor(batch.pred_label).cpu().reshape(-1)
     areas = torch.full_like(scores, float("nan"))
     if getattr(batch, "pred_mask", None) is not None:
         areas = torch.as_tensor(batch.pred_mask).detach().float().cpu().reshape(len(scores), -1).mean(dim=1)
-    rows = []
-    for index, path in enumerate(batch.image_path):
-        label = int(labels[index]) if labels is not None else int(float(scores[index]) >= 0.5)
-        small = int(is_small_image(path, input_hw))
-        rows.append(Prediction(str(path), float(scores[index]), label, float(areas[index]), small))
-    return rows
+    return [
+        Prediction(str(path), float(scores[i]), int(labels[i]), float(areas[i]), int(is_small_image(path, input_hw)))
+        for i, path in enumerate(batch.image_path)
+    ]
 
 
-def write_predictions(rows: list[Prediction], folder: Path) -> tuple[Path, Path]:
-    """Write ``predictions.csv`` (one line per image) and ``predictions.json``; return their paths."""
+def write_predictions(rows: list[Prediction], folder: Path) -> None:
+    """Write ``predictions.csv`` (one line per image) and ``predictions.json``."""
     folder.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = folder / "predictions.csv", folder / "predictions.json"
-    with csv_path.open("w", newline="") as handle:
+    with (folder / "predictions.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         for row in rows:
@@ -162,8 +159,7 @@ def write_predictions(rows: list[Prediction], folder: Path) -> tuple[Path, Path]
         "score": "normalised: 0.5 is the threshold learnt on the validation split; pred_label 1 = anomalous",
         "predictions": [asdict(row) for row in rows],
     }
-    json_path.write_text(json.dumps(payload, indent=2) + "\n")
-    return csv_path, json_path
+    (folder / "predictions.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 @dataclass
@@ -189,18 +185,11 @@ class PredictOptions:
     devices: str | int = "auto"
 
 
-@dataclass
-class PredictResult:
-    """The table's rows and files, and the folder of anomalib's pictures (``None`` when not written)."""
-
-    rows: list[Prediction]
-    csv: Path
-    json: Path
-    images: Path | None = None
-
-
-def run_predict(options: PredictOptions) -> PredictResult:
+def run_predict(options: PredictOptions) -> PredictionTable:
     """Score every image under ``options.images`` with the checkpoint; write the table (and pictures).
+
+    Returns:
+        The table: its ``rows``, written under its ``output_dir`` (the resolved ``options.output``).
 
     Raises:
         FileNotFoundError: The images do not exist.
@@ -240,5 +229,4 @@ def run_predict(options: PredictOptions) -> PredictResult:
         **device_args(options.accelerator, options.devices),
     )
     trainer.predict(model, dataloaders=loader, return_predictions=False)
-    images = output / "images" if options.save_images else None
-    return PredictResult(table.rows, output / "predictions.csv", output / "predictions.json", images)
+    return table

@@ -1,12 +1,10 @@
-"""Report files: metric tables (JSON, Markdown), panels like the paper's Fig. 5 (input, E, P, S, GT), cost figures."""
+"""Report files: metric tables (JSON, Markdown), panels like the paper's Fig. 5 (input, E, P, S, GT), loss curves."""
 
 from __future__ import annotations
 
 import csv
 import json
-import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], cell: C
     return lines + ["| " + " | ".join([str(row[0]), *map(cell, row[1:])]) + " |" for row in rows]
 
 
-@torch.no_grad()
 def save_panels(
     model: IsstadModel,
     images: torch.Tensor,
@@ -68,7 +65,7 @@ def save_panels(
     Returns:
         ``path``.
     """
-    return _save(panel_figure(model, images, masks, titles), path)
+    return save_figure(panel_figure(model, images, masks, titles), path)
 
 
 @torch.no_grad()
@@ -135,7 +132,7 @@ def save_loss_curve(metrics_csv: Path, path: Path, title: str = "ISSTAD training
     axis.set_title(title, fontsize=10)
     axis.legend()
     axis.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def resized_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -159,47 +156,7 @@ def _show(axis: Any, image: np.ndarray | None, name: str, cmap: str, vmax: float
     return axis.imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)
 
 
-@dataclass(frozen=True)
-class CostPoint:
-    """One fitted model of a benchmark: its name, its fit time and its test metrics."""
-
-    model: str
-    fit_seconds: float
-    metrics: Mapping[str, float]
-
-
-def save_cost_quality(points: Sequence[CostPoint], title: str, path: Path) -> Path:
-    """Image and pixel AUROC against fit time (log scale), a point per model; ISSTAD's budgets joined by a line.
-
-    Args:
-        points: The models of one dataset (a model without a metric is left out of that panel).
-        title: The dataset and the protocol.
-        path: PNG to write.
-
-    Returns:
-        ``path``.
-    """
-    figure = Figure(figsize=(10, 4.2), layout="constrained")
-    for axis, metric in zip(figure.subplots(1, 2), ("image_AUROC", "pixel_AUROC"), strict=True):
-        shown = [p for p in points if p.metrics.get(metric) is not None]
-        families = dict.fromkeys(p.model.split(" x")[0] for p in shown)
-        for family in families:
-            members = sorted((p for p in shown if p.model.split(" x")[0] == family), key=lambda p: p.fit_seconds)
-            xs, ys = [max(p.fit_seconds, 1.0) for p in members], [p.metrics[metric] for p in members]
-            axis.plot(xs, ys, marker="o", label=family)
-            for p, x, y in zip(members, xs, ys, strict=True):
-                axis.annotate(p.model.removeprefix(family).strip() or None, (x, y), fontsize=7, xytext=(3, 3),
-                              textcoords="offset points")  # fmt: skip
-        lowest = min((p.metrics[metric] for p in shown), default=0.5)
-        axis.set(xscale="log", xlabel="fit time on this machine (s, log)", ylabel=metric.replace("_", " "))
-        axis.set_ylim(min(0.5, lowest - 0.02), 1.005)  # 0.5: chance
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.suptitle(textwrap.fill(title, 140), fontsize=8)
-    return _save(figure, path)
-
-
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     """Write ``figure`` to the PNG ``path`` (its folder created); return ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
