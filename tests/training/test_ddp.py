@@ -21,7 +21,8 @@ SCRIPT = Path(__file__).parent / "scripts" / "ddp_fit.py"
 def ddp_runs(tmp_path_factory, dataset_root):
     """One launch of the two processes: an epoch-budget fit and test, then a step-budget one."""
     out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    root = Path(__file__).parents[2]  # this checkout's src/ first, whatever checkout the venv was installed from
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(dataset_root), str(out), "epochs", "steps"],
         env=env,

@@ -33,7 +33,10 @@ def fit_and_report(data_root: Path, out: Path, unit: str) -> None:
     # 16 images, batch 4 on each of 2 ranks: 2 steps an epoch
     model = tiny_isstad(stage1_steps=2, stage2_steps=4) if unit == "steps" else tiny_isstad(stage1_epochs=1)
     budget = StageSchedule.trainer_arguments(1, 2, unit)
-    engine = engine_for(out, devices=2, strategy="ddp", **budget)
+    # a root per rank: anomalib's Engine makes a new version folder on every rank, and two ranks entering the second fit
+    # together race for the same v<N> (FileExistsError); the checkpoints are written by rank 0 alone
+    root = out / f"rank{os.environ.get('LOCAL_RANK', '0')}"
+    engine = engine_for(root, devices=2, strategy="ddp", **budget)
     datamodule = small_datamodule(data_root, train_batch_size=4, eval_batch_size=2)
     engine.fit(model, datamodule=datamodule)
     rank = engine.trainer.global_rank
