@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import torch
-from anomalib.data import Batch
 from anomalib.post_processing import PostProcessor
 from lightning import LightningModule, Trainer
 
 from isstad_plugin.training.divergence import check_validation_statistics
-
-logger = logging.getLogger(__name__)
 
 
 class IsstadPostProcessor(PostProcessor):
@@ -21,17 +16,14 @@ class IsstadPostProcessor(PostProcessor):
     Statistics (min/max for normalisation, F1-adaptive thresholds) are collected on the validation set, as anomalib
     does, but only on batches that the model scored: during stage 1 the pixel classifier is not trained yet, so
     :class:`~isstad_plugin.Isstad` skips validation and the statistics come from the trained model. When validation
-    holds no anomalous image, the thresholds fall back to the highest normal score (anomalib's rule) and a warning
-    says so, because F1 thresholds then only bound the false positives. Non-finite statistics stop the fit
-    (:func:`~isstad_plugin.training.divergence.check_validation_statistics`) before a checkpoint stores them.
+    holds no anomalous image, the thresholds fall back to the highest normal score and anomalib's
+    ``F1AdaptiveThreshold`` warns so, because F1 thresholds then only bound the false positives. Non-finite statistics
+    stop the fit (:func:`~isstad_plugin.training.divergence.check_validation_statistics`) before a checkpoint stores
+    them.
 
     Args:
         **kwargs: :class:`~anomalib.post_processing.PostProcessor` options (sensitivities, enable flags).
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._saw_anomalous = False
 
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *args: Any, **kwargs: Any
@@ -39,17 +31,10 @@ class IsstadPostProcessor(PostProcessor):
         """Update the statistics with a scored batch; skip batches the model did not score."""
         if outputs is None or getattr(outputs, "pred_score", None) is None:
             return
-        self._saw_anomalous = self._saw_anomalous or _has_anomalous(outputs)
         super().on_validation_batch_end(trainer, pl_module, outputs, *args, **kwargs)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Compute thresholds and normalisation from the scored batches."""
-        if self.enable_thresholding and self._image_threshold_metric.update_called and not self._saw_anomalous:
-            logger.warning(
-                "Validation set has no anomalous images: thresholds are set to the highest normal score. "
-                "Give the datamodule a validation split with defects (e.g. val_split_mode=from_test) for F1 thresholds."
-            )
-        self._saw_anomalous = False
         computed = self._updated_statistics()
         super().on_validation_epoch_end(trainer, pl_module)
         check_validation_statistics(
@@ -66,8 +51,3 @@ class IsstadPostProcessor(PostProcessor):
             names += ["image_min", "image_max"] if self._image_min_max_metric.update_called else []
             names += ["pixel_min", "pixel_max"] if self._pixel_min_max_metric.update_called else []
         return names
-
-
-def _has_anomalous(batch: Batch) -> bool:
-    labels = getattr(batch, "gt_label", None)
-    return labels is not None and bool(torch.as_tensor(labels).bool().any())
