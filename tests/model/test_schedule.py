@@ -129,13 +129,14 @@ def _schedule(**options):
 
 def test_the_schedule_answers_which_stage_an_epoch_is_in():
     epochs = _schedule(stage1_epochs=3)
-    assert [epochs.stage_at(epoch, 0) for epoch in range(5)] == [1, 1, 1, 2, 2]
-    assert epochs.unit == "epochs" and epochs.lengths(10) == (3, 7, "epochs")
+    assert [epochs.stage1_ends(1, epoch, 0) for epoch in range(5)] == [False, False, False, True, True]
+    assert epochs.lengths(10) == (3, 7, "epochs")
     steps = _schedule(stage1_steps=STAGE1_STEPS, stage2_steps=STAGE2_STEPS)
-    assert [steps.stage_at(epoch, 2 * epoch) for epoch in range(4)] == [1, 1, 2, 2]  # 2 steps an epoch
+    ends = [steps.stage1_ends(1, epoch, 2 * epoch) for epoch in range(4)]  # 2 steps an epoch
+    assert ends == [False, False, True, True]
     assert steps.lengths(None) == (STAGE1_STEPS, STAGE2_STEPS, "steps") and not steps.spent(7) and steps.spent(8)
     assert steps.stage1_ends(1, 1, 4) and not steps.stage1_ends(2, 2, 4) and not steps.stage1_ends(1, 1, 2)
-    assert _schedule(variant="I").stage_at(100, 10**6) == 1  # stage 1 alone
+    assert not _schedule(variant="I").stage1_ends(1, 100, 10**6)  # stage 1 alone
     assert _schedule(variant="III").first_stage == 2  # no stage 1
 
 

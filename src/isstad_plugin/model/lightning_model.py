@@ -238,7 +238,7 @@ class Isstad(AnomalibModule):
         right stage with the right optimiser.
         """
         trainer = self.trainer
-        if self.stage == 1 and self.schedule.stage_at(trainer.current_epoch, trainer.global_step) == 2:
+        if self.stage1_ends(trainer.current_epoch, trainer.global_step):
             self.enter_stage2()
             trainer.strategy.setup_optimizers(trainer)
             frozen = self.model.encoder_frozen

@@ -3,8 +3,8 @@
 Stages are measured in epochs (the paper's 120 + 200: ``stage1_epochs`` and ``trainer.max_epochs``) or in optimiser
 steps (a step budget: ``stage1_steps`` + ``stage2_steps``, which ends the fit itself). :class:`StageSchedule` resolves
 :class:`~isstad_plugin.model.config.TrainingConfig` against the variant (one-stage variants train one stage) and a
-``stage1_checkpoint`` (which skips stage 1); it answers which stage the fit is in at the start of an epoch
-(:meth:`~StageSchedule.stage_at`), whether a step budget is spent, which trainer settings let it run
+``stage1_checkpoint`` (which skips stage 1); it answers when stage 1 has run its length
+(:meth:`~StageSchedule.stage1_ends`), whether a step budget is spent, which trainer settings let it run
 (:meth:`~StageSchedule.trainer_arguments`, :meth:`~StageSchedule.check_trainer`) and which model options give a
 length (:meth:`~StageSchedule.model_options`). :class:`~isstad_plugin.Isstad` switches stage in its own
 ``on_train_epoch_start`` from it (as anomalib's two-phase DSR does); the ``isstad`` commands and the callbacks of
@@ -68,11 +68,6 @@ class StageSchedule:
         return cls(stage1_epochs, stage1_steps, stage2_steps, warmup, variant.finetune, variant.pretrain)
 
     @property
-    def unit(self) -> Unit:
-        """``"steps"`` for a step budget, else ``"epochs"``."""
-        return "steps" if self.steps else "epochs"
-
-    @property
     def steps(self) -> int:
         """Optimiser steps of the whole fit under a step budget (0: the fit's length is in epochs)."""
         return self.stage1_steps + self.stage2_steps
@@ -82,22 +77,14 @@ class StageSchedule:
         """The stage of the first epoch: 2 when stage 1 is skipped (``stage1_checkpoint``, Models without stage 1)."""
         return 1 if (self.stage1_epochs > 0 or self.stage1_steps > 0 or not self.two_stages) else 2
 
-    def stage1_complete(self, epochs_done: int, global_step: int) -> bool:
-        """Whether stage 1 has run its length after ``epochs_done`` epochs and ``global_step`` optimiser steps."""
-        if self.steps:
-            return global_step >= self.stage1_steps
-        return epochs_done >= self.stage1_epochs
-
-    def stage_at(self, epochs_done: int, global_step: int) -> int:
-        """The stage of the epoch that starts after ``epochs_done`` epochs and ``global_step`` steps.
-
-        Stage 2 starts at the first epoch boundary after stage 1's length (a step budget switches between epochs).
-        """
-        return 2 if self.two_stages and self.stage1_complete(epochs_done, global_step) else 1
-
     def stage1_ends(self, stage: int, epochs_done: int, global_step: int) -> bool:
-        """Whether an epoch end with these counts, in ``stage``, is the end of stage 1 (``stage1.ckpt`` is due)."""
-        return stage == 1 and self.two_stages and self.stage1_complete(epochs_done, global_step)
+        """Whether stage 1, in ``stage`` after ``epochs_done`` epochs and ``global_step`` steps, has run its length.
+
+        At an epoch end ``stage1.ckpt`` is then due; at the next epoch's start stage 2 begins (a step budget switches
+        between epochs, at the first boundary after stage 1's steps).
+        """
+        done = global_step >= self.stage1_steps if self.steps else epochs_done >= self.stage1_epochs
+        return stage == 1 and self.two_stages and done
 
     def spent(self, global_step: int) -> bool:
         """Whether a step budget has run all its steps (always ``False`` for an epoch budget)."""
