@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Literal, cast
+from dataclasses import asdict, dataclass, fields
+from typing import Literal, cast
 
 from isstad_plugin.corruption import OPERATIONS, PAPER_CORRUPT_PROB, PaperConfig, PixelCorruption
 from isstad_plugin.corruption.config import DEFAULT_SOFT_PROB, PAPER_NUM_BLOCKS
@@ -235,7 +235,7 @@ class CorruptionOptions:
 
     def settings(self) -> PaperConfig:
         """The corruption's full settings: these options over the fixed defaults."""
-        return PaperConfig(**field_values(self))
+        return PaperConfig(**asdict(self))
 
     def build(self, network: NetworkConfig) -> PixelCorruption | None:
         """The corruption of ``network``'s variant; ``None`` for a variant that trains on clean images.
@@ -368,8 +368,3 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise ValueError(msg) from None
     return (values[0], values[1])
-
-
-def field_values(group: Any) -> dict[str, Any]:
-    """The fields of a dataclass instance by name, values as they are (not copied)."""
-    return {f.name: getattr(group, f.name) for f in fields(group)}

@@ -14,7 +14,7 @@ import logging
 import textwrap
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import docstring_parser
@@ -25,7 +25,6 @@ from isstad_plugin.model.config import (
     NetworkConfig,
     RuntimeConfig,
     TrainingConfig,
-    field_values,
 )
 from isstad_plugin.validation import nearest_hint
 
@@ -78,7 +77,7 @@ class IsstadConfig:
 
     def options(self) -> dict[str, Any]:
         """The flat keyword options, every one (the hyperparameters a checkpoint stores)."""
-        return {k: v for f in fields(self) for k, v in field_values(getattr(self, f.name)).items()}
+        return {k: v for group in dataclasses.asdict(self).values() for k, v in group.items()}
 
     def with_checkpoint_network(self, hyperparameters: Mapping[str, Any], resuming: bool) -> IsstadConfig:
         """This config with the network options of a checkpoint's ``hyperparameters`` (``self`` when they agree).
@@ -110,7 +109,7 @@ def changed_network_options(saved: NetworkConfig, current: NetworkConfig) -> lis
 
 def option_defaults() -> dict[str, Any]:
     """Every option of :class:`~isstad_plugin.Isstad` and its default, in signature order."""
-    return {f.name: _default(f) for group in CONFIGS for f in fields(group)}
+    return {f.name: f.default for group in CONFIGS for f in fields(group)}
 
 
 def options_signature(init: Any) -> inspect.Signature:
@@ -144,9 +143,5 @@ def _given(group: Any, options: Mapping[str, Any]) -> dict[str, Any]:
     return {
         f.name: options[f.name]
         for f in fields(group)
-        if f.name in options and not (options[f.name] is None and _default(f) is not None)
+        if f.name in options and not (options[f.name] is None and f.default is not None)
     }
-
-
-def _default(f: Any) -> Any:
-    return f.default if f.default is not MISSING else f.default_factory()
