@@ -42,8 +42,6 @@ def build_encoder(image_size: tuple[int, int], size: EncoderPreset, backbone: st
         num_heads=size.heads,
         mlp_ratio=MLP_RATIO,
         qkv_bias=True,
-        class_token=True,
-        global_pool="token",
         norm_layer=layer_norm,
         attn_layer=IsstadAttention,
     )
@@ -112,11 +110,8 @@ class IsstadDecoder(nn.Module):
 
 
 def init_mae_layer(module: nn.Module) -> None:
-    """MAE's initialisation of one layer: xavier-uniform linears with zero bias, unit LayerNorms."""
+    """MAE's initialisation of one layer: xavier-uniform linears with zero bias (LayerNorms keep torch's unit init)."""
     if isinstance(module, nn.Linear):
         torch.nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
-            nn.init.constant_(module.bias, 0)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.constant_(module.bias, 0)
-        nn.init.constant_(module.weight, 1.0)
+            nn.init.zeros_(module.bias)
