@@ -14,8 +14,6 @@ from anomalib.data.utils.tiler import Tiler
 
 from isstad_plugin.model.config import NetworkConfig
 
-__all__ = ["Tiler", "check_tile_size", "tiler_for", "training_tiles"]
-
 
 def tiler_for(config: NetworkConfig) -> Tiler | None:
     """The ``Tiler`` of ``config`` (``tile_size`` and ``tile_stride``), or ``None`` without tiling."""

@@ -26,7 +26,7 @@ from isstad_plugin.model.heads import PixelClassifierHead, ReconstructionHead
 from isstad_plugin.model.hybrid import CnnPatchEmbed, hide_masked_patches
 from isstad_plugin.model.normalization import PixelNormalization
 from isstad_plugin.model.patching import complementary_noise, noise_mask, patchify, random_masking, unpatchify
-from isstad_plugin.model.tiling import Tiler, check_tile_size, tiler_for
+from isstad_plugin.model.tiling import check_tile_size, tiler_for
 from isstad_plugin.model.transformer import IsstadDecoder, build_encoder, init_mae_layer
 
 IN_CHANNELS = 3
@@ -84,7 +84,7 @@ class IsstadModel(nn.Module):
             source=config.map_source,
         )
         self.encoder_frozen = False
-        self.tiler: Tiler | None = tiler_for(config)
+        self.tiler = tiler_for(config)  # anomalib's TilerConfigurationCallback may set another
         torch.nn.init.normal_(self.decoder.mask_token, std=0.02)  # MAE's initialisation of the decoder and heads
         for module in (self.decoder, self.reconstruction_head, self.pixel_classifier_head):
             module.apply(init_mae_layer)
@@ -113,7 +113,6 @@ class IsstadModel(nn.Module):
         self,
         images: torch.Tensor,
         mask_ratio: float = 0.0,
-        generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Run the ViT encoder, on a random subset of patches when ``mask_ratio > 0``.
@@ -121,7 +120,6 @@ class IsstadModel(nn.Module):
         Args:
             images: ``(B, C, H, W)`` images in ``[0, 1]`` (normalised here, with :attr:`normalization`).
             mask_ratio: Fraction of patches dropped before the encoder (MAE); ``0`` keeps all, in order.
-            generator: Optional generator for reproducible masks.
             noise: Optional ``(B, N)`` masking scores (lowest kept) instead of random ones.
 
         Returns:
@@ -136,26 +134,23 @@ class IsstadModel(nn.Module):
             if mask_ratio > 0 and isinstance(enc.patch_embed, CnnPatchEmbed):  # hide masked pixels from the CNN
                 if noise is None:
                     noise = torch.rand(len(model_images), self.grid_size[0] * self.grid_size[1],
-                                       device=model_images.device, generator=generator)  # fmt: skip
+                                       device=model_images.device)  # fmt: skip
                 model_images = hide_masked_patches(model_images, noise_mask(noise, mask_ratio), self.patch_size)
             x = enc.patch_embed(model_images)
             x = x + pos_embed[:, 1:].to(x.dtype)
             mask = ids_restore = None
             if mask_ratio > 0:
-                x, mask, ids_restore = random_masking(x, mask_ratio, generator, noise)
+                x, mask, ids_restore = random_masking(x, mask_ratio, noise=noise)
             cls = (cls_token + pos_embed[:, :1]).to(x.dtype).expand(x.shape[0], -1, -1)
             x = enc.blocks(torch.cat([cls, x], dim=1))
             return enc.norm(x), mask, ids_restore
 
-    def forward(
-        self, images: torch.Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None
-    ) -> IsstadOutput | InferenceBatch:
+    def forward(self, images: torch.Tensor, mask_ratio: float = 0.0) -> IsstadOutput | InferenceBatch:
         """Masked mode (``mask_ratio > 0``, stage 1) or full mode (stage 2 and inference).
 
         Args:
             images: ``(B, C, H, W)`` images in ``[0, 1]`` at ``image_size``.
             mask_ratio: Fraction of patches hidden from the encoder; only used in training mode.
-            generator: Optional generator for reproducible masks.
 
         Returns:
             In training mode an :class:`IsstadOutput`; in eval mode ``InferenceBatch(pred_score, anomaly_map)``
@@ -164,13 +159,12 @@ class IsstadModel(nn.Module):
         if not self.training:
             scores, score_map = self.fusion(*self._full_maps(images))
             return InferenceBatch(pred_score=scores, anomaly_map=score_map)
-        return self.reconstruct_and_classify(images, mask_ratio, generator, with_classifier=mask_ratio == 0)
+        return self.reconstruct_and_classify(images, mask_ratio, with_classifier=mask_ratio == 0)
 
     def reconstruct_and_classify(
         self,
         images: torch.Tensor,
         mask_ratio: float = 0.0,
-        generator: torch.Generator | None = None,
         with_classifier: bool = True,
         noise: torch.Tensor | None = None,
     ) -> IsstadOutput:
@@ -180,7 +174,7 @@ class IsstadModel(nn.Module):
         the input there and the reconstruction head's output back. The pixel classifier head runs only when
         ``with_classifier``.
         """
-        tokens, mask, ids_restore = self.encode(images, mask_ratio, generator, noise)
+        tokens, mask, ids_restore = self.encode(images, mask_ratio, noise)
         levels = self.decoder(tokens, ids_restore)
         patches = self.reconstruction_head(levels[-1][:, 1:])
         reconstruction = self.normalization.to_unit(unpatchify(patches, self.patch_size, self.grid_size))
