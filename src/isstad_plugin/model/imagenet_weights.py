@@ -41,13 +41,9 @@ def imagenet_state_dict(backbone: str, source: str | None = None, option: str = 
         ValueError: The file is not a state dict of ``backbone``.
         RuntimeError: A timm tag could not be fetched.
     """
-    if source is not None and source.startswith("timm:"):
-        return fetch_timm_state(source.removeprefix("timm:"), option)
-    path = wheel_file(backbone, option) if source is None else Path(source).expanduser()
-    if not path.is_file():
-        msg = f"{option} file not found: {path}. Pass the local path of {backbone}'s ImageNet weights (.pth)"
-        raise FileNotFoundError(msg)
-    return to_timm_layout(read_state_dict(path, option), backbone, f"{option} {path}")
+    path = wheel_file(backbone, option) if source is None else source
+    state = read_state_dict(path, option, f"{backbone}'s ImageNet weights (.pth)")
+    return to_timm_layout(state, backbone, f"{option} {path}")
 
 
 def wheel_file(backbone: str, option: str = "encoder_weights") -> Path:
@@ -65,12 +61,25 @@ def wheel_file(backbone: str, option: str = "encoder_weights") -> Path:
     return Path(spec.origin).parent / file
 
 
-def read_state_dict(path: Path, option: str) -> dict[str, torch.Tensor]:
-    """A tensor dict from a ``.pth`` (optionally under ``"model"`` or ``"state_dict"``) or ``.safetensors`` file.
+def read_state_dict(source: str | Path, option: str, expected: str) -> dict[str, torch.Tensor]:
+    """A tensor dict from a ``.pth`` (optionally under ``"model"`` or ``"state_dict"``), ``.safetensors`` or timm tag.
+
+    Args:
+        source: ``timm:<tag>`` (needs a hub) or the file's path.
+        option: The option that named ``source``, for messages.
+        expected: What the file should hold, for the message of a missing file.
 
     Raises:
+        FileNotFoundError: No such file.
         ValueError: The file cannot be read as either, naming ``option`` and the file.
+        RuntimeError: A timm tag could not be fetched.
     """
+    if isinstance(source, str) and source.startswith("timm:"):
+        return fetch_timm_state(source.removeprefix("timm:"), option)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        msg = f"{option} file not found: {path}. Pass the local path of {expected}"
+        raise FileNotFoundError(msg)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

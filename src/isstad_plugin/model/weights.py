@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from isstad_plugin.model.config import RuntimeConfig
 from isstad_plugin.model.hybrid import CnnPatchEmbed
-from isstad_plugin.model.imagenet_weights import fetch_timm_state, imagenet_state_dict, read_state_dict
+from isstad_plugin.model.imagenet_weights import imagenet_state_dict, read_state_dict
 from isstad_plugin.model.patching import sincos_pos_embed
 
 if TYPE_CHECKING:
@@ -59,9 +59,9 @@ class WeightsReport:
     """
 
     source: str
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
 
 
 def load_mae_weights(model: IsstadModel, source: str | Path) -> WeightsReport:
@@ -86,7 +86,7 @@ def load_mae_weights(model: IsstadModel, source: str | Path) -> WeightsReport:
     config = model.config
     state = _read_source(source, f"{config.encoder} (patch {config.patch})")
     learned_positions = _learned_positions(state.get("pos_embed"), model.grid_size)
-    state = map_mae_keys(state)
+    state = {_rename(key): value for key, value in state.items() if key not in _FIXED_KEYS}
     if learned_positions is not None:
         state["encoder.pos_embed"] = learned_positions
     target = model.state_dict()
@@ -123,31 +123,21 @@ def copy_matching_weights(model: nn.Module, state: dict[str, torch.Tensor], sour
         ValueError: A key exists in both with different shapes (names the key and both shapes).
     """
     target = model.state_dict()
-    report = WeightsReport(source=source)
     for key, value in state.items():
-        if key not in target:
-            report.unexpected.append(key)
-            continue
-        if tuple(value.shape) != tuple(target[key].shape):
+        if key in target and value.shape != target[key].shape:
             msg = (
                 f"{source} does not fit this architecture: key '{key}' has shape {tuple(value.shape)} in the file "
                 f"and {tuple(target[key].shape)} in the model; choose the matching encoder preset, patch size and "
                 "decoder size (the official MAE files are ViT-L/16 with a 512-d decoder)"
             )
             raise ValueError(msg)
-        target[key] = value.to(target[key].dtype)
-        report.loaded.append(key)
-    report.missing = [k for k in target if k not in state and not k.endswith("pos_embed")]
-    model.load_state_dict(target)
-    return report
-
-
-def map_mae_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename official MAE keys to :class:`~isstad_plugin.IsstadModel` keys, dropping the fixed position tables."""
-    return {_rename(key): value for key, value in state.items() if key not in _FIXED_KEYS}
+    keys = model.load_state_dict(state, strict=False)  # copies into the model's tensors, in their dtypes
+    missing = [k for k in keys.missing_keys if not k.endswith("pos_embed")]
+    return WeightsReport(source, [k for k in state if k in target], missing, keys.unexpected_keys)
 
 
 def _rename(key: str) -> str:
+    """An official MAE key as the :class:`~isstad_plugin.IsstadModel` key it fills."""
     for old, new in _MAE_DECODER_PREFIXES:
         if key.startswith(old):
             return new + key[len(old) :]
@@ -167,20 +157,14 @@ def _learned_positions(pos_embed: torch.Tensor | None, grid: tuple[int, int]) ->
 
 
 def _read_source(source: str | Path, encoder: str) -> dict[str, torch.Tensor]:
-    if isinstance(source, str) and source.startswith("timm:"):
-        state = fetch_timm_state(source.removeprefix("timm:"), "encoder_weights")
-        return {k: v for k, v in state.items() if not k.startswith(("head", "fc_norm"))}
-    path = Path(source).expanduser()
-    if not path.is_file():
-        msg = (
-            f"encoder_weights file not found: {path}. Pass the local path of a ViT checkpoint that fits the "
-            f"configured encoder {encoder}: a timm-layout ViT state dict (.pth/.safetensors) or an MAE .pth"
-        )
-        raise FileNotFoundError(msg)
-    state = read_state_dict(path, "encoder_weights")
+    expected = (
+        f"a ViT checkpoint that fits the configured encoder {encoder}: a timm-layout ViT state dict "
+        "(.pth/.safetensors) or an MAE .pth"
+    )
+    state = read_state_dict(source, "encoder_weights", expected)
     if not any(k in state for k in _ENCODER_MARKERS):
         msg = (
-            f"encoder_weights {path} is not an MAE or timm ViT checkpoint (no keys such as "
+            f"encoder_weights {source} is not an MAE or timm ViT checkpoint (no keys such as "
             f"'patch_embed.proj.weight'): pass a ViT state dict that fits the configured encoder {encoder}"
         )
         raise ValueError(msg)
