@@ -3,18 +3,16 @@
     .venv/bin/python benchmarks/corruption_coverage.py [--images DIR] [--size 128] [--count 512] [--seed 0]
 
 Corrupts ``--count`` images (the PNG/JPG files under ``--images``, resized to ``--size``; generated textures without
-it) with the current defaults, with the CPU configs' soft regions and with ``tests.corruption.support.LEGACY_CONFIG``
-(the statistics before the defaults changed), and prints one Markdown table each of: the per-image label coverage
-of corrupted images (mean, percentiles), the share of all training pixels labelled, the label rate by distance to the
-border, and whether grey images stay grey. Real defects cover about
-0.2-4 % of an image and touch the border as often as the centre.
+it) with the current defaults and with the CPU configs' soft regions, and prints one Markdown table each of: the
+per-image label coverage of corrupted images (mean, percentiles), the share of all training pixels labelled, the label
+rate by distance to the border, and whether grey images stay grey. Real defects cover about 0.2-4 % of an image and
+touch the border as often as the centre.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import torch
@@ -81,13 +79,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     images = load_images(args.images, args.size, args.count, args.seed)
-    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests.corruption.support: the earlier statistics
-    from tests.corruption.support import LEGACY_CONFIG
-
     rows = {"current defaults": coverage_rows(PaperConfig(), images, args.seed)}
     soft = dataclasses.replace(PaperConfig(), soft_prob=CPU_SOFT_PROB)
     rows[f"+ soft regions ({CPU_SOFT_PROB}, CPU configs)"] = coverage_rows(soft, images, args.seed)
-    rows["legacy (before)"] = coverage_rows(LEGACY_CONFIG, images, args.seed)
     source = args.images or "generated grey textures"
     print(f"{args.count} images from {source} at {args.size} px, seed {args.seed}; coverage of corrupted images\n")
     header = list(next(iter(rows.values())))

@@ -63,3 +63,8 @@ def test_licence_and_citation():
     assert citation["license"] == "Apache-2.0"
     assert "arXiv:2303.17354" in str(citation["preferred-citation"])
     assert "Paper" in PROJECT["urls"]
+
+
+def test_every_public_name_is_imported_lazily_from_one_module():
+    lazy = [name for names in isstad_plugin._LAZY.values() for name in names]
+    assert sorted(lazy) == sorted(isstad_plugin.__all__)

@@ -27,24 +27,17 @@ if TYPE_CHECKING:
     from isstad_plugin.training.checkpointing import IsstadCheckpoints
     from isstad_plugin.training.precision import HardwarePrecision
 
-_LAZY = {
-    "VARIANTS": "isstad_plugin.model.variants",
-    "AnomalyFusion": "isstad_plugin.model.fusion",
-    "AnomalyMaps": "isstad_plugin.model.fusion",
-    "HardwarePrecision": "isstad_plugin.training.precision",
-    "Isstad": "isstad_plugin.model.lightning_model",
-    "IsstadCheckpoints": "isstad_plugin.training.checkpointing",
-    "IsstadModel": "isstad_plugin.model.torch_model",
-    "IsstadOutput": "isstad_plugin.model.torch_model",
-    "IsstadPostProcessor": "isstad_plugin.model.post_processor",
-    "CorruptionOptions": "isstad_plugin.model.config",
-    "IsstadConfig": "isstad_plugin.model.options",
-    "LossConfig": "isstad_plugin.model.config",
-    "NetworkConfig": "isstad_plugin.model.config",
-    "RuntimeConfig": "isstad_plugin.model.config",
-    "TrainingConfig": "isstad_plugin.model.config",
-    "PixelCorruption": "isstad_plugin.corruption",
-    "Variant": "isstad_plugin.model.variants",
+_LAZY = {  # the public names by the module that defines them, relative to this package
+    ".corruption": ("PixelCorruption",),
+    ".model.config": ("CorruptionOptions", "LossConfig", "NetworkConfig", "RuntimeConfig", "TrainingConfig"),
+    ".model.fusion": ("AnomalyFusion", "AnomalyMaps"),
+    ".model.lightning_model": ("Isstad",),
+    ".model.options": ("IsstadConfig",),
+    ".model.post_processor": ("IsstadPostProcessor",),
+    ".model.torch_model": ("IsstadModel", "IsstadOutput"),
+    ".model.variants": ("VARIANTS", "Variant"),
+    ".training.checkpointing": ("IsstadCheckpoints",),
+    ".training.precision": ("HardwarePrecision",),
 }
 
 __all__ = [
@@ -83,10 +76,11 @@ def __getattr__(name: str) -> Any:
     """Import a public name (and, for ``Isstad``, the ``MVTec`` datamodule alias) when it is first used."""
     if name == "data":
         return importlib.import_module("isstad_plugin.data")
-    if name not in _LAZY:
+    module = next((module for module, names in _LAZY.items() if name in names), None)
+    if module is None:
         msg = f"module 'isstad_plugin' has no attribute {name!r}"
         raise AttributeError(msg)
-    value = getattr(importlib.import_module(_LAZY[name]), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from isstad_plugin.corruption.config import PaperConfig
 from isstad_plugin.corruption.render import CHANGE_TOLERANCE
 from isstad_plugin.corruption.shapes import inside_shape
 
 TOL = CHANGE_TOLERANCE
-
-LEGACY_CONFIG = PaperConfig(
-    block_size=(4, 0.25),
-    count_distribution="uniform",
-    size_distribution="uniform",
-    placement="inside",
-    shapes=("rectangle",),
-    preserve_grey=False,
-)
-"""The statistics before the defaults changed: uniform draws, rectangles wholly inside the image, colour on grey images.
-
-About half of a corrupted image is labelled and the border almost never; the tests of the uniform draws and the
-``inside`` placement use it, and ``benchmarks/corruption_coverage.py`` compares the defaults with it.
-"""
 
 
 def textures(batch: int, channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

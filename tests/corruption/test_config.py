@@ -50,9 +50,6 @@ def test_a_misspelt_option_names_the_nearest_one():
     ("settings", "words"),
     [
         ({"shapes": ["star"]}, "shapes must be a non-empty subset"),
-        ({"placement": "outside"}, "placement must be one of"),
-        ({"count_distribution": "normal"}, "count_distribution must be one of"),
-        ({"size_distribution": "normal"}, "size_distribution must be one of"),
         ({"line_width": [0, 1]}, "line_width must be positive"),
         ({"block_size": [2, 1.5]}, "block_size must be"),
         ({"noise_std": [0.3, 0.1]}, "noise_std must be a pair"),

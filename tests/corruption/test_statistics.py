@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from isstad_plugin.corruption import PixelCorruption
-from tests.corruption.support import LEGACY_CONFIG, smooth_grey
+from tests.corruption.support import smooth_grey
 
 
 def test_default_coverage_is_within_the_documented_ranges():
@@ -16,10 +14,6 @@ def test_default_coverage_is_within_the_documented_ranges():
     assert (coverage > 0).float().mean() > 0.95, "almost every corrupted image has labelled pixels"
     assert 0.03 <= coverage.mean() <= 0.12, "docs/corruption.md: mean 3-12 % of a corrupted image"
     assert 0.01 <= coverage.median() <= 0.06, "docs/corruption.md: median 1-6 %"
-    _, legacy = PixelCorruption(**dataclasses.asdict(dataclasses.replace(LEGACY_CONFIG, corrupt_prob=1.0)))(
-        smooth_grey(64, 128), generator=0
-    )
-    assert legacy.mean() > 0.3, "the legacy statistics label about half of an image"
 
 
 def test_border_pixels_are_labelled_as_often_as_the_centre():
@@ -30,11 +24,6 @@ def test_border_pixels_are_labelled_as_often_as_the_centre():
     )
     centre = rate[16:-16, 16:-16]
     assert 0.85 <= border.mean() / centre.mean() <= 1.15
-    _, legacy = PixelCorruption(**dataclasses.asdict(dataclasses.replace(LEGACY_CONFIG, corrupt_prob=1.0)))(
-        smooth_grey(200, 64), generator=1
-    )
-    legacy_rate = legacy.mean(dim=(0, 1))
-    assert legacy_rate[0].mean() < 0.5 * legacy_rate[32].mean(), "the legacy placement starves the border"
 
 
 def test_grey_inputs_stay_grey_and_colour_inputs_still_get_colour():
@@ -51,7 +40,7 @@ def test_grey_inputs_stay_grey_and_colour_inputs_still_get_colour():
 
 def test_line_shapes_are_thin():
     images = smooth_grey(64, 128, seed=7)
-    config = {"corrupt_prob": 1.0, "num_blocks": (1, 1), "block_size": (24, 0.25), "size_distribution": "uniform"}
+    config = {"corrupt_prob": 1.0, "num_blocks": (1, 1), "block_size": (24, 0.25)}
     _, lines = PixelCorruption(shapes=("line",), line_width=(1.0, 2.0), **config)(images, generator=8)
     _, boxes = PixelCorruption(shapes=("rectangle",), **config)(images, generator=8)
     assert lines.sum() < 0.25 * boxes.sum()

@@ -11,17 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isstad_plugin.data.synthetic import (
-    CATEGORIES,
-    DEFECT_TYPES,
+from isstad_plugin.data.synthetic import CATEGORIES, DEFECT_TYPES, generate_dataset, render_sample
+from isstad_plugin.data.synthetic.spec import (
     LONG_CATEGORIES,
     MANIFEST_NAME,
     MAX_DEFECT_AREA,
     MIN_CHANGE,
     MIN_DEFECT_AREA,
-    generate_dataset,
     image_hw,
-    render_sample,
 )
 
 SMALL = {"n_train": 6, "n_test_good": 3, "n_test_defect": 2, "image_size": 64, "seed": 3}

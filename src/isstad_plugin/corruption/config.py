@@ -5,7 +5,8 @@ color variation" to 1-100 random-sized image blocks, and labels a pixel 1 exactl
 
 Where the paper gives no number, the defaults aim at label statistics like real defects (a few per cent of an image,
 as often at the border as in the centre, no colour on grey images, thin and irregular regions as well as rectangles):
-block counts and sides are drawn log-uniformly, blocks may straddle the border (they are clipped), a block paints a
+block counts and sides are drawn log-uniformly (mostly a few small blocks, sometimes 100 or a quarter of the image),
+blocks may straddle the border (they are clipped, so every pixel row is covered at the same rate), a block paints a
 rectangle, an ellipse, a thin line or an irregular blob inside its box, and grey images get grey-only changes.
 """
 
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
-from isstad_plugin.validation import check_choice, check_names, check_pair, check_probability, check_subset
+from isstad_plugin.validation import check_names, check_pair, check_probability, check_subset
 
 # Paper constants (§4.1.3 "Data Augmentation").
 PAPER_CORRUPT_PROB = 5 / 6
@@ -29,8 +30,6 @@ OPERATIONS = ("flip", "rotate", "blur", "colour", "noise")
 """Operation kinds, in the fixed order in which they are composed inside a block."""
 SHAPES = ("rectangle", "ellipse", "line", "blob")
 """Region shapes a block may paint inside its box."""
-Distribution = Literal["uniform", "log_uniform"]
-Placement = Literal["inside", "straddle"]
 
 
 @dataclass(frozen=True)
@@ -43,19 +42,14 @@ class PaperConfig:
 
     Attributes:
         corrupt_prob: Probability that an image is corrupted (paper §4.1.3: 5/6).
-        num_blocks: Inclusive range of blocks per corrupted image (paper §4.1.3: 1 to 100).
-        block_size: ``(min_px, max_fraction)``: block height and width are drawn independently from
-            ``[min_px, max(min_px, floor(max_fraction * side))]``, capped at the side; default: at least 2 px, at most
-            a quarter of the side.
+        num_blocks: Inclusive range of blocks per corrupted image (paper §4.1.3: 1 to 100), drawn log-uniformly
+            (median 10 of 1-100).
+        block_size: ``(min_px, max_fraction)``: block height and width are drawn independently and log-uniformly
+            from ``[min_px, max(min_px, floor(max_fraction * side))]``, capped at the side; default: at least 2 px, at
+            most a quarter of the side.
         operations: Operation kinds that blocks may use, a subset of :data:`OPERATIONS`.
         noise_std: Range of the per-block Gaussian noise standard deviation (images in [0, 1]).
         colour_strength: Range of the magnitude of colour scale/shift/brightness/contrast changes (the sign is random).
-        count_distribution: How the number of blocks is drawn from ``num_blocks``: ``"uniform"`` or
-            ``"log_uniform"`` (default: mostly a few, sometimes 100; median 10 of 1-100).
-        size_distribution: How block sides are drawn from ``block_size``: ``"uniform"`` or ``"log_uniform"``
-            (default: mostly small, sometimes a quarter of the image).
-        placement: ``"inside"`` (boxes wholly inside the image) or ``"straddle"`` (default: any box that overlaps the
-            image, clipped to it, so every pixel row is covered at the same rate).
         shapes: Region shapes drawn uniformly per block, a subset of :data:`SHAPES`.
         line_width: Range of the width in pixels of ``line`` shapes (scratches, cracks).
         preserve_grey: Grey images (equal channels) get only grey changes: no channel permutation or per-channel
@@ -74,9 +68,6 @@ class PaperConfig:
     operations: tuple[str, ...] = OPERATIONS
     noise_std: tuple[float, float] = (0.05, 0.25)
     colour_strength: tuple[float, float] = (0.1, 0.4)
-    count_distribution: Distribution = "log_uniform"
-    size_distribution: Distribution = "log_uniform"
-    placement: Placement = "straddle"
     shapes: tuple[str, ...] = SHAPES
     line_width: tuple[float, float] = (1.0, 3.0)
     preserve_grey: bool = True
@@ -103,9 +94,6 @@ class PaperConfig:
             raise ValueError(f"block_size must be (min_px >= 1 integer, 0 < max_fraction <= 1), got {self.block_size}")
         check_subset("operations", self.operations, OPERATIONS)
         check_subset("shapes", self.shapes, SHAPES)
-        for name in ("count_distribution", "size_distribution"):
-            check_choice(name, getattr(self, name), get_args(Distribution))
-        check_choice("placement", self.placement, get_args(Placement))
 
     def replace(self, **settings: Any) -> PaperConfig:
         """A copy with ``settings`` (fields by name; lists become tuples, as YAML and the command line give them).

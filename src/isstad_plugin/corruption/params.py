@@ -28,7 +28,7 @@ from torch import Tensor
 
 from isstad_plugin.corruption.colour import sample_colour
 from isstad_plugin.corruption.config import PaperConfig
-from isstad_plugin.corruption.sampling import draw_count, integers, random_sign, uniform
+from isstad_plugin.corruption.sampling import integers, log_uniform_integers, random_sign, uniform
 from isstad_plugin.corruption.shapes import sample_shapes
 
 OPS_PER_BLOCK = (1, 3)
@@ -102,18 +102,15 @@ def _side_range(side: int, block_size: tuple[int, float]) -> tuple[int, int]:
     return low, high
 
 
-def _place(side: int, size: Tensor, placement: str, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+def _place(side: int, size: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
     """Draw the first row (or column) of boxes of ``size`` px along an image side.
 
-    ``"inside"`` keeps boxes wholly inside; ``"straddle"`` draws any start from ``1 - size`` to ``side - 1`` and clips
-    the box, so each pixel is covered with the same probability ``size / (side + size - 1)`` up to the border.
+    Any start from ``1 - size`` to ``side - 1`` is drawn and the box is clipped (it straddles the border), so each
+    pixel is covered with the same probability ``size / (side + size - 1)`` up to the border.
 
     Returns:
         ``(start, clipped_start, clipped_size)``.
     """
-    if placement == "inside":
-        start = integers(tuple(size.shape), 0, side - size, generator, size.device)
-        return start, start, size
     start = integers(tuple(size.shape), 1 - size, side - 1, generator, size.device)
     clipped_start = start.clamp(min=0)
     return start, clipped_start, torch.clamp(start + size, max=side) - clipped_start
@@ -153,27 +150,6 @@ def _sample_geometry(flip: Tensor, rotate: Tensor, generator: torch.Generator | 
     row0 = torch.stack([flip_rows * cos, -flip_rows * sin], dim=-1)
     row1 = torch.stack([flip_cols * sin, flip_cols * cos], dim=-1)
     return torch.stack([row0, row1], dim=-2)
-
-
-def _sample_boxes(
-    shape: tuple[int, int],
-    height: int,
-    width: int,
-    config: PaperConfig,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Draw the blocks' boxes and shapes.
-
-    Returns:
-        ``(top, left, height, width, shape, shape_geometry)`` as in :class:`BlockParams`.
-    """
-    box_h = draw_count(shape, *_side_range(height, config.block_size), config.size_distribution, generator, device)
-    box_w = draw_count(shape, *_side_range(width, config.block_size), config.size_distribution, generator, device)
-    unclipped_top, top, block_h = _place(height, box_h, config.placement, generator)
-    unclipped_left, left, block_w = _place(width, box_w, config.placement, generator)
-    kind, geometry = sample_shapes(unclipped_top, unclipped_left, box_h, box_w, config, generator)
-    return top, left, block_h, block_w, kind, geometry
 
 
 def _sample_noise(
@@ -221,11 +197,15 @@ def sample_params(
     k_max = config.num_blocks[1]
     shape = (batch, k_max)
     corrupt = torch.rand((batch,), generator=generator, device=device) < config.corrupt_prob
-    num_blocks = draw_count((batch,), *config.num_blocks, config.count_distribution, generator, device)
+    num_blocks = log_uniform_integers((batch,), *config.num_blocks, generator, device)
     num_blocks = torch.where(corrupt, num_blocks, 0)
     if grey is None or not config.preserve_grey or channels == 1:
         grey = torch.zeros((batch,), dtype=torch.bool, device=device)
-    top, left, block_h, block_w, kind, shape_geometry = _sample_boxes(shape, height, width, config, generator, device)
+    box_h = log_uniform_integers(shape, *_side_range(height, config.block_size), generator, device)
+    box_w = log_uniform_integers(shape, *_side_range(width, config.block_size), generator, device)
+    unclipped_top, top, block_h = _place(height, box_h, generator)
+    unclipped_left, left, block_w = _place(width, box_w, generator)
+    kind, shape_geometry = sample_shapes(unclipped_top, unclipped_left, box_h, box_w, config, generator)
     ops = _sample_ops(shape, config, generator, device)
 
     def enabled(name: str) -> Tensor:

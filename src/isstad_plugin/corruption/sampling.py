@@ -35,20 +35,17 @@ def random_sign(shape: tuple[int, ...], generator: torch.Generator | None, devic
     return torch.where(torch.rand(shape, generator=generator, device=device) < 0.5, -1.0, 1.0)
 
 
-def draw_count(
+def log_uniform_integers(
     shape: tuple[int, ...],
     low: Tensor | int,
     high: Tensor | int,
-    distribution: str,
     generator: torch.Generator | None,
     device: torch.device,
 ) -> Tensor:
-    """Draw int64 values from ``[low, high]`` (inclusive), ``"uniform"``-ly or ``"log_uniform"``-ly (``low >= 1``).
+    """Draw int64 values log-uniformly from ``[low, high]`` (inclusive, ``low >= 1``): mostly small, sometimes ``high``.
 
     A ``high`` below ``low`` is raised to ``low``.
     """
-    if distribution == "uniform":
-        return integers(shape, low, high, generator, device)
     low_t = torch.as_tensor(low, device=device).float()
     high_t = torch.maximum(torch.as_tensor(high, device=device).float(), low_t)
     log_value = uniform(shape, 0.0, 1.0, generator, device) * torch.log((high_t + 1) / low_t) + torch.log(low_t)

@@ -145,16 +145,12 @@ def _sigterm_as_exit() -> Iterator[None]:
 
 def _fsync_folder(folder: Path) -> None:
     """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
+    with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 class CheckpointError(ValueError):

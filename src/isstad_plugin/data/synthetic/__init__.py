@@ -16,40 +16,21 @@ Determinism: every image draws from its own ``numpy.random.Generator`` seeded wi
 changing one count or the list of defects leaves the other images untouched.
 
 Mask semantics: a defect is painted on the clean image with a soft alpha; the mask holds exactly the pixels whose
-8-bit value moved by at least :data:`MIN_CHANGE` grey levels in some channel, and every other pixel is reset to the
-clean image. So pixels outside the mask are byte-identical to the clean image (see :func:`render_sample`), and every
-pixel inside it changed noticeably. The faint fringe of soft-edged defects (below :data:`MIN_CHANGE`) is dropped.
+8-bit value moved by at least :data:`~.spec.MIN_CHANGE` grey levels in some channel, and every other pixel is reset to
+the clean image. So pixels outside the mask are byte-identical to the clean image (see :func:`render_sample`), and
+every pixel inside it changed noticeably. The faint fringe of soft-edged defects (below ``MIN_CHANGE``) is dropped.
 
 Modules: :mod:`~.spec` (categories, defect types, limits, :class:`~.spec.DatasetSpec`), :mod:`~.fields` (noise and
 lighting), :mod:`~.backgrounds` (the clean surface per category), :mod:`~.defects` (the defect painters),
 :mod:`~.render` (one image and its mask) and :mod:`~.dataset` (the files and the manifest). This package re-exports
-what callers use; the rest (``SURFACES``, ``DEFECTS``, ``SyntheticSample``, ...) is imported from its module.
+the generator, the renderer, the categories and the defect types; the rest (the limits, ``image_hw``, ``SURFACES``,
+``DEFECTS``, ``SyntheticSample``, ...) is imported from its module.
 
 Only numpy and OpenCV are used, and nothing is downloaded.
 """
 
 from isstad_plugin.data.synthetic.dataset import generate_dataset
 from isstad_plugin.data.synthetic.render import render_sample
-from isstad_plugin.data.synthetic.spec import (
-    CATEGORIES,
-    DEFECT_TYPES,
-    LONG_CATEGORIES,
-    MANIFEST_NAME,
-    MAX_DEFECT_AREA,
-    MIN_CHANGE,
-    MIN_DEFECT_AREA,
-    image_hw,
-)
+from isstad_plugin.data.synthetic.spec import CATEGORIES, DEFECT_TYPES
 
-__all__ = [
-    "CATEGORIES",
-    "DEFECT_TYPES",
-    "LONG_CATEGORIES",
-    "MANIFEST_NAME",
-    "MAX_DEFECT_AREA",
-    "MIN_CHANGE",
-    "MIN_DEFECT_AREA",
-    "generate_dataset",
-    "image_hw",
-    "render_sample",
-]
+__all__ = ["CATEGORIES", "DEFECT_TYPES", "generate_dataset", "render_sample"]
