@@ -247,10 +247,11 @@ def test_predict_writes_a_table_of_scores_and_pictures(demo_on_jpgs, jpg_root, t
     assert "14 images scored" in capsys.readouterr().out
 
 
-def test_panels_have_a_colour_bar_under_each_map_column():
-    from isstad_plugin.tools.report import panel_figure
+def test_panels_have_a_colour_bar_under_each_map_column(tmp_path):
+    from isstad_plugin.tools.report import save_panels
     from tests.helpers import tiny_model
 
     model = tiny_model()
-    figure = panel_figure(model, torch.rand(2, 3, 32, 32), None, titles=["a", "b"])
+    figure = save_panels(model, torch.rand(2, 3, 32, 32), None, tmp_path / "panels.png", titles=["a", "b"])
     assert len(figure.axes) == 2 * 5 + 3
+    assert (tmp_path / "panels.png").stat().st_size > 0
