@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ class ScoredSplit:
     kinds: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
+def run_diagnose(options: DiagnoseOptions) -> dict[str, Any]:
     """Score the validation split, write ``diagnose.md``/``diagnose.json``/``panels.png`` and return the figures."""
     check_checkpoint_file(options.checkpoint, "checkpoint")  # read by torch.load, not Lightning's checkpoint IO
     model = cast(Isstad, Isstad.load_from_checkpoint(options.checkpoint, strict=False, map_location="cpu")).eval()
@@ -151,13 +151,13 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
 
 def diagnose_figures(
     split: ScoredSplit, edge_band: int = EDGE_BAND, aggregation: ScoreAggregation = "mean"
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """All figures of the diagnosis from a scored split (pure numpy; see the module docstring).
 
     Per defect type, the image AUROC is given for the model's own ``aggregation`` only.
     """
     good, band = split.kinds == "good", edge_mask(split.masks.shape[-2:], edge_band)
-    figures: dict[str, object] = {
+    figures: dict[str, Any] = {
         "images": len(split.labels),
         "defective": int(split.labels.sum()),
         "image_auroc": {key: _auroc(split.labels, values) for key, values in split.scores.items()},
@@ -203,8 +203,6 @@ def mean_probabilities(probability: np.ndarray, masks: np.ndarray, labels: np.nd
 
 def dilate(masks: np.ndarray, margin: int) -> np.ndarray:
     """``(N, H, W)`` bool masks grown by ``margin`` pixels (a square structuring element)."""
-    if margin <= 0:
-        return masks
     grown = F.max_pool2d(torch.from_numpy(masks).float()[:, None], 2 * margin + 1, stride=1, padding=margin)
     return grown[:, 0].numpy() > 0
 
@@ -224,11 +222,9 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores))
 
 
-def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
+def markdown(figures: dict[str, Any], options: DiagnoseOptions) -> str:
     """The figures as Markdown tables, under the protocol line."""
-    image_auroc: dict[str, float | None] = figures["image_auroc"]  # type: ignore[assignment]
-    pixel: dict[str, float | None] = figures["pixel_auroc"]  # type: ignore[assignment]
-    edge: dict[str, float | None] = figures["edge_band_pixel_auroc"]  # type: ignore[assignment]
+    image_auroc, pixel, edge = figures["image_auroc"], figures["pixel_auroc"], figures["edge_band_pixel_auroc"]
     lines = [
         f"## ISSTAD diagnosis: {options.category}",
         "",
@@ -249,10 +245,10 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         f"P background lift: {_cell(figures.get('background_lift'))} (1.0: P is not an image-level cue); "
         f"outside the ground truth grown by {LIFT_MARGIN} px: {beyond}",
     ]
-    means: dict[str, float | None] = figures.get("mean_P", {})  # type: ignore[assignment]
+    means: dict[str, float | None] = figures.get("mean_P", {})
     if means:
         lines.append("Mean P: " + ", ".join(f"{name} {_cell(value)}" for name, value in means.items()))
-    per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
+    per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]
     if per_type:
         columns = list(next(iter(per_type.values())))
         rows = [[kind, *(row[c] for c in columns)] for kind, row in per_type.items()]
