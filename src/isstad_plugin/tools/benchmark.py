@@ -182,7 +182,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
         lengths = f"{stage1}+{stage2}" if variant.pretrain and variant.finetune else f"{stage1 + stage2}"
         settings = f"{args.get('encoder')} {side_text} px, {lengths} {unit}"
         build = functools.partial(_build_isstad, run)
-        specs.append(ModelSpec(label, build, run.schedule_arguments, settings, run.precision_arguments))
+        specs.append(ModelSpec(label, build, run.trainer_arguments, settings))
     return specs
 
 
@@ -220,7 +220,7 @@ def _run_one(options: BenchmarkOptions, category: str, spec: ModelSpec) -> Row:
         "enable_progress_bar": False,
         "logger": False,
     }
-    settings |= device_args(options.accelerator, options.devices) | spec.budget | spec.trainer_args
+    settings |= device_args(options.accelerator, options.devices) | spec.trainer_args
     root = options.output / "runs" / spec.name.replace(" ", "_")
     engine = Engine(default_root_dir=root, callbacks=[EpochLog(spec.name)], **settings)
     result = fit_and_test(engine, model, datamodule)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,16 +37,14 @@ class ModelSpec:
     Attributes:
         name: The model's row label.
         build: Builds a fresh model.
-        budget: Trainer budget (``max_epochs``/``max_steps``, validation schedule).
+        trainer_args: Trainer arguments: the budget (``max_epochs``, validation schedule, a time cap), the precision.
         settings: What the row's settings column says.
-        trainer_args: Other trainer arguments (precision, time cap).
     """
 
     name: str
     build: Callable[[], AnomalibModule]
-    budget: dict[str, Any]
+    trainer_args: dict[str, Any]
     settings: str
-    trainer_args: dict[str, Any] = field(default_factory=dict)
 
 
 def peer_specs(
@@ -106,7 +104,7 @@ def peer_specs(
         epochs = draem_epochs if name == "draem" else 1
         budget = {"max_epochs": epochs, "check_val_every_n_epoch": epochs}  # thresholds learnt in the last epoch
         time_cap = {"max_time": {"minutes": draem_minutes}} if name == "draem" and draem_minutes else {}
-        specs.append(ModelSpec(label, build, budget, f"{settings}, {image_size} px", time_cap))
+        specs.append(ModelSpec(label, build, budget | time_cap, f"{settings}, {image_size} px"))
     return specs
 
 

@@ -55,19 +55,17 @@ class IsstadRun:
         return Isstad(**self.model_options, **components)
 
     @property
-    def schedule_arguments(self) -> dict[str, Any]:
-        """What Lightning must be told for these lengths (:meth:`StageSchedule.trainer_arguments`)."""
-        return StageSchedule.trainer_arguments(self.stage1, self.stage2, self.unit)
+    def trainer_arguments(self) -> dict[str, Any]:
+        """What Lightning must be told for these lengths (:meth:`StageSchedule.trainer_arguments`) and the precision.
 
-    @property
-    def precision_arguments(self) -> dict[str, Any]:
-        """The config's precision, or the hardware's when it sets none."""
-        return {"precision": resolve_precision(self.config.trainer.get("precision"))}
+        The precision is the config's, or the hardware's when it sets none.
+        """
+        precision = resolve_precision(self.config.trainer.get("precision"))
+        return StageSchedule.trainer_arguments(self.stage1, self.stage2, self.unit) | {"precision": precision}
 
     def engine(self, root: Path, accelerator: str, devices: str | int, **settings: Any) -> Engine:
-        """Anomalib's ``Engine`` writing under ``root``, with the schedule's, the precision's and ``settings``."""
-        arguments = {**self.schedule_arguments, **self.precision_arguments, **device_args(accelerator, devices)}
-        return Engine(default_root_dir=root, **arguments, **settings)
+        """Anomalib's ``Engine`` under ``root``, with :attr:`trainer_arguments`, the devices and ``settings``."""
+        return Engine(default_root_dir=root, **self.trainer_arguments, **device_args(accelerator, devices), **settings)
 
 
 @dataclass
