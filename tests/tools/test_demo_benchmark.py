@@ -78,7 +78,7 @@ def test_benchmark_tiny_writes_tables(tmp_path, dataset_root):
 def test_benchmark_rejects_unknown_model(tmp_path, dataset_root, capsys):
     code = main(["benchmark", "--root", str(dataset_root), "--categories", "tiles", "--models", "fastflow"])
     assert code == 2
-    assert "--models: unknown ['fastflow']" in capsys.readouterr().err
+    assert "unknown --models value 'fastflow': did you mean" in capsys.readouterr().err
 
 
 def test_benchmark_reports_a_failed_model_and_runs_the_others(tmp_path, dataset_root, monkeypatch):

@@ -40,6 +40,7 @@ from isstad_plugin.tools.peers import IMAGENET_BACKBONE, PEERS, ModelSpec, bench
 from isstad_plugin.tools.report import markdown_table, save_figure
 from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.tools.runs import IsstadRun, fit_and_test, held_out_datamodule
+from isstad_plugin.validation import check_names
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +148,7 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
 
 
 def _check_options(options: BenchmarkOptions) -> None:
-    unknown = [m for m in options.models if m not in ("isstad", *PEERS)]
-    if unknown:
-        msg = f"--models: unknown {unknown}; choose from isstad, {', '.join(PEERS)}"
-        raise ValueError(msg)
+    check_names("--models value", options.models, ("isstad", *PEERS))
     if not options.peer_image_sizes or min(options.peer_image_sizes) < 32:
         msg = f"--peer-image-sizes must be sides of at least 32 px (e.g. 128 256), got {options.peer_image_sizes}"
         raise ValueError(msg)
@@ -262,7 +260,7 @@ def protocol_line(options: BenchmarkOptions) -> str:
     )
 
 
-def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
+def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> None:
     """Write ``results.md``, ``results.csv`` and ``results.json`` under ``options.output``."""
     out = options.output
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +283,6 @@ def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
     for category in dict.fromkeys(r.category for r in rows):
         fitted = [r for r in rows if r.category == category and r.metrics]
         save_cost_quality(fitted, f"{category}: {protocol_line(options)}", out / f"cost_quality_{category}.png")
-    return out / "results.md"
 
 
 def save_cost_quality(rows: Sequence[Row], title: str, path: Path) -> Path:
