@@ -48,7 +48,7 @@ def one_line_excepthook(
     previous: Callable[..., Any], exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     """``sys.excepthook`` printing a fixable error as its one line, last (``ISSTAD_TRACEBACK=1``: after the trace)."""
-    line = format_cli_error(exc) if exc is not None else None
+    line = format_cli_error(exc)
     if line is None or os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
         previous(exc_type, exc, tb)
     if line is not None:
@@ -64,8 +64,7 @@ def one_log_handler() -> None:
     kept: its lines are whole, so they can be searched and the one-line errors stay one line.
     """
     root = logging.getLogger()
-    plain = [h for h in root.handlers if type(h) is logging.StreamHandler]
-    if plain:
+    if any(type(h) is logging.StreamHandler for h in root.handlers):
         for handler in [h for h in root.handlers if type(h).__name__ == "RichHandler"]:
             root.removeHandler(handler)
 
