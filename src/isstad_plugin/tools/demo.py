@@ -29,7 +29,7 @@ from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
 from isstad_plugin.tools.report import resized_masks, save_loss_curve, save_panels, write_metrics
 from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
-from isstad_plugin.tools.runs import IsstadRun, fit_and_test
+from isstad_plugin.tools.runs import FitTestResult, IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +69,10 @@ class DemoOptions:
 
 
 @dataclass
-class DemoResult:
-    """What the demo produced."""
+class DemoResult(FitTestResult):
+    """What the demo produced: the test metrics and wall times, the report folder, the peak memory, the loss curve."""
 
-    metrics: dict[str, float]
     report: Path
-    fit_seconds: float
-    test_seconds: float
     peak_rss_mb: float
     loss_curve: Path
 
@@ -106,7 +103,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     write_metrics({**result.metrics, **times}, output, f"ISSTAD demo on {root.name}/{options.category}", protocol)
     curve = save_loss_curve(output / "logs" / "metrics.csv", output / "loss_curve.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return DemoResult(result.metrics, output, result.fit_seconds, result.test_seconds, peak, curve)
+    return DemoResult(result.metrics, result.fit_seconds, result.test_seconds, output, peak, curve)
 
 
 def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
