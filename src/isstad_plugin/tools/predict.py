@@ -204,9 +204,6 @@ def run_predict(options: PredictOptions) -> PredictionTable:
     from isstad_plugin.training.checkpoint_io import check_checkpoint_file
     from isstad_plugin.training.checkpointing import require_statistics
 
-    if not options.images.exists():
-        msg = f"--images {options.images} does not exist"
-        raise FileNotFoundError(msg)
     output = options.output.resolve()
     check_checkpoint_file(options.ckpt, "--ckpt")  # read by torch.load below, not through Lightning's checkpoint IO
     model = Isstad.load_from_checkpoint(options.ckpt, weights_only=True, map_location="cpu")
