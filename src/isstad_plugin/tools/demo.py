@@ -29,7 +29,7 @@ from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
 from isstad_plugin.tools.report import resized_masks, save_loss_curve, save_panels, write_metrics
 from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
-from isstad_plugin.tools.runs import FitTestResult, IsstadRun, fit_and_test
+from isstad_plugin.tools.runs import VAL_SPLIT_RATIO, FitTestResult, IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
 
@@ -142,16 +142,15 @@ def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> Anomalib
     Thresholds are always learnt on a validation split taken from the test folder and never tested.
     """
     shared = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
-    data_args = {"val_split_ratio": 0.3, **shared, "val_split_mode": "from_test", "seed": options.seed}
+    data_args = {"val_split_ratio": VAL_SPLIT_RATIO, **shared, "val_split_mode": "from_test", "seed": options.seed}
     return mvtec_layout_datamodule(root, options.category, "--data-root", **data_args)
 
 
 def _write_panels(model: Isstad, datamodule: AnomalibDataModule, path: Path) -> None:
     """Fig.-5-style panels for one test image of every defect type (and one good one)."""
     dataset = datamodule.test_data
-    chosen: dict[str, int] = {}
-    for index, image_path in enumerate(dataset.samples.image_path):
-        chosen.setdefault(Path(image_path).parent.name, index)  # the first image of every defect type
+    kinds = [Path(image_path).parent.name for image_path in dataset.samples.image_path]
+    chosen = {kind: kinds.index(kind) for kind in dict.fromkeys(kinds)}  # the first image of every defect type
     items = [dataset[i] for i in chosen.values()]
     transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     images = torch.stack([transform(cast(torch.Tensor, item.image)) for item in items])
