@@ -39,7 +39,7 @@ from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import IMAGENET_BACKBONE, PEERS, ModelSpec, benchmark_evaluator, peer_specs
 from isstad_plugin.tools.report import markdown_table, save_figure
 from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
-from isstad_plugin.tools.runs import IsstadRun, fit_and_test, held_out_datamodule
+from isstad_plugin.tools.runs import VAL_SPLIT_RATIO, IsstadRun, fit_and_test, held_out_datamodule
 from isstad_plugin.validation import check_names
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,6 @@ class BenchmarkOptions:
         draem_epochs: DRAEM epochs (capped by ``draem_minutes``).
         draem_minutes: Wall-clock cap of DRAEM's fit in minutes (``None``: no cap).
         batch_size: Training batch size of every model.
-        val_split_ratio: Fraction of the test folder held out for thresholds.
         limit_train_batches: Lightning's ``limit_train_batches`` for every model (smoke tests).
         accelerator: Lightning accelerator; ``auto`` is a CUDA GPU when torch sees one, else the CPU.
         devices: Device count or list; ``auto`` is one device.
@@ -96,7 +95,6 @@ class BenchmarkOptions:
     draem_epochs: int = 1
     draem_minutes: float | None = None
     batch_size: int = 16
-    val_split_ratio: float = 0.3
     limit_train_batches: int | float = 1.0
     accelerator: str = "auto"
     devices: str | int = "auto"
@@ -156,7 +154,7 @@ def _check_options(options: BenchmarkOptions) -> None:
         msg = f"--budget-scales must be positive multiples of the stage lengths (e.g. 0.25 1): {options.budget_scales}"
         raise ValueError(msg)
     for category in options.categories:  # a layout no datamodule reads stops here, in one line, before any fit
-        held_out_datamodule(options.root, category, options.seed, options.val_split_ratio)
+        held_out_datamodule(options.root, category, options.seed, VAL_SPLIT_RATIO)
 
 
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
@@ -206,7 +204,7 @@ def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, i
 
 def _run_one(options: BenchmarkOptions, category: str, spec: ModelSpec) -> Row:
     seed_everything(options.seed, workers=True)
-    datamodule = held_out_datamodule(options.root, category, options.seed, options.val_split_ratio, options.batch_size)
+    datamodule = held_out_datamodule(options.root, category, options.seed, VAL_SPLIT_RATIO, options.batch_size)
     model = spec.build()
     settings: dict[str, Any] = {
         "limit_train_batches": options.limit_train_batches,
@@ -248,7 +246,7 @@ def protocol_line(options: BenchmarkOptions) -> str:
     peers = " and ".join(str(size) for size in options.peer_image_sizes)
     return (
         f"fixed budget, last epoch tested, test set never used for selection; peers {peers} px, ISSTAD its config's "
-        f"image size (see the settings column), seed {options.seed}, F1 thresholds from a {options.val_split_ratio:.0%}"
+        f"image size (see the settings column), seed {options.seed}, F1 thresholds from a {VAL_SPLIT_RATIO:.0%}"
         " validation split of the test folder (not tested); peers' weights as their settings say (random or ImageNet)"
     )
 

@@ -122,9 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("root", type=Path, help="MVTec-layout root")
     diagnose.add_argument("category", help="category folder under root")
     diagnose.add_argument("--output", type=Path, help="folder of the report (default: reports/diagnose)")
-    diagnose.add_argument("--val-split-ratio", type=float, help="as isstad benchmark (default: 0.3)")
     diagnose.add_argument("--seed", type=int, help="seed of the split, as isstad benchmark (default: 0)")
-    diagnose.add_argument("--edge-band", type=int, help="border band width in px (default: 16)")
     diagnose.set_defaults(run=_run_diagnose)
 
     predict = command("predict", help="score a folder of images with a trained checkpoint: CSV, JSON")

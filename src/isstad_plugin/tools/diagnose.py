@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from isstad_plugin.model.fusion import AnomalyMaps, ScoreAggregation, aggregate_score
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.tools.report import markdown_table, resized_masks, save_panels
-from isstad_plugin.tools.runs import held_out_datamodule
+from isstad_plugin.tools.runs import VAL_SPLIT_RATIO, held_out_datamodule
 from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
@@ -57,18 +57,14 @@ class DiagnoseOptions:
         root: MVTec-layout root.
         category: Category folder under ``root``.
         output: Folder of ``diagnose.md``, ``diagnose.json`` and ``panels.png``.
-        val_split_ratio: Fraction of the test folder held out as the validation split (as ``isstad benchmark``).
         seed: Seed of the split (as ``isstad benchmark``).
-        edge_band: Width of the border band in pixels at the model's input size.
     """
 
     checkpoint: Path
     root: Path
     category: str
     output: Path = Path("reports/diagnose")
-    val_split_ratio: float = 0.3
     seed: int = 0
-    edge_band: int = EDGE_BAND
 
 
 @dataclass
@@ -95,7 +91,7 @@ def run_diagnose(options: DiagnoseOptions) -> dict[str, Any]:
     check_checkpoint_file(options.checkpoint, "checkpoint")  # read by torch.load, not Lightning's checkpoint IO
     model = cast(Isstad, Isstad.load_from_checkpoint(options.checkpoint, strict=False, map_location="cpu")).eval()
     split, images, masks, kinds = score_split(model, options)
-    figures = diagnose_figures(split, options.edge_band, model.model.fusion.aggregation)
+    figures = diagnose_figures(split, EDGE_BAND, model.model.fusion.aggregation)
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "diagnose.json").write_text(json.dumps(figures, indent=2) + "\n")
     (options.output / "diagnose.md").write_text(markdown(figures, options) + "\n")
@@ -111,9 +107,7 @@ def named_maps(maps: AnomalyMaps) -> dict[str, torch.Tensor | None]:
 @torch.no_grad()
 def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, torch.Tensor, torch.Tensor, list[str]]:
     """Maps and image scores of the validation split; also the first defective images for the panels."""
-    datamodule = held_out_datamodule(
-        options.root, options.category, options.seed, options.val_split_ratio, option="root"
-    )
+    datamodule = held_out_datamodule(options.root, options.category, options.seed, VAL_SPLIT_RATIO, option="root")
     datamodule.setup()
     collected: dict[str, list[np.ndarray]] = defaultdict(list)
     panels: list[tuple[torch.Tensor, torch.Tensor, str]] = []
@@ -228,11 +222,11 @@ def markdown(figures: dict[str, Any], options: DiagnoseOptions) -> str:
         f"## ISSTAD diagnosis: {options.category}",
         "",
         f"Protocol: validation split only ({figures['images']} images, {figures['defective']} defective; "
-        f"{options.val_split_ratio:.0%} of the test folder, seed {options.seed}; never tested), checkpoint "
+        f"{VAL_SPLIT_RATIO:.0%} of the test folder, seed {options.seed}; never tested), checkpoint "
         f"`{options.checkpoint}`.",
         "",
     ]
-    band = f"pixel AUROC, {options.edge_band}-px edge band"
+    band = f"pixel AUROC, {EDGE_BAND}-px edge band"
     header = ["map", "image AUROC mean", "max", "top-k", "pixel AUROC", band]
     rows = [
         [name, *(image_auroc.get(f"{name} {how}") for how in AGGREGATIONS), pixel[name], edge[name]] for name in pixel

@@ -24,6 +24,9 @@ from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.run_config import RunConfig
 from isstad_plugin.training.precision import resolve_precision
 
+VAL_SPLIT_RATIO = 0.3
+"""The protocol's validation split: this share of the test folder, held out for thresholds and never tested."""
+
 
 @dataclass(frozen=True)
 class IsstadRun:
