@@ -270,9 +270,8 @@ ENGINE_METHODS = ("_setup_workspace", "fit", "train", "test", "predict", "valida
 
 def _replacements() -> list[tuple[Any, str, Any]]:
     """``(owner, name, replacement)`` of every object :func:`install` replaces in this process."""
-    engine: dict[str, Callable[..., Any]] = {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train}
-    engine |= {"export": _export} | {name: _evaluating(name) for name in ("test", "predict", "validate")}
-    replacements: list[tuple[Any, str, Any]] = [(Engine, name, engine[name]) for name in ENGINE_METHODS]
+    engine = {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train, "export": _export}
+    replacements: list[tuple[Any, str, Any]] = [(Engine, n, engine.get(n) or _evaluating(n)) for n in ENGINE_METHODS]
     replacements += [(engine_module, "create_versioned_dir", _create_versioned_dir)]
     replacements += [(MVTecAD, "prepare_data", _mvtecad_prepare_data)]
     cli_module = sys.modules.get("anomalib.cli.cli")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from isstad_plugin.model.torch_model import IsstadModel
 
 
-def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol: str) -> tuple[Path, Path]:
+def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol: str) -> None:
     """Write ``metrics.json`` and ``metrics.md`` (a two-column table under its title and protocol line).
 
     Args:
@@ -23,9 +23,6 @@ def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol
         folder: Output folder (created).
         title: Table title.
         protocol: One sentence saying how the numbers were obtained (data, epochs, selection).
-
-    Returns:
-        The JSON and Markdown paths.
     """
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / "metrics.json", folder / "metrics.md"
@@ -34,7 +31,6 @@ def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol
         ["metric", "value"], list(metrics.items()), lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
     )
     md_path.write_text("\n".join([f"## {title}", "", f"Protocol: {protocol}", "", *table]) + "\n")
-    return json_path, md_path
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], cell: Callable[[Any], str]) -> list[str]:
