@@ -290,8 +290,7 @@ def save_cost_quality(rows: Sequence[Row], title: str, path: Path) -> Path:
     figure = Figure(figsize=(10, 4.2), layout="constrained")
     for axis, metric in zip(figure.subplots(1, 2), ("image_AUROC", "pixel_AUROC"), strict=True):
         shown = [p for p in rows if p.metrics.get(metric) is not None]
-        families = dict.fromkeys(p.model.split(" x")[0] for p in shown)
-        for family in families:
+        for family in dict.fromkeys(p.model.split(" x")[0] for p in shown):  # a line joins a model's budgets
             members = sorted((p for p in shown if p.model.split(" x")[0] == family), key=lambda p: p.fit_seconds)
             xs, ys = [max(p.fit_seconds, 1.0) for p in members], [p.metrics[metric] for p in members]
             axis.plot(xs, ys, marker="o", label=family)

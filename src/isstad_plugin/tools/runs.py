@@ -89,8 +89,7 @@ def fit_and_test(engine: Engine, model: AnomalibModule, datamodule: AnomalibData
     start = time.perf_counter()
     engine.fit(model, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
-    trainer = engine.trainer
-    if trainer.max_epochs is not None and trainer.current_epoch < trainer.max_epochs:
+    if engine.trainer.max_epochs is not None and engine.trainer.current_epoch < engine.trainer.max_epochs:
         engine.validate(model, datamodule=datamodule)
     start = time.perf_counter()
     metrics = {key: float(value) for key, value in engine.test(model, datamodule=datamodule)[0].items()}
