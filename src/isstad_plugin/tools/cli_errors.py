@@ -101,15 +101,14 @@ def parse_error_line(message: str, valid_options: Iterable[str], command: str = 
         command: The subcommand (``train``, ``fit``, ...), for the help command.
     """
     key = re.match(r'Parser key "([\w.]+)":', message)
+    group = key[1].rpartition(".")[2] if key else ""
     unknown = _NOT_ACCEPTED.search(message)
     if key and unknown:
         class_path, option = unknown.groups()
-        group = key[1].rpartition(".")[2]
         names = [f"{group}.{name}" for name in _init_options(class_path)]
         return unknown_option_line(f"{group}.{option}", names, f"anomalib {command} --{group}.help {class_path}")
     value = _INVALID_VALUE.search(message)
     if key and value:
-        group = key[1].rpartition(".")[2]
         invalid = f"invalid value {value['given']} for {group}.{value['option']}{_expected(value['errors'])}"
         return f"{invalid}; see `anomalib {command} --{group}.help {value['class_path']}`"
     given = re.search(r"Given value: ([^\n]*)\s*$", message)
