@@ -28,7 +28,7 @@ from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
 from isstad_plugin.tools.report import resized_masks, save_loss_curve, save_panels, write_metrics
-from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
+from isstad_plugin.tools.run_config import RunConfig, isstad_config, load_run_config, packaged_config, stage_lengths
 from isstad_plugin.tools.runs import VAL_SPLIT_RATIO, FitTestResult, IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     stage1, stage2, unit = _budget(config, options)
     run = IsstadRun(config, stage1, stage2, unit, FAST_OVERRIDES if options.fast else {})
     output = options.output.resolve()
-    root = _dataset_root(options, output, _generated_side(run.model_options.get("image_size", 128)))
+    root = _dataset_root(options, output, max(isstad_config(run.model_options).network.image_hw))
     datamodule = _datamodule(config, root, options)
 
     seed_everything(options.seed, workers=True)
@@ -117,14 +117,11 @@ def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
     return stage1, stage2, unit
 
 
-def _generated_side(image_size: object) -> int:
-    """Side of the generated square images: the model's input side, 128 px for ``auto`` (which then keeps it)."""
-    if isinstance(image_size, list | tuple):
-        return max(int(side) for side in image_size)
-    return image_size if isinstance(image_size, int) else 128
-
-
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
+    """``data_root``, or generated squares of side ``image_size`` under ``output``.
+
+    ``image_size`` is the model's longer input side (``auto``: the side of its pixel budget's square, which it keeps).
+    """
     if options.data_root is not None:
         return options.data_root
     counts = FAST_DATA if options.fast else DEMO_DATA
