@@ -318,9 +318,7 @@ def _seed_before_instantiation(self: Any) -> None:
     Only for ``isstad_plugin`` models: without it, two runs of the same config start from different weights.
     """
     _ORIGINAL[sys.modules["anomalib.cli.cli"].AnomalibCLI, "before_instantiate_classes"](self)
-    config = self.config.get(str(self.config.get("subcommand")), None)
-    if config is None:
-        return
+    config = self.config.get(str(self.config.get("subcommand"))) or {}  # no section for the subcommand: nothing to seed
     seed, model = config.get("seed_everything"), config.get("model")
     if str(getattr(model, "class_path", "")).startswith("isstad_plugin") and seed is not None and seed is not False:
         seed_everything(None if seed is True else int(seed), workers=True, verbose=False)  # the config shows it
