@@ -116,7 +116,7 @@ def test_mvtec_layout_errors_point_to_folder(tmp_path, jpg_root):
 def test_benchmark_reads_a_maskless_jpg_folder_for_isstad_and_the_peers(tmp_path, jpg_root):
     output = tmp_path / "bench"
     args = ["benchmark", "--root", str(jpg_root), "--categories", "tiles", "--models", "isstad", "padim",
-            "--image-size", "32", "--stage1-epochs", "1", "--stage2-epochs", "1", "--limit-train-batches", "1",
+            "--peer-image-sizes", "32", "--stage1-epochs", "1", "--stage2-epochs", "1", "--limit-train-batches", "1",
             "--batch-size", "4", "--budget-scales", "1", "2", "--output", str(output)]  # fmt: skip
     assert main(args) == 0
     rows = json.loads((output / "results.json").read_text())["rows"]
@@ -247,10 +247,11 @@ def test_predict_writes_a_table_of_scores_and_pictures(demo_on_jpgs, jpg_root, t
     assert "14 images scored" in capsys.readouterr().out
 
 
-def test_panels_have_a_colour_bar_under_each_map_column():
-    from isstad_plugin.tools.report import panel_figure
+def test_panels_have_a_colour_bar_under_each_map_column(tmp_path):
+    from isstad_plugin.tools.report import save_panels
     from tests.helpers import tiny_model
 
     model = tiny_model()
-    figure = panel_figure(model, torch.rand(2, 3, 32, 32), None, titles=["a", "b"])
+    figure = save_panels(model, torch.rand(2, 3, 32, 32), None, tmp_path / "panels.png", titles=["a", "b"])
     assert len(figure.axes) == 2 * 5 + 3
+    assert (tmp_path / "panels.png").stat().st_size > 0

@@ -270,9 +270,8 @@ ENGINE_METHODS = ("_setup_workspace", "fit", "train", "test", "predict", "valida
 
 def _replacements() -> list[tuple[Any, str, Any]]:
     """``(owner, name, replacement)`` of every object :func:`install` replaces in this process."""
-    engine: dict[str, Callable[..., Any]] = {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train}
-    engine |= {"export": _export} | {name: _evaluating(name) for name in ("test", "predict", "validate")}
-    replacements: list[tuple[Any, str, Any]] = [(Engine, name, engine[name]) for name in ENGINE_METHODS]
+    engine = {"_setup_workspace": _setup_workspace, "fit": _fit, "train": _train, "export": _export}
+    replacements: list[tuple[Any, str, Any]] = [(Engine, n, engine.get(n) or _evaluating(n)) for n in ENGINE_METHODS]
     replacements += [(engine_module, "create_versioned_dir", _create_versioned_dir)]
     replacements += [(MVTecAD, "prepare_data", _mvtecad_prepare_data)]
     cli_module = sys.modules.get("anomalib.cli.cli")
@@ -319,9 +318,7 @@ def _seed_before_instantiation(self: Any) -> None:
     Only for ``isstad_plugin`` models: without it, two runs of the same config start from different weights.
     """
     _ORIGINAL[sys.modules["anomalib.cli.cli"].AnomalibCLI, "before_instantiate_classes"](self)
-    config = self.config.get(str(self.config.get("subcommand")), None)
-    if config is None:
-        return
+    config = self.config.get(str(self.config.get("subcommand"))) or {}  # no section for the subcommand: nothing to seed
     seed, model = config.get("seed_everything"), config.get("model")
     if str(getattr(model, "class_path", "")).startswith("isstad_plugin") and seed is not None and seed is not False:
         seed_everything(None if seed is True else int(seed), workers=True, verbose=False)  # the config shows it

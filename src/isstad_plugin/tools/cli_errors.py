@@ -48,7 +48,7 @@ def one_line_excepthook(
     previous: Callable[..., Any], exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     """``sys.excepthook`` printing a fixable error as its one line, last (``ISSTAD_TRACEBACK=1``: after the trace)."""
-    line = format_cli_error(exc) if exc is not None else None
+    line = format_cli_error(exc)
     if line is None or os.environ.get("ISSTAD_TRACEBACK", "") not in ("", "0"):
         previous(exc_type, exc, tb)
     if line is not None:
@@ -64,8 +64,7 @@ def one_log_handler() -> None:
     kept: its lines are whole, so they can be searched and the one-line errors stay one line.
     """
     root = logging.getLogger()
-    plain = [h for h in root.handlers if type(h) is logging.StreamHandler]
-    if plain:
+    if any(type(h) is logging.StreamHandler for h in root.handlers):
         for handler in [h for h in root.handlers if type(h).__name__ == "RichHandler"]:
             root.removeHandler(handler)
 
@@ -102,15 +101,14 @@ def parse_error_line(message: str, valid_options: Iterable[str], command: str = 
         command: The subcommand (``train``, ``fit``, ...), for the help command.
     """
     key = re.match(r'Parser key "([\w.]+)":', message)
+    group = key[1].rpartition(".")[2] if key else ""
     unknown = _NOT_ACCEPTED.search(message)
     if key and unknown:
         class_path, option = unknown.groups()
-        group = key[1].rpartition(".")[2]
         names = [f"{group}.{name}" for name in _init_options(class_path)]
         return unknown_option_line(f"{group}.{option}", names, f"anomalib {command} --{group}.help {class_path}")
     value = _INVALID_VALUE.search(message)
     if key and value:
-        group = key[1].rpartition(".")[2]
         invalid = f"invalid value {value['given']} for {group}.{value['option']}{_expected(value['errors'])}"
         return f"{invalid}; see `anomalib {command} --{group}.help {value['class_path']}`"
     given = re.search(r"Given value: ([^\n]*)\s*$", message)

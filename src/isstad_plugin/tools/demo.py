@@ -28,8 +28,8 @@ from isstad_plugin.data.synthetic import generate_dataset
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.model.schedule import Unit
 from isstad_plugin.tools.report import resized_masks, save_loss_curve, save_panels, write_metrics
-from isstad_plugin.tools.run_config import RunConfig, load_run_config, packaged_config, stage_lengths
-from isstad_plugin.tools.runs import IsstadRun, fit_and_test
+from isstad_plugin.tools.run_config import RunConfig, isstad_config, load_run_config, packaged_config, stage_lengths
+from isstad_plugin.tools.runs import VAL_SPLIT_RATIO, FitTestResult, IsstadRun, fit_and_test
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +69,10 @@ class DemoOptions:
 
 
 @dataclass
-class DemoResult:
-    """What the demo produced."""
+class DemoResult(FitTestResult):
+    """What the demo produced: the test metrics and wall times, the report folder, the peak memory, the loss curve."""
 
-    metrics: dict[str, float]
     report: Path
-    fit_seconds: float
-    test_seconds: float
     peak_rss_mb: float
     loss_curve: Path
 
@@ -86,7 +83,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     stage1, stage2, unit = _budget(config, options)
     run = IsstadRun(config, stage1, stage2, unit, FAST_OVERRIDES if options.fast else {})
     output = options.output.resolve()
-    root = _dataset_root(options, output, _generated_side(run.model_options.get("image_size", 128)))
+    root = _dataset_root(options, output, max(isstad_config(run.model_options).network.image_hw))
     datamodule = _datamodule(config, root, options)
 
     seed_everything(options.seed, workers=True)
@@ -106,7 +103,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     write_metrics({**result.metrics, **times}, output, f"ISSTAD demo on {root.name}/{options.category}", protocol)
     curve = save_loss_curve(output / "logs" / "metrics.csv", output / "loss_curve.png")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return DemoResult(result.metrics, output, result.fit_seconds, result.test_seconds, peak, curve)
+    return DemoResult(result.metrics, result.fit_seconds, result.test_seconds, output, peak, curve)
 
 
 def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
@@ -120,14 +117,11 @@ def _budget(config: RunConfig, options: DemoOptions) -> tuple[int, int, Unit]:
     return stage1, stage2, unit
 
 
-def _generated_side(image_size: object) -> int:
-    """Side of the generated square images: the model's input side, 128 px for ``auto`` (which then keeps it)."""
-    if isinstance(image_size, list | tuple):
-        return max(int(side) for side in image_size)
-    return image_size if isinstance(image_size, int) else 128
-
-
 def _dataset_root(options: DemoOptions, output: Path, image_size: int) -> Path:
+    """``data_root``, or generated squares of side ``image_size`` under ``output``.
+
+    ``image_size`` is the model's longer input side (``auto``: the side of its pixel budget's square, which it keeps).
+    """
     if options.data_root is not None:
         return options.data_root
     counts = FAST_DATA if options.fast else DEMO_DATA
@@ -145,16 +139,15 @@ def _datamodule(config: RunConfig, root: Path, options: DemoOptions) -> Anomalib
     Thresholds are always learnt on a validation split taken from the test folder and never tested.
     """
     shared = {key: config.data[key] for key in SHARED_DATA_ARGS if key in config.data}
-    data_args = {"val_split_ratio": 0.3, **shared, "val_split_mode": "from_test", "seed": options.seed}
+    data_args = {"val_split_ratio": VAL_SPLIT_RATIO, **shared, "val_split_mode": "from_test", "seed": options.seed}
     return mvtec_layout_datamodule(root, options.category, "--data-root", **data_args)
 
 
 def _write_panels(model: Isstad, datamodule: AnomalibDataModule, path: Path) -> None:
     """Fig.-5-style panels for one test image of every defect type (and one good one)."""
     dataset = datamodule.test_data
-    chosen: dict[str, int] = {}
-    for index, image_path in enumerate(dataset.samples.image_path):
-        chosen.setdefault(Path(image_path).parent.name, index)  # the first image of every defect type
+    kinds = [Path(image_path).parent.name for image_path in dataset.samples.image_path]
+    chosen = {kind: kinds.index(kind) for kind in dict.fromkeys(kinds)}  # the first image of every defect type
     items = [dataset[i] for i in chosen.values()]
     transform = cast(Callable[[torch.Tensor], torch.Tensor], cast(PreProcessor, model.pre_processor).transform)
     images = torch.stack([transform(cast(torch.Tensor, item.image)) for item in items])

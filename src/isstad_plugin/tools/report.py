@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from isstad_plugin.model.torch_model import IsstadModel
 
 
-def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol: str) -> tuple[Path, Path]:
+def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol: str) -> None:
     """Write ``metrics.json`` and ``metrics.md`` (a two-column table under its title and protocol line).
 
     Args:
@@ -23,9 +23,6 @@ def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol
         folder: Output folder (created).
         title: Table title.
         protocol: One sentence saying how the numbers were obtained (data, epochs, selection).
-
-    Returns:
-        The JSON and Markdown paths.
     """
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / "metrics.json", folder / "metrics.md"
@@ -34,7 +31,6 @@ def write_metrics(metrics: Mapping[str, Any], folder: Path, title: str, protocol
         ["metric", "value"], list(metrics.items()), lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
     )
     md_path.write_text("\n".join([f"## {title}", "", f"Protocol: {protocol}", "", *table]) + "\n")
-    return json_path, md_path
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], cell: Callable[[Any], str]) -> list[str]:
@@ -43,13 +39,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], cell: C
     return lines + ["| " + " | ".join([str(row[0]), *map(cell, row[1:])]) + " |" for row in rows]
 
 
+@torch.no_grad()
 def save_panels(
     model: IsstadModel,
     images: torch.Tensor,
     masks: torch.Tensor | None,
     path: Path,
     titles: Sequence[str] | None = None,
-) -> Path:
+) -> Figure:
     """Save one row per image: input, E, P, S and ground truth (the paper's Fig. 5).
 
     E, P and S are drawn with one colour scale per column (0 to the 99.9th percentile over all rows), shown by a colour
@@ -63,24 +60,13 @@ def save_panels(
         titles: Optional row labels (e.g. the defect type).
 
     Returns:
-        ``path``.
+        The figure written to ``path``: five columns per image, a colour bar under E, P and S.
     """
-    return save_figure(panel_figure(model, images, masks, titles), path)
-
-
-@torch.no_grad()
-def panel_figure(
-    model: IsstadModel, images: torch.Tensor, masks: torch.Tensor | None, titles: Sequence[str] | None = None
-) -> Figure:
-    """The figure :func:`save_panels` saves: five columns per image, a colour bar under E, P and S."""
     model.eval()
     maps = model.anomaly_maps(images)
     pixels = images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-    columns: list[tuple[str, np.ndarray | None]] = [
-        ("E (reconstruction error)", _maps_or_none(maps.error)),
-        ("P (pixel classifier)", _maps_or_none(maps.probability)),
-        ("S = E ⊙ P", _maps_or_none(maps.score)),
-    ]
+    named = {"E (reconstruction error)": maps.error, "P (pixel classifier)": maps.probability, "S = E ⊙ P": maps.score}
+    columns = [(name, None if m is None else m[:, 0].float().cpu().numpy()) for name, m in named.items()]
     rows = len(images)
     aspect = images.shape[-2] / images.shape[-1]  # rows as high as the images: no gaps for long, narrow ones
     fig = Figure(figsize=(10, rows * (2.0 * aspect + 0.25) + 0.8), layout="constrained")
@@ -97,8 +83,9 @@ def panel_figure(
         _show(axes[row, 0], pixels[row].squeeze(), "input", cmap="gray")
         _show(axes[row, 4], None if masks is None else masks[row].float().cpu().numpy(), "GT", cmap="gray", vmax=1.0)
         axes[row, 0].set_ylabel(titles[row] if titles is not None else "", fontsize=9)
-    for col, name in enumerate(["input", *(name for name, _ in columns), "GT"]):
+    for col, name in enumerate(["input", *named, "GT"]):
         axes[0, col].set_title(name, fontsize=9)
+    save_figure(fig, path)
     return fig
 
 
@@ -139,10 +126,6 @@ def resized_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Masks ``(N, H, W)`` or ``(N, 1, H, W)`` resized to ``size`` by nearest neighbour: ``(N, *size)`` floats."""
     flat = masks.float().reshape(len(masks), 1, *masks.shape[-2:])
     return torch.nn.functional.interpolate(flat, size=tuple(size), mode="nearest")[:, 0]
-
-
-def _maps_or_none(maps: torch.Tensor | None) -> np.ndarray | None:
-    return None if maps is None else maps[:, 0].float().cpu().numpy()
 
 
 def _show(axis: Any, image: np.ndarray | None, name: str, cmap: str, vmax: float | None = None) -> Any:

@@ -6,6 +6,7 @@ lives in one place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -63,6 +64,10 @@ def stage_lengths(config: RunConfig) -> tuple[int, int, Unit]:
     The model's own rule applies (:class:`~isstad_plugin.model.schedule.StageSchedule`: unset ``stage1_epochs`` is the
     paper's 120).
     """
+    return StageSchedule.resolve(isstad_config(config.model)).lengths(config.trainer.get("max_epochs"))
+
+
+def isstad_config(model_options: Mapping[str, Any]) -> IsstadConfig:
+    """The :class:`~isstad_plugin.IsstadConfig` of a config's model options (anomalib's components left out)."""
     known = option_defaults()
-    options = IsstadConfig.from_options({key: value for key, value in config.model.items() if key in known})
-    return StageSchedule.resolve(options).lengths(config.trainer.get("max_epochs"))
+    return IsstadConfig.from_options({key: value for key, value in model_options.items() if key in known})

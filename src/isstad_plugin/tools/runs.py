@@ -24,6 +24,9 @@ from isstad_plugin.tools.devices import device_args
 from isstad_plugin.tools.run_config import RunConfig
 from isstad_plugin.training.precision import resolve_precision
 
+VAL_SPLIT_RATIO = 0.3
+"""The protocol's validation split: this share of the test folder, held out for thresholds and never tested."""
+
 
 @dataclass(frozen=True)
 class IsstadRun:
@@ -55,19 +58,17 @@ class IsstadRun:
         return Isstad(**self.model_options, **components)
 
     @property
-    def schedule_arguments(self) -> dict[str, Any]:
-        """What Lightning must be told for these lengths (:meth:`StageSchedule.trainer_arguments`)."""
-        return StageSchedule.trainer_arguments(self.stage1, self.stage2, self.unit)
+    def trainer_arguments(self) -> dict[str, Any]:
+        """What Lightning must be told for these lengths (:meth:`StageSchedule.trainer_arguments`) and the precision.
 
-    @property
-    def precision_arguments(self) -> dict[str, Any]:
-        """The config's precision, or the hardware's when it sets none."""
-        return {"precision": resolve_precision(self.config.trainer.get("precision"))}
+        The precision is the config's, or the hardware's when it sets none.
+        """
+        precision = resolve_precision(self.config.trainer.get("precision"))
+        return StageSchedule.trainer_arguments(self.stage1, self.stage2, self.unit) | {"precision": precision}
 
     def engine(self, root: Path, accelerator: str, devices: str | int, **settings: Any) -> Engine:
-        """Anomalib's ``Engine`` writing under ``root``, with the schedule's, the precision's and ``settings``."""
-        arguments = {**self.schedule_arguments, **self.precision_arguments, **device_args(accelerator, devices)}
-        return Engine(default_root_dir=root, **arguments, **settings)
+        """Anomalib's ``Engine`` under ``root``, with :attr:`trainer_arguments`, the devices and ``settings``."""
+        return Engine(default_root_dir=root, **self.trainer_arguments, **device_args(accelerator, devices), **settings)
 
 
 @dataclass
@@ -88,8 +89,7 @@ def fit_and_test(engine: Engine, model: AnomalibModule, datamodule: AnomalibData
     start = time.perf_counter()
     engine.fit(model, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
-    trainer = engine.trainer
-    if trainer.max_epochs is not None and trainer.current_epoch < trainer.max_epochs:
+    if engine.trainer.max_epochs is not None and engine.trainer.current_epoch < engine.trainer.max_epochs:
         engine.validate(model, datamodule=datamodule)
     start = time.perf_counter()
     metrics = {key: float(value) for key, value in engine.test(model, datamodule=datamodule)[0].items()}
